@@ -1,0 +1,43 @@
+//! Frames command lines out of the bytes a server reads.
+
+use bytes::BytesMut;
+
+use crate::line::LineFramer;
+use crate::{Command, ParseError};
+
+/// Incremental command parser for the server side.
+///
+/// A line ends only at CR LF: a bare LF is part of the line, as in Postfix's
+/// smtp-sink (`NOOP\nNOOP\r\n` is one unknown command).
+#[derive(Debug, Clone)]
+pub struct CommandParser {
+    framer: LineFramer,
+}
+
+impl CommandParser {
+    /// A parser that reports lines longer than `max_line` bytes (CRLF
+    /// excluded) as [`ParseError::LineTooLong`] without buffering them.
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            framer: LineFramer::new(max_line),
+        }
+    }
+
+    /// Takes one command line off the front of `buf`.
+    ///
+    /// Returns `Ok(None)` when no complete line is buffered yet. After a
+    /// `LineTooLong` error the rest of that line is skipped, so parsing can
+    /// go on if the caller chooses to.
+    ///
+    /// # Errors
+    /// [`ParseError::LineTooLong`], once per over-long line.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, ParseError> {
+        Ok(self.framer.next_line(buf)?.map(Command::from_line))
+    }
+}
+
+impl Default for CommandParser {
+    fn default() -> Self {
+        Self::new(crate::Limits::default().max_command_line)
+    }
+}
