@@ -88,8 +88,11 @@ impl Command {
             expected: "BDAT size [LAST]",
         };
         let mut words = Words::new(trim_blanks(&self.args));
+        // chunk-size = 1*DIGIT (RFC 3030): `u64::from_str` alone would also
+        // take a leading `+`.
         let size = words
             .next()
+            .filter(|w| w.iter().all(u8::is_ascii_digit))
             .and_then(|w| std::str::from_utf8(&w).ok()?.parse::<u64>().ok())
             .ok_or(EXPECTED)?;
         let last = match words.next() {
@@ -128,7 +131,7 @@ impl PathArgs {
         }
         let rest = trim_blanks(&rest.slice(keyword.len()..));
         let (path, after) = if rest.first() == Some(&b'<') {
-            let close = rest.iter().position(|&b| b == b'>').ok_or(err)?;
+            let close = closing_bracket(&rest).ok_or(err)?;
             (rest.slice(1..close), rest.slice(close + 1..))
         } else {
             let end = rest
@@ -145,6 +148,26 @@ impl PathArgs {
             params: Params(trim_blanks(&after)),
         })
     }
+}
+
+/// The offset of the `>` that closes the path opened by `path[0] == b'<'`.
+///
+/// A quoted local part may hold `>` and blanks, and a backslash escapes the
+/// next character inside quotes (RFC 5321 §4.1.2 `Quoted-string`), so the
+/// first `>` outside quotes is the one that counts.
+fn closing_bracket(path: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in path.iter().enumerate().skip(1) {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'>' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The arguments of AUTH.
