@@ -21,14 +21,15 @@ pub struct Run<T> {
 /// Feeds `parts` one after the other to `parse`, draining after each.
 ///
 /// `Ok(None)` must leave the buffer as it was unless `may_consume_on_none`
-/// (the command parser drops the body of an over-long line as it arrives).
-/// Recoverable errors are recorded and parsing goes on; any other error
-/// ends the run.
+/// (the command parser drops the body of an over-long line as it arrives;
+/// that is also the one parser whose errors are recoverable: it records
+/// them and goes on). For the other parsers any error ends the run.
 pub fn drive<T>(
     mut parse: impl FnMut(&mut BytesMut) -> Result<Option<T>, ParseError>,
     parts: &[&[u8]],
     may_consume_on_none: bool,
 ) -> Run<T> {
+    let recoverable = |e: &ParseError| may_consume_on_none && e.is_recoverable();
     let mut buf = BytesMut::new();
     let mut items = Vec::new();
     let mut steps = 0;
@@ -46,7 +47,7 @@ pub fn drive<T>(
                     }
                     break;
                 }
-                Err(e) if e.is_recoverable() => items.push(Err(e)),
+                Err(e) if recoverable(&e) => items.push(Err(e)),
                 Err(e) => {
                     items.push(Err(e));
                     return Run { items, rest: None };
