@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 mod command;
 mod command_parser;
 mod data;
