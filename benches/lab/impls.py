@@ -1,0 +1,98 @@
+"""The three implementations the lab runs (Postfix's programs, ours, and the
+ping-pong ceiling) and how each one is started for a point."""
+
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+
+
+def running_as_root():
+    return os.geteuid() == 0
+
+
+@dataclass
+class Endpoint:
+    """Where a point's server listens: a loopback TCP port or a unix socket."""
+
+    transport: str
+    port: int = 0
+    path: str = ""
+
+    @classmethod
+    def fresh(cls, transport, workdir, tag):
+        if transport == "unix":
+            return cls("unix", path=os.path.join(workdir, f"{tag}.sock"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return cls("tcp", port=port)
+
+    @property
+    def smtp_address(self):
+        """The address as smtp-source and smtp-sink spell it."""
+        return f"unix:{self.path}" if self.transport == "unix" else f"127.0.0.1:{self.port}"
+
+    @property
+    def pingpong_flags(self):
+        if self.transport == "unix":
+            return ["--unix", self.path]
+        return ["--tcp", f"127.0.0.1:{self.port}"]
+
+    def cleanup(self):
+        if self.transport == "unix":
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+@dataclass
+class Impl:
+    """A pair of programs: a source (client) and a sink (server)."""
+
+    name: str
+    source: str
+    sink: str
+    pingpong: bool = False
+
+    def sink_argv(self, point, endpoint, dump_dir, max_sessions=None):
+        if self.pingpong:
+            return [self.sink, "server", *endpoint.pingpong_flags, "--threads", point.sessions]
+        argv = [self.sink]
+        if running_as_root():
+            argv += ["-u", "nobody"]
+        if point.dump and dump_dir:
+            argv += ["-D", os.path.join(dump_dir, "dump")]
+        sessions = max_sessions or max(256, 2 * point.sessions)
+        argv += ["-m", sessions, endpoint.smtp_address, "1024"]
+        return argv
+
+    def source_argv(self, point, messages, endpoint):
+        flags = point.source_flags(messages)
+        if self.pingpong:
+            return [self.source, "client", *endpoint.pingpong_flags, *flags,
+                    "--helo", socket.gethostname()]
+        return [self.source, *flags, endpoint.smtp_address]
+
+
+def postfix():
+    def find(name):
+        path = shutil.which(name) or f"/usr/sbin/{name}"
+        if not os.access(path, os.X_OK):
+            raise FileNotFoundError(f"Postfix's {name} is not installed (apt-get install postfix)")
+        return path
+
+    return Impl("postfix", find("smtp-source"), find("smtp-sink"))
+
+
+def ours(target_dir):
+    return Impl(
+        "ours",
+        os.path.join(target_dir, "release", "smtp-source"),
+        os.path.join(target_dir, "release", "smtp-sink"),
+    )
+
+
+def ceiling(pingpong_binary):
+    return Impl("ceiling", pingpong_binary, pingpong_binary, pingpong=True)

@@ -1,0 +1,110 @@
+//! The ceiling of the performance lab: an SMTP-shaped ping-pong.
+//!
+//! A minimal client and a minimal server that exchange exactly the bytes and
+//! round trips of one lab point's conversation (greeting, HELO, MAIL,
+//! RCPT×r, DATA, headers+body+".", QUIT, a new connection per message unless
+//! `-d`) with no parsing beyond finding line and end-of-data terminators.
+//! Nothing real can be faster on the same machine, so every lab figure is
+//! also shown as a fraction of this one.
+//!
+//! It also hosts two small tools of the connection-scale test: `hold` opens
+//! many idle sessions (after EHLO) and keeps them, and `rtt` times a new
+//! client's round trips while they are held.
+//!
+//! Blocking `std::net` with one thread per session is used on purpose: with
+//! no pipelining every step is one write and one blocking read, which is the
+//! fewest syscalls and wake-ups a conversation can cost.
+//!
+//! Usage (the lab harness `benches/lab/run.py` drives it):
+//!   pingpong server (--tcp ADDR | --unix PATH) [--threads N]
+//!   pingpong client (--tcp ADDR | --unix PATH) -s N -m M [-d] [-r R] [-l L] [--helo NAME]
+//!   pingpong hold   --tcp ADDR --count N [--bind IP]
+//!   pingpong rtt    (--tcp ADDR | --unix PATH) [-n N]
+//!   pingpong spawn  --report FILE -- PROGRAM [ARGS...]
+//! Run with no mode (as `cargo bench` does) it runs a short demo of itself.
+
+mod args;
+mod client;
+mod hold;
+mod rtt;
+mod script;
+mod server;
+mod spawn;
+mod stream;
+
+use std::{process::ExitCode, time::Duration};
+
+use args::Args;
+use stream::Endpoint;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(mode) = argv.first().filter(|m| !m.starts_with('-')).cloned() else {
+        // `cargo bench` runs bench targets with `--bench`: show what the
+        // ceiling is on this machine instead of failing.
+        return report(demo());
+    };
+    if mode == "spawn" {
+        return match spawn::run(&argv[1..]) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => report(Err(e)),
+        };
+    }
+    let args = match Args::parse(&argv[1..]) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("pingpong: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match mode.as_str() {
+        "server" => args
+            .endpoint()
+            .and_then(|ep| server::run(&ep, args.threads)),
+        "client" => args.endpoint().and_then(|ep| {
+            let outcome = client::run(&ep, &args.client_config())?;
+            println!("{}", outcome.to_json());
+            Ok(())
+        }),
+        "hold" => hold::run(&args),
+        "rtt" => args.endpoint().and_then(|ep| {
+            let outcome = rtt::run(&ep, args.rounds)?;
+            println!("{}", outcome.to_json());
+            Ok(())
+        }),
+        other => Err(format!(
+            "unknown mode {other:?} (server, client, hold, rtt)"
+        )),
+    };
+    report(result)
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pingpong: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A two-second self-run at `-s 10 -d` on loopback TCP.
+fn demo() -> Result<(), String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("local_addr: {e}"))?;
+    server::spawn_pool(listener.into(), 10).map_err(|e| format!("server: {e}"))?;
+    let config = client::Config {
+        sessions: 10,
+        messages: 20_000,
+        keep_open: true,
+        ..client::Config::default()
+    };
+    let endpoint = Endpoint::Tcp(addr.to_string());
+    let outcome = client::run(&endpoint, &config)?;
+    println!("ceiling demo, -s 10 -d over TCP: {}", outcome.to_json());
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The ping-pong server: a pool of threads, each accepting one connection at
+//! a time and answering it with Postfix smtp-sink's reply bytes. It looks at
+//! nothing but line ends, the end-of-data mark and a command's first byte.
+
+use std::{io::Write, thread};
+
+use crate::{
+    script::{DATA_GO, DATA_OK, GREETING, HELO_OK, MAIL_OK, OTHER_OK, QUIT_OK, RCPT_OK},
+    stream::{read_line, Endpoint, Listener, Stream},
+};
+
+/// Serves until killed.
+pub(crate) fn run(endpoint: &Endpoint, threads: usize) -> Result<(), String> {
+    let listener = Listener::bind(endpoint).map_err(|e| format!("bind {endpoint:?}: {e}"))?;
+    let handles = spawn_pool(listener, threads).map_err(|e| format!("threads: {e}"))?;
+    for handle in handles {
+        let _ = handle.join();
+    }
+    Ok(())
+}
+
+/// One accepting thread per expected concurrent session: blocking accept on a
+/// shared listener wakes one thread per connection, with no hand-off.
+pub(crate) fn spawn_pool(
+    listener: Listener,
+    threads: usize,
+) -> std::io::Result<Vec<thread::JoinHandle<()>>> {
+    (0..threads.max(1))
+        .map(|_| {
+            let listener = listener.try_clone()?;
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || loop {
+                    match listener.accept() {
+                        Ok(stream) => {
+                            // A client that vanishes only ends its own session.
+                            let _ = serve(stream);
+                        }
+                        Err(e) => {
+                            eprintln!("pingpong: accept: {e}");
+                            thread::sleep(std::time::Duration::from_millis(10));
+                        }
+                    }
+                })
+        })
+        .collect()
+}
+
+fn serve(mut stream: Stream) -> std::io::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 64 * 1024];
+    stream.write_all(GREETING)?;
+    loop {
+        if !read_line(&mut stream, &mut line)? {
+            return Ok(());
+        }
+        let reply = match line.first() {
+            Some(b'H' | b'E' | b'L') => HELO_OK,
+            Some(b'M') => MAIL_OK,
+            Some(b'R') => RCPT_OK,
+            Some(b'D') => {
+                stream.write_all(DATA_GO)?;
+                if !skip_data(&mut stream, &mut chunk)? {
+                    return Ok(());
+                }
+                DATA_OK
+            }
+            Some(b'Q') => {
+                stream.write_all(QUIT_OK)?;
+                return Ok(());
+            }
+            _ => OTHER_OK,
+        };
+        stream.write_all(reply)?;
+    }
+}
+
+/// Reads message data up to CRLF "." CRLF. The client never pipelines, so
+/// the mark is always at the end of what has arrived; only the last five
+/// bytes are kept across reads.
+fn skip_data(stream: &mut Stream, chunk: &mut [u8]) -> std::io::Result<bool> {
+    use std::io::Read;
+    const END: &[u8] = b"\r\n.\r\n";
+    let mut tail = [0u8; 5];
+    let mut have = 0usize;
+    loop {
+        let n = stream.read(chunk)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let got = &chunk[..n];
+        if n >= 5 {
+            tail.copy_from_slice(&got[n - 5..]);
+            have = 5;
+        } else {
+            let keep = (5 - n).min(have);
+            tail.copy_within(have - keep..have, 0);
+            tail[keep..keep + n].copy_from_slice(got);
+            have = keep + n;
+        }
+        if have == 5 && tail == END {
+            return Ok(true);
+        }
+    }
+}

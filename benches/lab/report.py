@@ -1,0 +1,281 @@
+"""Results: medians per point and configuration, the CSV files, and the
+generated part of docs/performance.md."""
+
+import csv
+import os
+import platform
+import statistics
+import subprocess
+
+# (config, client, server): the five configurations measured at every point.
+CONFIGS = [
+    ("ceiling", "ceiling", "ceiling"),
+    ("postfix-pair", "postfix", "postfix"),
+    ("our-source", "ours", "postfix"),
+    ("our-sink", "postfix", "ours"),
+    ("our-pair", "ours", "ours"),
+]
+
+SUMMARY_COLUMNS = [
+    "date", "point", "transport", "sessions", "keep_open", "body_len", "rcpts", "dump",
+    "config", "client", "server", "reps", "messages", "msgs_per_s",
+    "client_cpu_s_per_1k", "server_cpu_s_per_1k", "client_maxrss_kib", "server_maxrss_kib",
+    "frac_of_ceiling", "ratio_vs_postfix", "cpu_ratio_vs_postfix",
+]
+
+RUN_COLUMNS = [
+    "date", "point", "config", "client", "server", "rep", "messages", "elapsed_s", "msgs_per_s",
+    "client_cpu_s", "server_cpu_s", "client_maxrss_kib", "server_maxrss_kib", "ok", "error",
+]
+
+SCALE_COLUMNS = [
+    "date", "test", "impl", "sessions", "holders", "rss_kib", "rss_idle_kib", "rss_per_session_kib",
+    "connect_greeting_us", "ehlo_us", "noop_median_us", "noop_p90_us", "messages", "elapsed_s",
+    "msgs_per_s", "client_cpu_s", "server_cpu_s", "client_maxrss_kib", "server_maxrss_kib", "note",
+]
+
+
+def summarize(points, runs, date):
+    """One row per (point, config) that has at least one good run."""
+    rows = []
+    for point in points:
+        medians = {}
+        for config, client, server in CONFIGS:
+            good = [r for r in runs if r.point == point.name and r.config == config and r.ok]
+            if not good:
+                continue
+            per_1k = lambda cpu, r: cpu / r.messages * 1000.0  # noqa: E731
+            medians[config] = {
+                "date": date,
+                "point": point.name,
+                "transport": point.transport,
+                "sessions": point.sessions,
+                "keep_open": int(point.keep_open),
+                "body_len": point.body_len,
+                "rcpts": point.rcpts,
+                "dump": int(point.dump),
+                "config": config,
+                "client": client,
+                "server": server,
+                "reps": len(good),
+                "messages": int(statistics.median(r.messages for r in good)),
+                "msgs_per_s": statistics.median(r.msgs_per_s for r in good),
+                "client_cpu_s_per_1k": statistics.median(per_1k(r.client_cpu_s, r) for r in good),
+                "server_cpu_s_per_1k": statistics.median(per_1k(r.server_cpu_s, r) for r in good),
+                "client_maxrss_kib": int(statistics.median(r.client_maxrss_kib for r in good)),
+                "server_maxrss_kib": int(statistics.median(r.server_maxrss_kib for r in good)),
+            }
+        ceiling = medians.get("ceiling")
+        postfix = medians.get("postfix-pair")
+        for config, row in medians.items():
+            row["frac_of_ceiling"] = row["msgs_per_s"] / ceiling["msgs_per_s"] if ceiling else ""
+            row["ratio_vs_postfix"] = row["msgs_per_s"] / postfix["msgs_per_s"] if postfix else ""
+            row["cpu_ratio_vs_postfix"] = cpu_ratio(config, row, postfix) if postfix else ""
+            rows.append(row)
+    return rows
+
+
+def cpu_ratio(config, row, postfix):
+    """CPU per message of the process under test against Postfix's program in
+    the same role: the fair figure when the other end is the bottleneck."""
+    if config == "our-source":
+        key = ["client_cpu_s_per_1k"]
+    elif config == "our-sink":
+        key = ["server_cpu_s_per_1k"]
+    else:
+        key = ["client_cpu_s_per_1k", "server_cpu_s_per_1k"]
+    ours = sum(row[k] for k in key)
+    theirs = sum(postfix[k] for k in key)
+    return ours / theirs if theirs > 0 else ""
+
+
+def write_csv(path, columns, rows):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: fmt(row.get(k, "")) for k in columns})
+
+
+def fmt(value):
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def run_rows(runs, date):
+    rows = []
+    for r in runs:
+        row = dict(vars(r))
+        row["date"] = date
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- machine --
+
+def machine():
+    info = {"kernel": platform.release(), "cores": os.cpu_count(), "cpu": "unknown"}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            info["memory"] = f"{kib / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    info["postfix"] = postfix_version()
+    return info
+
+
+def postfix_version():
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "postfix"],
+            capture_output=True, text=True, timeout=10,
+        )
+        if out.returncode == 0 and out.stdout:
+            return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return "unknown"
+
+
+# --------------------------------------------------------------- markdown --
+
+def _num(v, digits=0):
+    if v == "" or v is None:
+        return "—"
+    return f"{v:,.{digits}f}"
+
+
+def _pct(v):
+    return "—" if v == "" or v is None else f"{100 * v:.0f}%"
+
+
+def _x(v):
+    return "—" if v == "" or v is None else f"{v:.2f}×"
+
+
+def markdown(points, summary, scale_rows, meta):
+    by = {(r["point"], r["config"]): r for r in summary}
+    get = lambda p, c, k: by.get((p.name, c), {}).get(k, "")  # noqa: E731
+    out = []
+    out.append(f"Measured {meta['date']} on {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
+               f"{meta['machine'].get('memory', '?')}, Linux {meta['machine']['kernel']}; "
+               f"Postfix {meta['machine']['postfix']}. {meta['reps']} A/B-interleaved repetitions "
+               f"per point, medians; each run sized to about {meta['seconds']:g} s. "
+               f"Results: `{meta['results']}`.")
+    if meta.get("caveat"):
+        out.append("")
+        out.append(f"**Caveat:** {meta['caveat']}")
+    out.append("")
+    out.append("Reproduce (as root or not, from the repository root):")
+    out.append("")
+    out.append("```sh")
+    out.append(meta["command"])
+    out.append("```")
+    out.append("")
+    out.append("### Pair: source into sink, ours vs Postfix's, against the ceiling")
+    out.append("")
+    out.append("| point | ceiling msg/s | Postfix pair msg/s | % of ceiling | our pair msg/s | % of ceiling | ours/Postfix |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    for p in points:
+        out.append(
+            f"| `{p.name}` | {_num(get(p, 'ceiling', 'msgs_per_s'))} "
+            f"| {_num(get(p, 'postfix-pair', 'msgs_per_s'))} | {_pct(get(p, 'postfix-pair', 'frac_of_ceiling'))} "
+            f"| {_num(get(p, 'our-pair', 'msgs_per_s'))} | {_pct(get(p, 'our-pair', 'frac_of_ceiling'))} "
+            f"| {_x(get(p, 'our-pair', 'ratio_vs_postfix'))} |"
+        )
+    out.append("")
+    out.append("### Source alone: ours vs Postfix's smtp-source, both into Postfix's smtp-sink")
+    out.append("")
+    out.append("| point | Postfix source msg/s | our source msg/s | ours/Postfix | % of ceiling | source CPU s/1k msgs: Postfix | ours | ceiling client | peak RSS KiB: Postfix | ours |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in points:
+        out.append(
+            f"| `{p.name}` | {_num(get(p, 'postfix-pair', 'msgs_per_s'))} | {_num(get(p, 'our-source', 'msgs_per_s'))} "
+            f"| {_x(get(p, 'our-source', 'ratio_vs_postfix'))} | {_pct(get(p, 'our-source', 'frac_of_ceiling'))} "
+            f"| {_num(get(p, 'postfix-pair', 'client_cpu_s_per_1k'), 3)} | {_num(get(p, 'our-source', 'client_cpu_s_per_1k'), 3)} "
+            f"| {_num(get(p, 'ceiling', 'client_cpu_s_per_1k'), 3)} "
+            f"| {_num(get(p, 'postfix-pair', 'client_maxrss_kib'))} | {_num(get(p, 'our-source', 'client_maxrss_kib'))} |"
+        )
+    out.append("")
+    out.append("### Sink alone: Postfix's smtp-source into our sink vs into Postfix's")
+    out.append("")
+    out.append("| point | into Postfix sink msg/s | into our sink msg/s | ours/Postfix | % of ceiling | sink CPU s/1k msgs: Postfix | ours | ceiling server | sink CPU ours/Postfix | peak RSS KiB: Postfix | ours |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in points:
+        out.append(
+            f"| `{p.name}` | {_num(get(p, 'postfix-pair', 'msgs_per_s'))} | {_num(get(p, 'our-sink', 'msgs_per_s'))} "
+            f"| {_x(get(p, 'our-sink', 'ratio_vs_postfix'))} | {_pct(get(p, 'our-sink', 'frac_of_ceiling'))} "
+            f"| {_num(get(p, 'postfix-pair', 'server_cpu_s_per_1k'), 3)} | {_num(get(p, 'our-sink', 'server_cpu_s_per_1k'), 3)} "
+            f"| {_num(get(p, 'ceiling', 'server_cpu_s_per_1k'), 3)} | {_x(get(p, 'our-sink', 'cpu_ratio_vs_postfix'))} "
+            f"| {_num(get(p, 'postfix-pair', 'server_maxrss_kib'))} | {_num(get(p, 'our-sink', 'server_maxrss_kib'))} |"
+        )
+    out.append("")
+    out.append("### CPU seconds per 1,000 messages, client + server")
+    out.append("")
+    out.append("| point | ceiling | Postfix pair | our pair | our pair CPU / Postfix's |")
+    out.append("|---|---:|---:|---:|---:|")
+    for p in points:
+        tot = lambda c: (get(p, c, "client_cpu_s_per_1k") + get(p, c, "server_cpu_s_per_1k")  # noqa: E731
+                         if (p.name, c) in by else "")
+        out.append(
+            f"| `{p.name}` | {_num(tot('ceiling'), 3)} | {_num(tot('postfix-pair'), 3)} | {_num(tot('our-pair'), 3)} "
+            f"| {_x(get(p, 'our-pair', 'cpu_ratio_vs_postfix'))} |"
+        )
+    if scale_rows:
+        out.append("")
+        out.append(scale_markdown(scale_rows))
+    return "\n".join(out)
+
+
+def scale_markdown(rows):
+    out = ["### Connection scale: idle sessions held after EHLO", ""]
+    out.append("| sink | sessions | RSS KiB | RSS per session KiB | new client: connect+greeting µs | NOOP median µs | NOOP p90 µs | note |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        if r["test"] != "idle":
+            continue
+        out.append(
+            f"| {r['impl']} | {r['sessions']:,} | {_num(r['rss_kib'])} | {_num(r['rss_per_session_kib'], 1)} "
+            f"| {_num(r['connect_greeting_us'])} | {_num(r['noop_median_us'])} | {_num(r['noop_p90_us'])} | {r['note']} |"
+        )
+    busy = [r for r in rows if r["test"] == "sessions"]
+    if busy:
+        out.append("")
+        out.append("### Many concurrent sessions: source -s N -d into sink")
+        out.append("")
+        out.append("| pair | sessions | messages | msg/s | source CPU s | sink CPU s | source peak RSS KiB | sink peak RSS KiB | note |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in busy:
+            out.append(
+                f"| {r['impl']} | {r['sessions']:,} | {_num(r['messages'])} | {_num(r['msgs_per_s'])} "
+                f"| {_num(r['client_cpu_s'], 2)} | {_num(r['server_cpu_s'], 2)} | {_num(r['client_maxrss_kib'])} "
+                f"| {_num(r['server_maxrss_kib'])} | {r['note']} |"
+            )
+    return "\n".join(out)
+
+
+BEGIN = "<!-- lab:begin (generated by benches/lab/run.py; edits inside are overwritten) -->"
+END = "<!-- lab:end -->"
+
+
+def update_doc(path, generated):
+    """Replaces the generated block of docs/performance.md, keeping the prose."""
+    with open(path) as f:
+        text = f.read()
+    start = text.find(BEGIN)
+    stop = text.find(END)
+    if start < 0 or stop < start:
+        raise SystemExit(f"{path}: the markers {BEGIN!r} ... {END!r} are missing")
+    text = text[: start + len(BEGIN)] + "\n" + generated.rstrip() + "\n" + text[stop:]
+    with open(path, "w") as f:
+        f.write(text)

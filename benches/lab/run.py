@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""The performance lab: our smtp-source and smtp-sink against Postfix's, side by
+side on loopback, with the SMTP-shaped ping-pong ceiling at every point.
+
+    python3 benches/lab/run.py            # standard points + connection scale,
+                                          # results CSVs + docs/performance.md
+    python3 benches/lab/run.py --quick    # shorter runs, smaller scale test
+    python3 benches/lab/run.py --smoke --out DIR   # CI: one point, a few seconds
+    python3 benches/lab/run.py --points "-s 10 -d" "-s 1 -d" --no-scale
+    python3 benches/lab/run.py --matrix full      # the issue's 144 points
+
+Every point runs five configurations, interleaved (A/B) and repeated --reps
+times: the ceiling, Postfix's pair, our source into Postfix's sink, Postfix's
+source into our sink, and our pair. Each process is reaped with wait4, so its
+CPU time and peak RSS are its own. Every child is killed on every exit path.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+# Importing the modules below must not leave __pycache__ in the repository.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import impls  # noqa: E402
+import points as pts  # noqa: E402
+import procs  # noqa: E402
+import report  # noqa: E402
+from measure import Lab, calibrate, run_once  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="one point, tiny fixed runs (CI)")
+    ap.add_argument("--quick", action="store_true", help="1 s runs, scale test up to 5k sessions")
+    ap.add_argument("--points", nargs="+", metavar="NAME", help='points by name, e.g. "-s 10 -d"')
+    ap.add_argument("--matrix", choices=["standard", "full"], default="standard")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions per point (default 3)")
+    ap.add_argument("--seconds", type=float, default=None, help="target length of one run")
+    ap.add_argument("--no-scale", action="store_true", help="skip the connection-scale test")
+    ap.add_argument("--scale-only", action="store_true", help="only the connection-scale test")
+    ap.add_argument("--scale-counts", type=int, nargs="+", default=None,
+                    help="idle session counts for our sink (default 1000 5000 10000 19000)")
+    ap.add_argument("--require-ours", action="store_true",
+                    help="fail if our binaries do not build or run (default: skip their configs)")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--out", default=os.path.join(ROOT, "benches", "lab", "results"),
+                    help="directory for the results CSVs")
+    ap.add_argument("--doc", default=None,
+                    help="markdown file to regenerate (default docs/performance.md; none in --smoke)")
+    ap.add_argument("--caveat", default="", help="a sentence printed above the tables")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch dir (logs) for debugging")
+    args = ap.parse_args(argv)
+    if args.reps < 1:
+        ap.error("--reps must be at least 1")
+    if args.seconds is None:
+        args.seconds = 0.0 if args.smoke else (1.0 if args.quick else 3.0)
+    if args.doc is None and not args.smoke:
+        args.doc = os.path.join(ROOT, "docs", "performance.md")
+    return args
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cargo(*argv):
+    return subprocess.run(["cargo", *argv], cwd=ROOT, capture_output=True, text=True)
+
+
+def build(args):
+    """Builds our release binaries and the ping-pong bench; returns
+    (target_dir, pingpong path, why ours is unusable or None)."""
+    meta = cargo("metadata", "--format-version", "1", "--no-deps")
+    if meta.returncode != 0:
+        raise SystemExit(f"cargo metadata failed: {meta.stderr.strip()}")
+    target_dir = json.loads(meta.stdout)["target_directory"]
+    log("building the ping-pong ceiling (cargo bench --bench pingpong --no-run)")
+    bench = cargo("bench", "-p", "smtp-suite", "--bench", "pingpong", "--no-run",
+                  "--message-format=json")
+    if bench.returncode != 0:
+        raise SystemExit(f"building pingpong failed:\n{bench.stderr[-3000:]}")
+    pingpong = None
+    for line in bench.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == "pingpong":
+            pingpong = msg.get("executable") or pingpong
+    if not pingpong:
+        raise SystemExit("cargo did not report the pingpong executable")
+    why_not = None
+    if not args.no_build:
+        log("building ours (cargo build --release -p smtp-sink -p smtp-source)")
+        built = cargo("build", "--release", "-p", "smtp-sink", "-p", "smtp-source")
+        if built.returncode != 0:
+            why_not = "cargo build --release failed: " + " | ".join(built.stderr.strip().splitlines()[-3:])
+    return target_dir, pingpong, why_not
+
+
+def probe_ours(lab, ours, postfix):
+    """Our pair must deliver a few messages before it is measured."""
+    for binary in (ours.source, ours.sink):
+        if not os.access(binary, os.X_OK):
+            return f"{binary} is missing"
+    point = pts.Point(sessions=2)
+    for client, server in ((ours, ours), (ours, postfix), (postfix, ours)):
+        run = run_once(lab, point, "probe", client, server, 20, 0, timeout=30)
+        if not run.ok:
+            return f"{client.name} source into {server.name} sink: {run.error}"
+    return None
+
+
+def measure_points(args, lab, points, impl_by_name, ours_ok):
+    configs = [c for c in report.CONFIGS if ours_ok or "ours" not in (c[1], c[2])]
+    runs = []
+    for point in points:
+        log(f"point {point.name}")
+        sizes = {}
+        timeout = 60.0 if args.smoke else max(60.0, 20 * args.seconds)
+        for config, client, server in configs:
+            c, s = impl_by_name[client], impl_by_name[server]
+            if args.smoke:
+                sizes[config] = 2000
+                continue
+            messages, trial = calibrate(lab, point, config, c, s, args.seconds, timeout)
+            if messages is None:
+                log(f"  {config}: calibration failed: {trial.error}")
+                runs.append(trial)
+                continue
+            sizes[config] = messages
+        for rep in range(args.reps):
+            # Rotate the order each repetition: A/B interleaving without a
+            # fixed position for anyone.
+            order = configs[rep % len(configs):] + configs[: rep % len(configs)]
+            for config, client, server in order:
+                if config not in sizes:
+                    continue
+                run = run_once(lab, point, config, impl_by_name[client], impl_by_name[server],
+                               sizes[config], rep, timeout)
+                runs.append(run)
+                status = f"{run.msgs_per_s:10,.0f} msg/s" if run.ok else f"FAILED: {run.error}"
+                log(f"  rep {rep} {config:13} m={sizes[config]:<8} {status}")
+    return runs
+
+
+def main(argv=None):
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    procs.install_cleanup()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < 20000:
+        log(f"note: open files capped at {hard}; scale counts above it are skipped")
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    date = started.strftime("%Y-%m-%dT%H:%MZ")
+    stamp = started.strftime("%Y-%m-%d-%H%M")
+
+    if args.smoke:
+        points = pts.SMOKE
+    elif args.points:
+        pool = pts.full_matrix() + pts.STANDARD
+        points = pts.select(args.points, pool)
+    elif args.matrix == "full":
+        points = pts.full_matrix()
+    else:
+        points = pts.STANDARD
+
+    target_dir, pingpong, why_not = build(args)
+    procs.LAUNCHER = pingpong
+    postfix = impls.postfix()
+    ours = impls.ours(target_dir)
+    ceiling = impls.ceiling(pingpong)
+    impl_by_name = {"postfix": postfix, "ours": ours, "ceiling": ceiling}
+
+    lab = Lab(keep=args.keep)
+    try:
+        if why_not is None:
+            why_not = probe_ours(lab, ours, postfix)
+        ours_ok = why_not is None
+        if not ours_ok:
+            if args.require_ours:
+                raise SystemExit(f"our binaries are not usable: {why_not}")
+            log(f"our binaries are not usable, measuring Postfix and the ceiling only: {why_not}")
+
+        runs = [] if args.scale_only else measure_points(args, lab, points, impl_by_name, ours_ok)
+        summary = report.summarize(points, runs, date)
+
+        scale_rows = []
+        if not (args.no_scale or args.smoke):
+            import scale
+
+            scale_rows = scale.run_all(args, lab, impl_by_name, ours_ok, date, log)
+    finally:
+        procs.kill_all()
+        lab.close()
+
+    os.makedirs(args.out, exist_ok=True)
+    paths = {}
+    if not args.scale_only:
+        paths["summary"] = os.path.join(args.out, f"{stamp}.csv")
+        paths["runs"] = os.path.join(args.out, f"{stamp}-runs.csv")
+        report.write_csv(paths["summary"], report.SUMMARY_COLUMNS, summary)
+        report.write_csv(paths["runs"], report.RUN_COLUMNS, report.run_rows(runs, date))
+    if scale_rows:
+        paths["scale"] = os.path.join(args.out, f"{stamp}-scale.csv")
+        report.write_csv(paths["scale"], report.SCALE_COLUMNS, scale_rows)
+    for kind, path in paths.items():
+        log(f"wrote {kind}: {path}")
+
+    if args.doc:
+        caveat = args.caveat
+        if not ours_ok:
+            caveat = (caveat + " " if caveat else "") + f"Our binaries were not measured: {why_not}."
+        meta = {
+            "date": date,
+            "machine": report.machine(),
+            "reps": args.reps,
+            "seconds": args.seconds,
+            "results": ", ".join(f"benches/lab/results/{os.path.basename(p)}" for p in paths.values()),
+            "command": "python3 benches/lab/run.py " + " ".join(quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+            "caveat": caveat,
+        }
+        report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
+        log(f"updated {args.doc}")
+
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        log(f"{len(failed)} run(s) failed; first: {failed[0].config} at {failed[0].point}: {failed[0].error}")
+    if args.smoke and (failed or not summary):
+        return 1
+    return 0
+
+
+def quote(arg):
+    return arg if arg and all(c.isalnum() or c in "-_./=" for c in arg) else repr(arg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
