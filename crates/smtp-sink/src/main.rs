@@ -1,2 +1,100 @@
-//! Placeholder until its issue lands.
-fn main() {}
+//! smtp-sink: parse, set up logging, bind, drop privileges, run.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use smtp_sink::cli::Cli;
+use smtp_sink::config::ConfigError;
+use smtp_sink::{listener, Config, Error};
+
+mod logging;
+
+fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let prog = argv.first().map_or_else(
+        || "smtp-sink".to_owned(),
+        |a| a.to_string_lossy().into_owned(),
+    );
+    let cli = match Cli::try_parse_ordered(&argv) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            eprintln!("{prog}: error: {first}");
+            return fatal(
+                &prog,
+                &ConfigError::Usage {
+                    prog: prog.clone(),
+                    detail: None,
+                }
+                .into(),
+            );
+        }
+    };
+    logging::init(&prog, cli.verbose);
+    match start(cli, &prog) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(&prog, &e),
+    }
+}
+
+fn fatal(prog: &str, e: &Error) -> ExitCode {
+    if let Error::Config(ConfigError::Usage {
+        detail: Some(d), ..
+    }) = e
+    {
+        eprintln!("{prog}: error: {d}");
+    }
+    eprintln!("{prog}: fatal: {e}");
+    ExitCode::FAILURE
+}
+
+fn start(cli: Cli, prog: &str) -> Result<(), Error> {
+    let cfg = Arc::new(Config::from_cli(
+        cli,
+        prog,
+        nix::unistd::geteuid().as_raw(),
+    )?);
+    // Zone files cannot be read after a chroot.
+    smtp_proto::time::init_time_zone();
+    if let Some(ident) = &cfg.syslog_ident {
+        smtp_sink::syslog::open(ident);
+    }
+    let bound = listener::bind(&cfg)?;
+    listener::drop_privileges(cfg.user.as_deref(), cfg.root_dir.as_deref())?;
+    let runtime = if cfg.threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(Error::Runtime)?;
+    runtime.block_on(smtp_sink::run(cfg, bound, shutdown_signal()))?;
+    // Sessions still running are cut, as when Postfix's sink exits.
+    runtime.shutdown_background();
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,713 @@
+//! The validated configuration, built from [`Cli`] with Postfix's checks
+//! and error texts. Nothing after this module sees clap types.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::cli::Cli;
+use crate::policy::{Delay, Policy, SinkCmd};
+use crate::replies::Replies;
+
+/// Why a command line was refused. `Display` is Postfix's text, which the
+/// binary prints as `<argv0>: fatal: <text>` (after an `error:` line for
+/// [`ConfigError::Usage`] with a detail).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// Postfix's usage message, optionally after an `error:` line.
+    #[error("usage: {prog} [-468acCeEFLpPv] [-A abort_delay] [-b soft_bounce_reply] [-B hard_bounce_reply] [-d dump-template] [-D dump-template] [-f commands] [-h hostname] [-m max_concurrency] [-M message_quit_count] [-n quit_count] [-q commands] [-r commands] [-R root-dir] [-s commands] [-S start-string] [-u user_privs] [-w delay] [host]:port backlog")]
+    Usage {
+        /// argv[0].
+        prog: String,
+        /// Printed first as `<argv0>: error: <detail>`.
+        detail: Option<String>,
+    },
+    /// Any other fatal error, with Postfix's text.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `unix:/path`.
+    Unix(PathBuf),
+    /// `[inet:][host]:port`; no host means the wildcard address.
+    Inet {
+        /// Host name or address, without brackets.
+        host: Option<String>,
+        /// The port, numeric or a service name from /etc/services.
+        port: u16,
+        /// The address as given, for messages.
+        text: String,
+    },
+}
+
+/// Which address families `-4`/`-6` allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Both (the default).
+    Any,
+    /// `-4`.
+    V4,
+    /// `-6`.
+    V6,
+}
+
+/// The dump options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpConfig {
+    /// The strftime template.
+    pub template: String,
+    /// `-D`: append to a shared file instead of one file per transaction.
+    pub shared: bool,
+    /// `-S`, unescaped, written first in each record.
+    pub start_string: Option<Bytes>,
+}
+
+/// Everything the sink needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// argv[0], for messages.
+    pub prog: String,
+    /// The listening address.
+    pub listen: ListenAddr,
+    /// `-4`/`-6`.
+    pub family: Family,
+    /// The listen(2) backlog.
+    pub backlog: i32,
+    /// `-h`.
+    pub hostname: Bytes,
+    /// `-L`.
+    pub lmtp: bool,
+    /// The per-command rules.
+    pub policy: Policy,
+    /// Every reply, encoded once.
+    pub replies: Replies,
+    /// `-A`: seconds after 354 before "550 This violates SMTP".
+    pub abort_delay: Option<u32>,
+    /// `-H`: seconds to stop reading after 354.
+    pub data_read_delay: u32,
+    /// `-c`.
+    pub show_count: bool,
+    /// `-m`.
+    pub max_clients: usize,
+    /// `-M`, 0 when off.
+    pub max_messages: u64,
+    /// `-n`, 0 when off.
+    pub max_sessions: u64,
+    /// `-d`/`-D`.
+    pub dump: Option<DumpConfig>,
+    /// `-t`.
+    pub timeout: Duration,
+    /// `-T`.
+    pub window_size: Option<usize>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-R`.
+    pub root_dir: Option<PathBuf>,
+    /// `-v` count.
+    pub verbose: u8,
+    /// `-s` was given: open syslog with this ident (basename of argv0).
+    pub syslog_ident: Option<String>,
+    /// `--threads`.
+    pub threads: usize,
+}
+
+/// C's atoi: leading blanks, an optional sign, then digits; anything else
+/// ends the number, and no digits give 0.
+pub fn atoi(s: &str) -> i64 {
+    let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut n: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    let n = if neg { -n } else { n };
+    // C's int: values that do not fit wrap or saturate; clamp them.
+    n.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+}
+
+/// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
+/// (the first 0-7), any other `\x` is x, a trailing `\` is dropped. The
+/// result is cut at the first NUL, as a C string is.
+pub fn unescape(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let mut ch = input[i];
+        i += 1;
+        if ch == b'\\' {
+            let Some(&next) = input.get(i) else { break };
+            i += 1;
+            ch = match next {
+                b'a' => 0x07,
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'v' => 0x0b,
+                b'0'..=b'7' => {
+                    let mut val = u32::from(next - b'0');
+                    let mut n = 0;
+                    while n < 2 {
+                        match input.get(i) {
+                            Some(&d @ b'0'..=b'7') => {
+                                val = (val << 3) | u32::from(d - b'0');
+                                i += 1;
+                                n += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    (val & 0xff) as u8
+                }
+                other => other,
+            };
+        }
+        if ch == 0 {
+            break;
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Splits a command list on commas and white space (Postfix's
+/// CHARS_COMMA_SP) and looks each name up.
+fn commands(list: &str) -> Result<Vec<SinkCmd>, ConfigError> {
+    list.split([',', ' ', '\t', '\r', '\n'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            SinkCmd::lookup(w.as_bytes())
+                .ok_or_else(|| ConfigError::Fatal(format!("unknown command: {w}")))
+        })
+        .collect()
+}
+
+/// Checks a -b/-B reply: it starts with `first` and has exactly three
+/// leading digits.
+fn check_reply(reply: &[u8], first: u8) -> bool {
+    reply.first() == Some(&first) && reply.iter().take_while(|b| b.is_ascii_digit()).count() == 3
+}
+
+fn positive(value: &str, what: &str) -> Result<u32, ConfigError> {
+    let n = atoi(value);
+    if n <= 0 {
+        return Err(ConfigError::Fatal(format!("{what}: {value}")));
+    }
+    Ok(u32::try_from(n).expect("clamped to i32"))
+}
+
+/// Parses `[inet:][host]:port` or `unix:/path` as Postfix's host_port().
+pub fn parse_listen(addr: &str) -> Result<ListenAddr, ConfigError> {
+    if let Some(path) = addr.strip_prefix("unix:") {
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    let text = addr.strip_prefix("inet:").unwrap_or(addr);
+    let fail = |why: &str| ConfigError::Fatal(format!("{text}: {why}"));
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let rest = rest
+            .strip_prefix("ipv6:")
+            .or_else(|| rest.strip_prefix("IPv6:"))
+            .unwrap_or(rest);
+        let (host, after) = rest.split_once(']').ok_or_else(|| fail("missing \"]\""))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p,
+            None if after.is_empty() => "",
+            None => return Err(fail("garbage after \"]\"")),
+        };
+        (host, port)
+    } else if let Some((host, port)) = text.rsplit_once(':') {
+        (host, port)
+    } else {
+        ("", text)
+    };
+    if port.is_empty() {
+        return Err(fail("missing service information"));
+    }
+    let port = if port.as_bytes()[0].is_ascii_digit() {
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(fail("garbage after numerical service"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| fail("port number out of range (1-65535)"))?
+    } else {
+        service_port(port).ok_or_else(|| fail("Servname not supported for ai_socktype"))?
+    };
+    Ok(ListenAddr::Inet {
+        host: (!host.is_empty()).then(|| host.to_owned()),
+        port,
+        text: text.to_owned(),
+    })
+}
+
+/// Looks a TCP service name up in /etc/services.
+fn service_port(name: &str) -> Option<u16> {
+    let services = std::fs::read_to_string("/etc/services").ok()?;
+    services.lines().find_map(|line| {
+        let line = line.split('#').next()?;
+        let mut words = line.split_whitespace();
+        let official = words.next()?;
+        let (port, proto) = words.next()?.split_once('/')?;
+        let matches = official == name || words.any(|alias| alias == name);
+        (matches && proto == "tcp").then(|| port.parse().ok())?
+    })
+}
+
+fn bytes_of(s: &OsString) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+impl Config {
+    /// Validates `cli` the way Postfix's smtp-sink does. `euid` decides
+    /// whether `-u` is required.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] with Postfix's message.
+    pub fn from_cli(cli: Cli, prog: &str, euid: u32) -> Result<Config, ConfigError> {
+        let usage = |detail: Option<String>| ConfigError::Usage {
+            prog: prog.to_owned(),
+            detail,
+        };
+        let abort_delay = match &cli.abort_delay {
+            None => None,
+            Some(a) if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(u32::try_from(atoi(a)).map_err(|_| usage(None))?)
+            }
+            Some(_) => return Err(usage(None)),
+        };
+        let soft = match &cli.soft_reply {
+            Some(r) if !check_reply(r.as_bytes(), b'4') => {
+                return Err(usage(Some(format!(
+                    "bad soft error reply: {}",
+                    r.to_string_lossy()
+                ))))
+            }
+            Some(r) => bytes_of(r),
+            None => Bytes::from_static(b"450 4.3.0 Error: command failed"),
+        };
+        let hard = match &cli.hard_reply {
+            Some(r) if !check_reply(r.as_bytes(), b'5') => {
+                return Err(usage(Some(format!(
+                    "bad hard error reply: {}",
+                    r.to_string_lossy()
+                ))))
+            }
+            Some(r) => bytes_of(r),
+            None => Bytes::from_static(b"500 5.3.0 Error: command failed"),
+        };
+        let data_read_delay = match &cli.data_read_delay {
+            Some(h) => positive(h, "bad data read delay")?,
+            None => 0,
+        };
+        let max_clients = match &cli.max_clients {
+            Some(m) => positive(m, "bad concurrency limit")? as usize,
+            None => 256,
+        };
+        let max_messages = match &cli.max_messages {
+            Some(m) => u64::from(positive(m, "bad message quit count")?),
+            None => 0,
+        };
+        let max_sessions = match &cli.max_sessions {
+            Some(n) => u64::from(positive(n, "bad quit count")?),
+            None => 0,
+        };
+        let timeout = match &cli.timeout {
+            Some(t) => positive(t, "bad timeout")?,
+            None => 100,
+        };
+        let window_size = match &cli.window_size {
+            Some(t) => Some(positive(t, "bad TCP window size")? as usize),
+            None => None,
+        };
+
+        let mut policy = Policy::default();
+        if cli.no_xclient {
+            policy.rule_mut(SinkCmd::Xclient).enabled = false;
+        }
+        if cli.no_xforward {
+            policy.rule_mut(SinkCmd::Xforward).enabled = false;
+        }
+        for list in &cli.hard {
+            for cmd in commands(list)? {
+                policy.rule_mut(cmd).hard = true;
+            }
+        }
+        for list in &cli.soft {
+            for cmd in commands(list)? {
+                policy.rule_mut(cmd).soft = true;
+            }
+        }
+        for list in &cli.drop {
+            for cmd in commands(list)? {
+                policy.rule_mut(cmd).drop = true;
+            }
+        }
+        for list in &cli.close {
+            for cmd in commands(list)? {
+                policy.rule_mut(cmd).close = true;
+            }
+        }
+        for list in &cli.syslog {
+            for cmd in commands(list)? {
+                policy.rule_mut(cmd).syslog = true;
+            }
+        }
+        for (is_w, spec) in &cli.delay_order {
+            let (cmd, delay) = if *is_w {
+                let d = atoi(spec);
+                if d <= 0 {
+                    return Err(usage(None));
+                }
+                (
+                    SinkCmd::Data,
+                    Delay {
+                        seconds: u32::try_from(d).expect("positive i32"),
+                        odds: 0,
+                    },
+                )
+            } else {
+                parse_delay(spec)?
+            };
+            policy.rule_mut(cmd).delay = delay;
+        }
+
+        // Positional arguments.
+        if cli.args.len() != 2 {
+            return Err(usage(None));
+        }
+        let backlog = atoi(&cli.args[1]);
+        if backlog <= 0 {
+            return Err(usage(None));
+        }
+        if cli.dump.is_some() && cli.dump_shared.is_some() {
+            return Err(ConfigError::Fatal(
+                "use only one of -d or -D, but not both".to_owned(),
+            ));
+        }
+        if euid == 0 && cli.user.is_none() {
+            return Err(ConfigError::Fatal(
+                "-u option is required if running as root".to_owned(),
+            ));
+        }
+
+        let esmtp_disabled = cli.no_esmtp || cli.pix;
+        let hello: &[SinkCmd] = if cli.lmtp {
+            &[SinkCmd::Lhlo]
+        } else if esmtp_disabled {
+            &[SinkCmd::Helo]
+        } else {
+            &[SinkCmd::Helo, SinkCmd::Ehlo]
+        };
+        for cmd in hello {
+            policy.rule_mut(*cmd).enabled = true;
+        }
+        let hostname = cli
+            .hostname
+            .as_ref()
+            .map_or(Bytes::from_static(b"smtp-sink"), bytes_of);
+        let replies = Replies::new(&crate::replies::ReplyOptions {
+            hostname: &hostname,
+            pix: cli.pix,
+            esmtp: !esmtp_disabled,
+            pipelining: !(cli.no_pipelining || !cli.hard.is_empty() || !cli.soft.is_empty()),
+            eight_bit_mime: !cli.no_8bitmime,
+            auth: !cli.no_auth,
+            xclient: !cli.no_xclient,
+            xforward: !cli.no_xforward,
+            enhanced_status_codes: !cli.no_enhanced,
+            dsn: !cli.no_dsn,
+            soft: &soft,
+            hard: &hard,
+        });
+        let listen = parse_listen(&cli.args[0])?;
+        let dump = match (&cli.dump, &cli.dump_shared) {
+            (Some(t), None) => Some((t.clone(), false)),
+            (None, Some(t)) => Some((t.clone(), true)),
+            _ => None,
+        }
+        .map(|(template, shared)| DumpConfig {
+            template,
+            shared,
+            start_string: cli
+                .start_string
+                .as_ref()
+                .map(|s| Bytes::from(unescape(s.as_bytes()))),
+        });
+        let family = if cli.ipv6 && !cli.ipv4 {
+            Family::V6
+        } else if cli.ipv4 && !cli.ipv6 {
+            Family::V4
+        } else if cli.ipv4 && cli.ipv6 {
+            // Postfix: the last of -4/-6 wins; clap does not keep the
+            // order of two different flags, so both means "any".
+            Family::Any
+        } else {
+            Family::Any
+        };
+        let syslog_ident = (!cli.syslog.is_empty()).then(|| {
+            std::path::Path::new(prog)
+                .file_name()
+                .map_or_else(|| prog.to_owned(), |n| n.to_string_lossy().into_owned())
+        });
+        Ok(Config {
+            prog: prog.to_owned(),
+            listen,
+            family,
+            backlog: i32::try_from(backlog).expect("clamped to i32"),
+            hostname,
+            lmtp: cli.lmtp,
+            policy,
+            replies,
+            abort_delay,
+            data_read_delay,
+            show_count: cli.count > 0,
+            max_clients,
+            max_messages,
+            max_sessions,
+            dump,
+            timeout: Duration::from_secs(u64::from(timeout)),
+            window_size,
+            user: cli.user,
+            root_dir: cli.root_dir.map(PathBuf::from),
+            verbose: cli.verbose,
+            syslog_ident,
+            threads: cli.threads,
+        })
+    }
+}
+
+/// Parses `cmd:delay[:odds]` with Postfix's checks and texts.
+fn parse_delay(spec: &str) -> Result<(SinkCmd, Delay), ConfigError> {
+    // mystrtok with ":" skips empty fields.
+    let mut fields = spec.split(':').filter(|f| !f.is_empty());
+    let (Some(cmd), Some(delay)) = (fields.next(), fields.next()) else {
+        return Err(ConfigError::Fatal(format!(
+            "invalid command delay argument: {spec}"
+        )));
+    };
+    // The odds are the rest of the string, leading ":" skipped.
+    let odds_text = {
+        let after_cmd = spec.trim_start_matches(':')[cmd.len()..].trim_start_matches(':');
+        let after_delay = &after_cmd[delay.len()..];
+        after_delay.trim_start_matches(':')
+    };
+    let cmd = SinkCmd::lookup(cmd.as_bytes())
+        .ok_or_else(|| ConfigError::Fatal(format!("unknown command: {cmd}")))?;
+    let delay = atoi(delay);
+    let odds = if odds_text.is_empty() {
+        0
+    } else {
+        atoi(odds_text)
+    };
+    if delay <= 0 {
+        return Err(ConfigError::Fatal(format!("non-positive '{}' delay", cmd)));
+    }
+    if !(0..=99).contains(&odds) {
+        return Err(ConfigError::Fatal(format!(
+            "delay odds for '{}' out of range",
+            cmd
+        )));
+    }
+    Ok((
+        cmd,
+        Delay {
+            seconds: u32::try_from(delay).expect("positive i32"),
+            odds: u8::try_from(odds).expect("0..=99"),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Result<Config, ConfigError> {
+        let argv = std::iter::once("smtp-sink").chain(args.iter().copied());
+        let cli = Cli::try_parse_ordered(argv).expect("clap accepts it");
+        Config::from_cli(cli, "smtp-sink", 1000)
+    }
+
+    fn fatal(args: &[&str]) -> String {
+        match cfg(args) {
+            Err(ConfigError::Fatal(m)) => m,
+            Err(ConfigError::Usage { detail, .. }) => format!("usage {detail:?}"),
+            Ok(_) => panic!("{args:?} was accepted"),
+        }
+    }
+
+    #[test]
+    fn atoi_is_c_atoi() {
+        for (s, n) in [
+            ("10", 10),
+            ("  7x", 7),
+            ("x", 0),
+            ("-3", -3),
+            ("+4", 4),
+            ("", 0),
+            ("99999999999", i64::from(i32::MAX)),
+        ] {
+            assert_eq!(atoi(s), n, "{s}");
+        }
+    }
+
+    #[test]
+    fn unescape_follows_postfix() {
+        for (input, out) in [
+            (&br"START\tX\\n\101\n"[..], &b"START\tX\\nA\n"[..]),
+            (br"\a\b\f\r\v", b"\x07\x08\x0c\r\x0b"),
+            (br"\0101", b"\x081"),
+            (br"\18", b"\x018"),
+            (br"\q\", b"q"),
+            (br"a\0b", b"a"),
+            (br"\777", b"\xff"),
+        ] {
+            assert_eq!(unescape(input), out, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn postfix_error_texts() {
+        for (args, text) in [
+            (
+                &["-b", "550 no", ":25", "1"][..],
+                "usage Some(\"bad soft error reply: 550 no\")",
+            ),
+            (
+                &["-b", "4000 no", ":25", "1"],
+                "usage Some(\"bad soft error reply: 4000 no\")",
+            ),
+            (
+                &["-B", "450 x", ":25", "1"],
+                "usage Some(\"bad hard error reply: 450 x\")",
+            ),
+            (&["-f", "mail,expn", ":25", "1"], "unknown command: expn"),
+            (&["-q", "bogus", ":25", "1"], "unknown command: bogus"),
+            (
+                &["-d", "a", "-D", "b", ":25", "1"],
+                "use only one of -d or -D, but not both",
+            ),
+            (
+                &["-W", "helo", ":25", "1"],
+                "invalid command delay argument: helo",
+            ),
+            (&["-W", "helo:0", ":25", "1"], "non-positive 'helo' delay"),
+            (
+                &["-W", "helo:1:100", ":25", "1"],
+                "delay odds for 'helo' out of range",
+            ),
+            (&["-W", "xyz:1", ":25", "1"], "unknown command: xyz"),
+            (&["-m", "0", ":25", "1"], "bad concurrency limit: 0"),
+            (&["-t", "x", ":25", "1"], "bad timeout: x"),
+            (&["-n", "-1", ":25", "1"], "bad quit count: -1"),
+            (&["-M", "0", ":25", "1"], "bad message quit count: 0"),
+            (&["-H", "0", ":25", "1"], "bad data read delay: 0"),
+            (&["-T", "0", ":25", "1"], "bad TCP window size: 0"),
+            (&["-A", "1x", ":25", "1"], "usage None"),
+            (&["-w", "0", ":25", "1"], "usage None"),
+            (&[":25"], "usage None"),
+            (&[":25", "0"], "usage None"),
+            (&["[::1:25", "1"], "[::1:25: missing \"]\""),
+            (&["1x", "1"], "1x: garbage after numerical service"),
+        ] {
+            assert_eq!(fatal(args), text, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn root_needs_u() {
+        let cli = Cli::try_parse_ordered(["smtp-sink", ":25", "1"]).expect("parses");
+        let err = Config::from_cli(cli, "smtp-sink", 0).expect_err("refused");
+        assert_eq!(err.to_string(), "-u option is required if running as root");
+    }
+
+    #[test]
+    fn getopt_style_bundles_and_attached_values() {
+        let c = cfg(&["-cLe8", "-t5", "-h", "-dash-", "-b", "-x"])
+            .err()
+            .map(|e| e.to_string());
+        // "-b -x" takes "-x" as the value, which is a bad soft reply.
+        assert!(c.is_some());
+        let c = cfg(&[
+            "-cL8",
+            "-t5",
+            "-h",
+            "-dash-",
+            "-W",
+            "helo:1",
+            "-w",
+            "2",
+            "127.0.0.1:2525",
+            "10",
+        ])
+        .expect("valid");
+        assert!(c.show_count && c.lmtp);
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(&c.hostname[..], b"-dash-");
+        assert_eq!(c.policy.rule(SinkCmd::Helo).delay.seconds, 1);
+        assert_eq!(c.policy.rule(SinkCmd::Data).delay.seconds, 2);
+        // -W after -w wins for data, and the reverse.
+        let c = cfg(&["-w", "2", "-W", "data:7:10", ":25", "1"]).expect("valid");
+        assert_eq!(
+            c.policy.rule(SinkCmd::Data).delay,
+            Delay {
+                seconds: 7,
+                odds: 10
+            }
+        );
+        let c = cfg(&["-W", "data:7:10", "-w", "2", ":25", "1"]).expect("valid");
+        assert_eq!(
+            c.policy.rule(SinkCmd::Data).delay,
+            Delay {
+                seconds: 2,
+                odds: 0
+            }
+        );
+        let c = cfg(&["-h", "a", "-h", "b", ":25", "1"]).expect("last -h wins");
+        assert_eq!(&c.hostname[..], b"b");
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let inet = |host: Option<&str>, port: u16, text: &str| ListenAddr::Inet {
+            host: host.map(str::to_owned),
+            port,
+            text: text.to_owned(),
+        };
+        for (arg, want) in [
+            ("2525", inet(None, 2525, "2525")),
+            (":2525", inet(None, 2525, ":2525")),
+            (
+                "inet:127.0.0.1:2525",
+                inet(Some("127.0.0.1"), 2525, "127.0.0.1:2525"),
+            ),
+            ("[::1]:2525", inet(Some("::1"), 2525, "[::1]:2525")),
+            ("unix:/tmp/s", ListenAddr::Unix(PathBuf::from("/tmp/s"))),
+        ] {
+            assert_eq!(parse_listen(arg).expect(arg), want, "{arg}");
+        }
+        assert!(parse_listen("1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn f_and_r_imply_no_pipelining_and_protocol_enables_hello() {
+        let c = cfg(&["-f", "rcpt .", ":25", "1"]).expect("valid");
+        assert!(!c.replies.ehlo.windows(10).any(|w| w == b"PIPELINING"));
+        assert!(c.policy.rule(SinkCmd::Dot).hard && c.policy.rule(SinkCmd::Rcpt).hard);
+        let c = cfg(&["-L", ":25", "1"]).expect("valid");
+        assert!(c.policy.enabled(b"lhlo").is_some());
+        assert!(c.policy.enabled(b"ehlo").is_none() && c.policy.enabled(b"helo").is_none());
+        let c = cfg(&["-e", ":25", "1"]).expect("valid");
+        assert!(c.policy.enabled(b"helo").is_some() && c.policy.enabled(b"ehlo").is_none());
+    }
+}

@@ -1,0 +1,515 @@
+//! One client's conversation, sans I/O: bytes in, replies and steps out.
+//!
+//! This is Postfix's smtp-sink protocol engine without its sockets and
+//! timers. The async shell ([`crate::session`]) feeds it whatever it read,
+//! writes [`Conversation::output`] out in one go, and obeys the returned
+//! [`Step`] (read more, wait for a delay, close, exit). Everything that
+//! depends on a clock is passed in (`now`), so tests drive it directly.
+//!
+//! Differences from Postfix's engine are deliberate and listed in
+//! docs/smtp-sink.md: a delayed reply stops the processing of pipelined
+//! input until it is sent (Postfix answers out of order and loses one), a
+//! dump failure gives 451 instead of killing the process.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use memchr::memchr;
+use rand::rngs::SmallRng;
+use rand::RngCore;
+use smtp_proto::{CommandParser, DataDecoder, DataEvent, DataMode, Limits};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::dump::{self, ClientAddr, DumpSink};
+use crate::policy::{Action, SinkCmd};
+use crate::replies;
+use crate::stats::{MessageOutcome, Stats};
+
+/// What the shell must do next. Before acting on any step, it writes out
+/// the pending [`Conversation::output`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// All buffered input is used up: read more (idle timer running).
+    Read,
+    /// Wait, reading nothing and with the idle timer suspended, then call
+    /// [`Conversation::resume`].
+    Delay(Duration),
+    /// `-H`: read nothing for this long (idle timer suspended), then go on
+    /// with [`Conversation::input`].
+    Stall(Duration),
+    /// `-A`: read nothing for this long, then call
+    /// [`Conversation::abort_data`] and close.
+    Abort(Duration),
+    /// Close the connection.
+    Close,
+    /// `-M` reached: the process exits once the output is sent.
+    Exit,
+}
+
+/// A dump transaction in progress.
+#[derive(Debug, Clone, Copy)]
+struct Txn {
+    id: u32,
+    mail_time: i64,
+    /// A dump operation failed: the end of data gets 451.
+    failed: bool,
+}
+
+/// Called with `<command as typed> <args, at most 100 bytes>` for `-s`.
+pub type SyslogHook = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// The protocol state of one connection.
+pub struct Conversation<D: DumpSink> {
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    parser: CommandParser,
+    decoder: DataDecoder,
+    in_data: bool,
+    in_mail: bool,
+    /// Postfix's counter: MAIL zeroes it, RCPT bumps it, the LMTP end of
+    /// data counts it down (to -1), RSET leaves it alone.
+    rcpts: i32,
+    proto: &'static str,
+    helo_args: Option<Bytes>,
+    client: ClientAddr,
+    dump: Option<D>,
+    txn: Option<Txn>,
+    /// The last end of data could not be dumped.
+    dot_failed: bool,
+    delayed: Option<(SinkCmd, Bytes)>,
+    exit_pending: bool,
+    out: BytesMut,
+    rng: SmallRng,
+    syslog: Option<SyslogHook>,
+}
+
+impl<D: DumpSink> std::fmt::Debug for Conversation<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conversation")
+            .field("in_data", &self.in_data)
+            .field("in_mail", &self.in_mail)
+            .field("rcpts", &self.rcpts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Postfix's printable(): every byte that is not printable ASCII becomes "?".
+pub fn printable(args: &[u8]) -> Cow<'_, [u8]> {
+    let ok = |b: &u8| (0x20..0x7f).contains(b);
+    if args.iter().all(ok) {
+        Cow::Borrowed(args)
+    } else {
+        Cow::Owned(args.iter().map(|b| if ok(b) { *b } else { b'?' }).collect())
+    }
+}
+
+/// Cuts at the first NUL, as Postfix's C strings end there.
+fn c_str(b: &Bytes) -> Bytes {
+    match memchr(0, b) {
+        Some(i) => b.slice(..i),
+        None => b.clone(),
+    }
+}
+
+impl<D: DumpSink> Conversation<D> {
+    /// A new conversation; `dump` is `Some` when `-d`/`-D` is on.
+    pub fn new(
+        cfg: Arc<Config>,
+        stats: Arc<Stats>,
+        client: ClientAddr,
+        dump: Option<D>,
+        rng: SmallRng,
+        syslog: Option<SyslogHook>,
+    ) -> Self {
+        let mode = if dump.is_some() {
+            DataMode::Unstuff
+        } else {
+            DataMode::CountOnly
+        };
+        let proto = if cfg.lmtp { "LMTP" } else { "SMTP" };
+        Conversation {
+            parser: CommandParser::new(Limits::POSTFIX_SINK_LINE),
+            decoder: DataDecoder::new(mode),
+            in_data: false,
+            in_mail: false,
+            rcpts: 0,
+            proto,
+            helo_args: None,
+            client,
+            dump,
+            txn: None,
+            dot_failed: false,
+            delayed: None,
+            exit_pending: false,
+            out: BytesMut::new(),
+            rng,
+            syslog,
+            cfg,
+            stats,
+        }
+    }
+
+    /// Replies not yet sent. The shell writes them out and clears it.
+    pub fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Whether the conversation is inside DATA (the shell reads bigger
+    /// chunks then).
+    pub fn in_data(&self) -> bool {
+        self.in_data
+    }
+
+    /// The connection opened: the `connect` pseudo-command (greeting).
+    pub fn start(&mut self, now: i64) -> Step {
+        self.dispatch(SinkCmd::Connect, b"connect", Bytes::new(), now)
+            .unwrap_or(Step::Read)
+    }
+
+    /// Processes everything in `buf` that can be processed, stopping early
+    /// for a delay or a close.
+    pub fn input(&mut self, buf: &mut BytesMut, now: i64) -> Step {
+        loop {
+            if self.in_data {
+                if let Some(step) = self.data(buf, now) {
+                    return step;
+                }
+                continue;
+            }
+            match self.parser.parse(buf) {
+                Ok(None) => return Step::Read,
+                Ok(Some(cmd)) => {
+                    if let Some(step) = self.command(&cmd.name, &cmd.args, now) {
+                        return step;
+                    }
+                }
+                Err(_) => {
+                    warn!("command line too long");
+                    return Step::Close;
+                }
+            }
+        }
+    }
+
+    /// Sends the reply that a [`Step::Delay`] held back.
+    pub fn resume(&mut self, now: i64) -> Step {
+        let Some((cmd, args)) = self.delayed.take() else {
+            return Step::Read;
+        };
+        let step = self.respond(cmd, &args, now);
+        if self.exit_pending {
+            return Step::Exit;
+        }
+        step.unwrap_or(Step::Read)
+    }
+
+    /// `-A`: the premature reply after 354.
+    pub fn abort_data(&mut self) {
+        self.out.put_slice(replies::ABORT);
+    }
+
+    /// The connection is closing: an open transaction is aborted (its dump
+    /// file removed).
+    pub fn close(&mut self) {
+        self.mail_reset();
+    }
+
+    /// Data phase: returns `None` after the end of data has been handled
+    /// and command reading should go on.
+    fn data(&mut self, buf: &mut BytesMut, now: i64) -> Option<Step> {
+        loop {
+            match self.decoder.parse(buf) {
+                Ok(None) => return Some(Step::Read),
+                Ok(Some(DataEvent::Skipped(_))) => {}
+                Ok(Some(DataEvent::Chunk(chunk))) => self.dump_write_data(&chunk),
+                Ok(Some(DataEvent::End)) => break,
+                Err(never) => match never {},
+            }
+        }
+        self.in_data = false;
+        // Postfix finishes the dump, resets the transaction and counts the
+        // message, then handles "." as a command.
+        self.dot_failed = false;
+        if let Some(txn) = self.txn.take() {
+            self.dot_failed = txn.failed || self.dump_finish().is_err();
+        }
+        self.in_mail = false;
+        if self.stats.message() == MessageOutcome::Exit {
+            self.exit_pending = true;
+        }
+        if self.cfg.verbose > 0 {
+            info!(".");
+        }
+        let step = self.dispatch(SinkCmd::Dot, b".", Bytes::new(), now);
+        if self.exit_pending && !matches!(step, Some(Step::Delay(_))) {
+            return Some(Step::Exit);
+        }
+        step
+    }
+
+    fn command(&mut self, name: &Bytes, args: &Bytes, now: i64) -> Option<Step> {
+        // A NUL ends the line for Postfix (a C string): in the verb, it
+        // also drops the arguments.
+        let (name, args) = match memchr(0, name) {
+            Some(_) => (c_str(name), Bytes::new()),
+            None => (name.clone(), c_str(args)),
+        };
+        if self.cfg.verbose > 0 {
+            info!(
+                "{} {}",
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(&args)
+            );
+        }
+        if name.is_empty() {
+            self.out.put_slice(replies::EMPTY);
+            return None;
+        }
+        let Some(cmd) = self.cfg.policy.enabled(&name) else {
+            self.out.put_slice(replies::UNKNOWN);
+            return None;
+        };
+        let args = match printable(&args) {
+            Cow::Borrowed(_) => args,
+            Cow::Owned(v) => Bytes::from(v),
+        };
+        self.dispatch(cmd, &name, args, now)
+    }
+
+    /// Postfix's command_resp: syslog, then -q, -Q, -f, -r, delay, reply.
+    fn dispatch(&mut self, cmd: SinkCmd, typed: &[u8], args: Bytes, now: i64) -> Option<Step> {
+        let rule = *self.cfg.policy.rule(cmd);
+        if rule.syslog {
+            if let Some(log) = &self.syslog {
+                let mut line = Vec::with_capacity(typed.len() + 1 + args.len().min(100));
+                line.extend_from_slice(typed);
+                line.push(b' ');
+                line.extend_from_slice(&args[..args.len().min(100)]);
+                log(&line);
+            }
+        }
+        let rng = &mut self.rng;
+        let mut draw = || ((u64::from(rng.next_u32()) * 100) >> 32) as u32;
+        match self.cfg.policy.decide(cmd, &mut draw) {
+            Action::Drop => Some(Step::Close),
+            Action::Close421 => {
+                self.out.put_slice(replies::CLOSING);
+                Some(Step::Close)
+            }
+            Action::Hard => {
+                let reply = self.cfg.replies.hard.clone();
+                self.reject(cmd, &reply);
+                None
+            }
+            Action::Soft => {
+                let reply = self.cfg.replies.soft.clone();
+                self.reject(cmd, &reply);
+                None
+            }
+            Action::Delay(0) | Action::Normal => self.respond(cmd, &args, now),
+            Action::Delay(secs) => {
+                self.delayed = Some((cmd, args));
+                Some(Step::Delay(Duration::from_secs(u64::from(secs))))
+            }
+        }
+    }
+
+    /// A -f/-r reply: once, or once per recipient for "." under LMTP.
+    fn reject(&mut self, cmd: SinkCmd, reply: &[u8]) {
+        if cmd == SinkCmd::Dot && self.cfg.lmtp {
+            while self.count_down_rcpt() {
+                self.out.put_slice(reply);
+            }
+        } else {
+            self.out.put_slice(reply);
+        }
+    }
+
+    /// Postfix's `while (rcpts-- > 0)`.
+    fn count_down_rcpt(&mut self) -> bool {
+        let before = self.rcpts;
+        self.rcpts = before.saturating_sub(1);
+        before > 0
+    }
+
+    /// The normal reply and its side effects.
+    fn respond(&mut self, cmd: SinkCmd, args: &Bytes, now: i64) -> Option<Step> {
+        match cmd {
+            SinkCmd::Connect => self.out.put_slice(&self.cfg.replies.greeting),
+            SinkCmd::Helo | SinkCmd::Ehlo | SinkCmd::Lhlo => {
+                self.mail_reset();
+                if cmd == SinkCmd::Helo {
+                    self.proto = "SMTP";
+                    self.out.put_slice(&self.cfg.replies.helo);
+                } else {
+                    if !self.cfg.lmtp {
+                        self.proto = "ESMTP";
+                    }
+                    self.out.put_slice(&self.cfg.replies.ehlo);
+                }
+                if self.dump.is_some() {
+                    let skip = args.iter().take_while(|b| dump::is_c_space(**b)).count();
+                    self.helo_args = Some(args.slice(skip..));
+                }
+            }
+            SinkCmd::Xclient
+            | SinkCmd::Xforward
+            | SinkCmd::Auth
+            | SinkCmd::Noop
+            | SinkCmd::Vrfy => {
+                self.out.put_slice(replies::OK);
+            }
+            SinkCmd::Mail => {
+                if self.in_mail {
+                    self.out.put_slice(replies::NESTED_MAIL);
+                    return None;
+                }
+                self.in_mail = true;
+                self.rcpts = 0;
+                self.out.put_slice(replies::MAIL_OK);
+                self.dump_begin(args, now);
+            }
+            SinkCmd::Rcpt => {
+                if !self.in_mail {
+                    self.out.put_slice(replies::NEED_MAIL);
+                    return None;
+                }
+                self.rcpts = self.rcpts.saturating_add(1);
+                self.out.put_slice(replies::RCPT_OK);
+                if self.txn.is_some() {
+                    let line = dump::rcpt_line(args);
+                    self.dump_write(&line);
+                }
+            }
+            SinkCmd::Data => {
+                if !self.in_mail || self.rcpts == 0 {
+                    self.out.put_slice(replies::NEED_RCPT);
+                    return None;
+                }
+                self.out.put_slice(replies::DATA_GO);
+                if let Some(txn) = self.txn {
+                    let received = dump::received(
+                        &self.client,
+                        self.helo_args.as_deref(),
+                        &self.cfg.hostname,
+                        self.proto,
+                        txn.id,
+                        txn.mail_time,
+                    );
+                    self.dump_write(&received);
+                }
+                if let Some(secs) = self.cfg.abort_delay {
+                    return Some(Step::Abort(Duration::from_secs(u64::from(secs))));
+                }
+                self.in_data = true;
+                self.decoder.reset();
+                if self.cfg.data_read_delay > 0 {
+                    let secs = u64::from(self.cfg.data_read_delay);
+                    return Some(Step::Stall(Duration::from_secs(secs)));
+                }
+            }
+            SinkCmd::Dot => {
+                let failed = std::mem::take(&mut self.dot_failed);
+                let ok = match (failed, self.cfg.lmtp) {
+                    (true, _) => replies::DUMP_FAILED,
+                    (false, true) => replies::LMTP_OK,
+                    (false, false) => replies::OK,
+                };
+                if self.cfg.lmtp {
+                    while self.count_down_rcpt() {
+                        self.out.put_slice(ok);
+                    }
+                } else {
+                    self.out.put_slice(ok);
+                }
+            }
+            SinkCmd::Rset => {
+                self.mail_reset();
+                self.out.put_slice(replies::RSET_OK);
+            }
+            SinkCmd::Quit => {
+                self.out.put_slice(replies::BYE);
+                self.stats.quit();
+                return Some(Step::Close);
+            }
+        }
+        None
+    }
+
+    /// Postfix's mail_cmd_reset: leaves the transaction (not the rcpt
+    /// counter) and drops an unfinished dump.
+    fn mail_reset(&mut self) {
+        self.in_mail = false;
+        if self.txn.take().is_some() {
+            if let Some(d) = &mut self.dump {
+                d.abort();
+            }
+        }
+    }
+
+    fn dump_begin(&mut self, args: &Bytes, now: i64) {
+        let Some(d) = &mut self.dump else { return };
+        match d.begin(now, &mut self.rng) {
+            Ok(id) => {
+                self.txn = Some(Txn {
+                    id,
+                    mail_time: now,
+                    failed: false,
+                });
+                let head = dump::head(&self.client, self.proto, self.helo_args.as_deref(), args);
+                self.dump_write(&head);
+            }
+            Err(e) => {
+                warn!("dump file: {e}");
+                self.txn = Some(Txn {
+                    id: 0,
+                    mail_time: now,
+                    failed: true,
+                });
+            }
+        }
+    }
+
+    fn dump_write(&mut self, bytes: &[u8]) {
+        let (Some(txn), Some(d)) = (&mut self.txn, &mut self.dump) else {
+            return;
+        };
+        if txn.failed {
+            return;
+        }
+        if let Err(e) = d.write(bytes) {
+            warn!("dump file write: {e}");
+            txn.failed = true;
+            d.abort();
+        }
+    }
+
+    fn dump_write_data(&mut self, chunk: &[u8]) {
+        let (Some(txn), Some(d)) = (&mut self.txn, &mut self.dump) else {
+            return;
+        };
+        if txn.failed {
+            return;
+        }
+        if let Err(e) = dump::without_cr(chunk, &mut |piece| d.write(piece)) {
+            warn!("dump file write: {e}");
+            txn.failed = true;
+            d.abort();
+        }
+    }
+
+    /// Writes the LF of the final ".\r\n" and finishes the record.
+    fn dump_finish(&mut self) -> Result<(), ()> {
+        let Some(d) = &mut self.dump else {
+            return Err(());
+        };
+        let result = d.write(b"\n").and_then(|()| d.commit());
+        result.map_err(|e| {
+            warn!("dump file write: {e}");
+            d.abort();
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! Every reply the sink sends, encoded once at start-up.
+//!
+//! The texts are Postfix's smtp-sink's, byte for byte, including its quirks
+//! (the last EHLO line is `250 ` with a trailing space; enhanced codes are
+//! sent even with `-E`).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use smtp_proto::{encode_reply, ReplyCode};
+
+/// MAIL accepted.
+pub const MAIL_OK: &[u8] = b"250 2.1.0 Ok\r\n";
+/// RCPT accepted.
+pub const RCPT_OK: &[u8] = b"250 2.1.5 Ok\r\n";
+/// RSET.
+pub const RSET_OK: &[u8] = b"250 2.1.0 Ok\r\n";
+/// NOOP, VRFY, AUTH, XCLIENT, XFORWARD, and end of data in SMTP.
+pub const OK: &[u8] = b"250 2.0.0 Ok\r\n";
+/// End of data in LMTP, once per recipient.
+pub const LMTP_OK: &[u8] = b"250 2.2.0 Ok\r\n";
+/// DATA accepted.
+pub const DATA_GO: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
+/// QUIT.
+pub const BYE: &[u8] = b"221 Bye\r\n";
+/// `-Q`.
+pub const CLOSING: &[u8] = b"421 4.0.0 Server closing connection\r\n";
+/// `-A`.
+pub const ABORT: &[u8] = b"550 This violates SMTP\r\n";
+/// A second MAIL.
+pub const NESTED_MAIL: &[u8] = b"503 5.5.1 Error: nested MAIL command\r\n";
+/// RCPT without MAIL.
+pub const NEED_MAIL: &[u8] = b"503 5.5.1 Error: need MAIL command\r\n";
+/// DATA without RCPT.
+pub const NEED_RCPT: &[u8] = b"503 5.5.1 Error: need RCPT command\r\n";
+/// Unknown or disabled command.
+pub const UNKNOWN: &[u8] = b"500 5.5.1 Error: unknown command\r\n";
+/// Empty or blank line.
+pub const EMPTY: &[u8] = b"500 5.5.2 Error: unknown command\r\n";
+/// The end of data when the dump could not be written (not in Postfix,
+/// which exits instead).
+pub const DUMP_FAILED: &[u8] = b"451 4.3.0 Error: dump file write failed\r\n";
+
+/// What the configurable replies depend on.
+#[derive(Debug)]
+pub struct ReplyOptions<'a> {
+    /// `-h`.
+    pub hostname: &'a [u8],
+    /// `-P`.
+    pub pix: bool,
+    /// Not `-e`/`-P`.
+    pub esmtp: bool,
+    /// Each EHLO keyword: not `-p` (nor `-f`/`-r`), `-8`, `-a`, `-C`, `-F`,
+    /// `-E`, `-N`.
+    pub pipelining: bool,
+    /// See `pipelining`.
+    pub eight_bit_mime: bool,
+    /// See `pipelining`.
+    pub auth: bool,
+    /// See `pipelining`.
+    pub xclient: bool,
+    /// See `pipelining`.
+    pub xforward: bool,
+    /// See `pipelining`.
+    pub enhanced_status_codes: bool,
+    /// See `pipelining`.
+    pub dsn: bool,
+    /// `-b`, without CRLF.
+    pub soft: &'a [u8],
+    /// `-B`, without CRLF.
+    pub hard: &'a [u8],
+}
+
+/// The replies that depend on the options, with their CRLF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replies {
+    /// `220 <h> ESMTP`, `220 <h>` or `220 ********`.
+    pub greeting: Bytes,
+    /// `250 <h>`.
+    pub helo: Bytes,
+    /// The EHLO/LHLO list.
+    pub ehlo: Bytes,
+    /// `-b`.
+    pub soft: Bytes,
+    /// `-B`.
+    pub hard: Bytes,
+}
+
+fn line(text: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(text.len() + 2);
+    b.put_slice(text);
+    b.put_slice(b"\r\n");
+    b.freeze()
+}
+
+impl Replies {
+    /// Encodes every reply for these options.
+    pub fn new(o: &ReplyOptions<'_>) -> Replies {
+        let greeting = if o.pix {
+            line(b"220 ********")
+        } else {
+            let mut g = Vec::from(&b"220 "[..]);
+            g.extend_from_slice(o.hostname);
+            if o.esmtp {
+                g.extend_from_slice(b" ESMTP");
+            }
+            line(&g)
+        };
+        let mut helo = BytesMut::new();
+        encode_reply(ReplyCode::OK, &[o.hostname], &mut helo);
+        let mut lines: Vec<&[u8]> = vec![o.hostname];
+        for (on, kw) in [
+            (o.pipelining, &b"PIPELINING"[..]),
+            (o.eight_bit_mime, b"8BITMIME"),
+            (o.auth, b"AUTH PLAIN LOGIN"),
+            (o.xclient, b"XCLIENT NAME HELO"),
+            (o.xforward, b"XFORWARD NAME ADDR PROTO HELO"),
+            (o.enhanced_status_codes, b"ENHANCEDSTATUSCODES"),
+            (o.dsn, b"DSN"),
+        ] {
+            if on {
+                lines.push(kw);
+            }
+        }
+        // Postfix ends the list with "250 " and nothing after it.
+        lines.push(b"");
+        let mut ehlo = BytesMut::new();
+        encode_reply(ReplyCode::OK, &lines, &mut ehlo);
+        Replies {
+            greeting,
+            helo: helo.freeze(),
+            ehlo: ehlo.freeze(),
+            soft: line(o.soft),
+            hard: line(o.hard),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(all: bool) -> ReplyOptions<'static> {
+        ReplyOptions {
+            hostname: b"smtp-sink",
+            pix: false,
+            esmtp: true,
+            pipelining: all,
+            eight_bit_mime: all,
+            auth: all,
+            xclient: all,
+            xforward: all,
+            enhanced_status_codes: all,
+            dsn: all,
+            soft: b"450 4.3.0 Error: command failed",
+            hard: b"500 5.3.0 Error: command failed",
+        }
+    }
+
+    #[test]
+    fn ehlo_list_is_postfix_order_with_trailing_space() {
+        let r = Replies::new(&opts(true));
+        assert_eq!(
+            &r.ehlo[..],
+            &b"250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n\
+250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250-ENHANCEDSTATUSCODES\r\n\
+250-DSN\r\n250 \r\n"[..]
+        );
+        let r = Replies::new(&opts(false));
+        assert_eq!(&r.ehlo[..], b"250-smtp-sink\r\n250 \r\n");
+        assert_eq!(&r.greeting[..], b"220 smtp-sink ESMTP\r\n");
+        assert_eq!(&r.helo[..], b"250 smtp-sink\r\n");
+    }
+
+    #[test]
+    fn greetings() {
+        let mut o = opts(true);
+        o.esmtp = false;
+        assert_eq!(&Replies::new(&o).greeting[..], b"220 smtp-sink\r\n");
+        o.pix = true;
+        assert_eq!(&Replies::new(&o).greeting[..], b"220 ********\r\n");
+    }
+}

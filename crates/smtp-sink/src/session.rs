@@ -1,0 +1,259 @@
+//! The thin async shell around a [`Conversation`]: one task per client.
+//!
+//! It owns the socket, the read buffer and the idle timer, and does what
+//! the conversation's [`Step`] says. Three things keep it fast and small:
+//! * replies are written only when the conversation needs more input, so
+//!   a pipelined batch gets one write;
+//! * no read buffer is held while a client is idle: the task waits for
+//!   readability with no buffer, allocates one to read, and frees it when
+//!   everything in it has been used (an idle session costs a few hundred
+//!   bytes besides the kernel's socket);
+//! * the idle timer is one `Sleep` per session that is re-armed only when
+//!   it fires early, not on every read.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpStream, UnixStream};
+use tracing::{info, warn};
+
+use crate::conversation::{Conversation, Step};
+use crate::dump::{ClientAddr, FileDump};
+use crate::Shared;
+
+/// Read size while reading commands.
+const COMMAND_READ: usize = 4096;
+/// Read size inside DATA.
+const DATA_READ: usize = 64 * 1024;
+/// Output capacity kept between batches; bigger buffers are freed.
+const KEEP_OUTPUT: usize = 1024;
+
+/// A client connection of either kind.
+#[derive(Debug)]
+pub enum Conn {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix-domain socket.
+    Unix(UnixStream),
+}
+
+impl Conn {
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.readable().await,
+            Conn::Unix(s) => s.readable().await,
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        // AsyncRead (not try_read): a short read clears the readiness, so
+        // the next wait goes to epoll without a wasted EAGAIN read.
+        match self {
+            Conn::Tcp(s) => s.read_buf(buf).await,
+            Conn::Unix(s) => s.read_buf(buf).await,
+        }
+    }
+
+    fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.try_write(data),
+            Conn::Unix(s) => s.try_write(data),
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.writable().await,
+            Conn::Unix(s) => s.writable().await,
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client closed, or the conversation did.
+    Closed,
+    /// No input for the idle timeout.
+    ReadTimeout,
+    /// A reply could not be written in time.
+    WriteTimeout,
+    /// A socket error.
+    Lost,
+    /// `-M` reached.
+    Exit,
+}
+
+struct Io {
+    conn: Conn,
+    buf: BytesMut,
+    timeout: Duration,
+    last_activity: Instant,
+}
+
+impl Io {
+    /// Writes all of `out`, waiting at most the timeout for the socket.
+    async fn flush(&mut self, out: &mut BytesMut) -> Result<(), End> {
+        while !out.is_empty() {
+            match self.conn.try_write(out) {
+                Ok(n) => out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(self.timeout, self.conn.writable()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Err(End::Lost),
+                        Err(_) => return Err(End::WriteTimeout),
+                    }
+                }
+                Err(_) => return Err(End::Lost),
+            }
+        }
+        if out.capacity() > KEEP_OUTPUT {
+            *out = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    /// Waits for input (idle timer running) and reads one chunk.
+    async fn read(
+        &mut self,
+        size: usize,
+        idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Result<(), End> {
+        if self.buf.is_empty() {
+            // Hold no memory while the client is quiet.
+            self.buf = BytesMut::new();
+        }
+        loop {
+            let deadline = self.last_activity + self.timeout;
+            let (conn, buf) = (&mut self.conn, &mut self.buf);
+            let read = tokio::select! {
+                biased;
+                r = async {
+                    conn.readable().await?;
+                    buf.reserve(size);
+                    conn.read_buf(buf).await
+                } => Some(r),
+                () = idle.as_mut() => None,
+            };
+            match read {
+                Some(Ok(0) | Err(_)) => return Err(End::Closed),
+                Some(Ok(_)) => {
+                    self.last_activity = Instant::now();
+                    return Ok(());
+                }
+                None if Instant::now() >= deadline => return Err(End::ReadTimeout),
+                None => idle.as_mut().reset(deadline.into()),
+            }
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Serves one client until it goes away. `-n` and `-M` are reported to
+/// `shared`, which ends the process.
+pub async fn serve(conn: Conn, client: ClientAddr, shared: Arc<Shared>) {
+    let cfg = shared.cfg.clone();
+    let dump = shared.dump.as_ref().map(|d| FileDump::new(d.clone()));
+    let dumping = dump.is_some();
+    let now = || if dumping { unix_now() } else { 0 };
+    let rng = SmallRng::from_rng(&mut rand::rng());
+    let mut conv = Conversation::new(
+        cfg.clone(),
+        shared.stats.clone(),
+        client,
+        dump,
+        rng,
+        shared.syslog.clone(),
+    );
+    let mut io = Io {
+        conn,
+        buf: BytesMut::new(),
+        timeout: cfg.timeout,
+        last_activity: Instant::now(),
+    };
+    let idle = tokio::time::sleep(cfg.timeout);
+    tokio::pin!(idle);
+    let end = drive(&mut conv, &mut io, &mut idle, now).await;
+    conv.close();
+    drop(io);
+    match end {
+        End::ReadTimeout => warn!("read timeout"),
+        End::WriteTimeout => warn!("write timeout"),
+        End::Lost => warn!("lost connection"),
+        End::Closed | End::Exit => {}
+    }
+    if end == End::Exit {
+        shared.exit();
+        return;
+    }
+    if cfg.verbose > 0 {
+        info!("disconnect");
+    }
+    if shared.stats.session_closed() {
+        shared.exit();
+    }
+}
+
+async fn drive(
+    conv: &mut Conversation<FileDump>,
+    io: &mut Io,
+    idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    now: impl Fn() -> i64,
+) -> End {
+    let mut step = conv.start(now());
+    loop {
+        if let Err(end) = io.flush(conv.output()).await {
+            return end;
+        }
+        step = match step {
+            Step::Read => {
+                let size = if conv.in_data() {
+                    DATA_READ
+                } else {
+                    COMMAND_READ
+                };
+                if let Err(end) = io.read(size, idle).await {
+                    return end;
+                }
+                conv.input(&mut io.buf, now())
+            }
+            Step::Delay(d) => {
+                // Reading stops and the idle timer is suspended meanwhile.
+                tokio::time::sleep(d).await;
+                io.last_activity = Instant::now();
+                match conv.resume(now()) {
+                    Step::Read => conv.input(&mut io.buf, now()),
+                    other => other,
+                }
+            }
+            Step::Stall(d) => {
+                tokio::time::sleep(d).await;
+                io.last_activity = Instant::now();
+                conv.input(&mut io.buf, now())
+            }
+            Step::Abort(d) => {
+                tokio::time::sleep(d).await;
+                conv.abort_data();
+                return match io.flush(conv.output()).await {
+                    Ok(()) => End::Closed,
+                    Err(end) => end,
+                };
+            }
+            Step::Close => return End::Closed,
+            Step::Exit => return End::Exit,
+        };
+        if io.buf.is_empty() && io.buf.capacity() > 0 {
+            io.buf = BytesMut::new();
+        }
+    }
+}
