@@ -68,6 +68,8 @@ pub struct ClientConfig {
     pub tolerate_rejects: bool,
     /// Caps for the reply parser.
     pub limits: Limits,
+    /// Report every reply as [`Event::Reply`] (for verbose transcripts).
+    pub report_replies: bool,
 }
 
 impl ClientConfig {
@@ -78,6 +80,7 @@ impl ClientConfig {
             helo: helo.map(<[u8]>::to_vec),
             tolerate_rejects,
             limits: Limits::default(),
+            report_replies: false,
         }
     }
 }
@@ -161,6 +164,14 @@ pub enum CloseReason {
 pub enum Event {
     /// The greeting and HELO/LHLO are done: a transaction may start.
     Ready,
+    /// A reply arrived (only with [`ClientConfig::report_replies`]);
+    /// reported before what it causes.
+    Reply {
+        /// The phase of the command it answers.
+        phase: Phase,
+        /// The reply.
+        reply: Reply,
+    },
     /// A reply was not the positive one the phase needs (2xx, or exactly
     /// 354 for DATA).
     Rejected {
@@ -442,6 +453,12 @@ impl ClientSession {
         let Some(phase) = self.in_flight.pop_front() else {
             return;
         };
+        if self.config.report_replies {
+            self.events.push_back(Event::Reply {
+                phase,
+                reply: reply.clone(),
+            });
+        }
         let positive = match phase {
             Phase::Data => reply.code == ReplyCode::START_DATA,
             Phase::Quit => true,
@@ -949,6 +966,24 @@ mod tests {
         assert!(s
             .handle_input(&mut BytesMut::from(&b"hello\r\n"[..]))
             .is_err());
+    }
+
+    #[test]
+    fn replies_are_reported_when_asked() {
+        let mut cfg = smtp(false);
+        cfg.report_replies = true;
+        let (_, events) = run(cfg, &["220 hi", "250 ok"], 0, 0);
+        assert!(
+            matches!(&events[0], Event::Reply { phase: Phase::Greeting, reply } if reply.code.0 == 220)
+        );
+        assert!(matches!(
+            &events[1],
+            Event::Reply {
+                phase: Phase::Helo,
+                ..
+            }
+        ));
+        assert_eq!(events[2], Event::Ready);
     }
 
     #[test]

@@ -1,0 +1,103 @@
+//! The command line: Postfix's short options exactly, plus long options
+//! of our own. Values stay raw strings here; [`crate::Config`] checks them
+//! with Postfix's rules and texts.
+
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{ArgAction, Parser};
+
+/// Raw command line of `smtp-source`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "smtp-source",
+    about = "SMTP/LMTP test generator, a drop-in and faster Postfix smtp-source",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    /// Resolve host names to IPv4 addresses only.
+    #[arg(short = '4')]
+    pub ipv4: bool,
+    /// Resolve host names to IPv6 addresses only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// Don't abort on a non-positive reply: warn and recover.
+    #[arg(short = 'A')]
+    pub tolerate: bool,
+    /// Print a running count of messages sent on stdout.
+    #[arg(short = 'c')]
+    pub counter: bool,
+    /// Connect attempts allowed per session (default 1).
+    #[arg(short = 'C', value_name = "count", allow_hyphen_values = true)]
+    pub connect_count: Option<String>,
+    /// Keep the connection open and send the next message on it.
+    #[arg(short = 'd')]
+    pub keep: bool,
+    /// Envelope sender and From: address (default foo@myhostname).
+    #[arg(short = 'f', value_name = "from", allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// Send this preformatted message (headers and body) instead.
+    #[arg(short = 'F', value_name = "file", allow_hyphen_values = true)]
+    pub file: Option<PathBuf>,
+    /// Body length in bytes (default: four "La de da" lines).
+    #[arg(short = 'l', value_name = "length", allow_hyphen_values = true)]
+    pub length: Option<String>,
+    /// Speak LMTP instead of SMTP.
+    #[arg(short = 'L')]
+    pub lmtp: bool,
+    /// Total number of messages, shared by all sessions (default 1).
+    #[arg(short = 'm', value_name = "count", allow_hyphen_values = true)]
+    pub messages: Option<String>,
+    /// Host name for HELO/LHLO, default addresses and Message-Id.
+    #[arg(short = 'M', value_name = "myhostname", allow_hyphen_values = true)]
+    pub myhostname: Option<String>,
+    /// Number the recipients: LOCAL<n>@DOMAIN.
+    #[arg(short = 'N')]
+    pub number: bool,
+    /// Old mode: no HELO/LHLO and no generated headers.
+    #[arg(short = 'o')]
+    pub old: bool,
+    /// Recipients per message (default 1); any -r also numbers them.
+    #[arg(short = 'r', value_name = "count", allow_hyphen_values = true)]
+    pub rcpts: Option<String>,
+    /// Random delay of 0..=interval seconds between messages.
+    #[arg(short = 'R', value_name = "interval", allow_hyphen_values = true)]
+    pub random_delay: Option<String>,
+    /// Parallel sessions (default 1).
+    #[arg(short = 's', value_name = "sessions", allow_hyphen_values = true)]
+    pub sessions: Option<String>,
+    /// Subject: header text.
+    #[arg(short = 'S', value_name = "subject", allow_hyphen_values = true)]
+    pub subject: Option<String>,
+    /// Envelope recipient and To: address (default foo@myhostname).
+    #[arg(short = 't', value_name = "to", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// SO_SNDBUF and SO_RCVBUF of every client socket.
+    #[arg(short = 'T', value_name = "windowsize", allow_hyphen_values = true)]
+    pub window: Option<String>,
+    /// Show each command and reply on stderr (repeatable).
+    #[arg(short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Fixed delay in seconds between messages.
+    #[arg(short = 'w', value_name = "interval", allow_hyphen_values = true)]
+    pub fixed_delay: Option<String>,
+    /// Read/write timeout in seconds (Postfix: 300, fixed).
+    #[arg(long, value_name = "seconds")]
+    pub timeout: Option<String>,
+    /// Print a one-paragraph summary on stderr at the end.
+    #[arg(long)]
+    pub summary: bool,
+    /// Write the report as JSON to this file, or stdout with "-".
+    #[arg(long, value_name = "path|-")]
+    pub json: Option<String>,
+    /// Runtime threads: 0 runs everything on the main thread.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<String>,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// `[inet:]host[:port]` or `unix:/path`.
+    #[arg(value_name = "host[:port]", num_args = 0.., allow_hyphen_values = false)]
+    pub target: Vec<OsString>,
+}

@@ -1,0 +1,412 @@
+//! The validated run configuration. [`Config::from_args`] is the only code
+//! that sees the command line; its checks and texts are Postfix's
+//! (postfix-reference.md §1.1).
+
+use std::{ffi::OsString, time::Duration};
+
+use clap::Parser as _;
+use smtp_proto::{client::Protocol, message::Body};
+
+use crate::{
+    cli::Cli,
+    target::{valid_address_literal, Family, Target},
+};
+
+/// Pause between messages of a session (`-w`, `-R`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delay {
+    /// None (the default).
+    None,
+    /// `-w s`: s seconds.
+    Fixed(u32),
+    /// `-R s`: a random 0..=s seconds.
+    Random(u32),
+}
+
+/// Everything a run needs, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// argv[0] as typed, for `<argv0>: fatal: ...`.
+    pub argv0: String,
+    /// Where to connect.
+    pub target: Target,
+    /// `-A`.
+    pub tolerate_rejects: bool,
+    /// `-c`.
+    pub counter: bool,
+    /// `-C`: connect attempts over a session's life.
+    pub connect_attempts: u32,
+    /// `-d`.
+    pub keep_connection: bool,
+    /// `-f` (or `foo@myhostname`).
+    pub sender: Vec<u8>,
+    /// What follows the headers.
+    pub body: Body,
+    /// Whether the generated header block is sent (not with -o or -F).
+    pub headers: bool,
+    /// `-L`.
+    pub protocol: Protocol,
+    /// `-m`.
+    pub messages: i64,
+    /// `-M` (or the host name).
+    pub myhostname: String,
+    /// `-N` or any `-r`: number the recipients.
+    pub number_recipients: bool,
+    /// Whether HELO/LHLO is sent (not with -o).
+    pub send_helo: bool,
+    /// `-r`.
+    pub recipients: u32,
+    /// `-w` / `-R`.
+    pub delay: Delay,
+    /// `-s`.
+    pub sessions: u32,
+    /// `-S`.
+    pub subject: Option<Vec<u8>>,
+    /// `-t` (or `foo@myhostname`), whole.
+    pub recipient: Vec<u8>,
+    /// `-t` split at the last `@`: the local part.
+    pub rcpt_local: Vec<u8>,
+    /// `-t` split at the last `@`: `@domain`, or empty.
+    pub rcpt_domain: Vec<u8>,
+    /// `-T`.
+    pub window: Option<u32>,
+    /// `-v` count.
+    pub verbose: u8,
+    /// `--timeout` (default 300 s).
+    pub timeout: Duration,
+    /// `--summary`.
+    pub summary: bool,
+    /// `--json`.
+    pub json: Option<String>,
+    /// `--threads` (None: the measured default).
+    pub threads: Option<usize>,
+}
+
+/// Why the command line was refused. The Display text follows
+/// `<argv0>: fatal: `.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The wrong number of arguments or an unknown option.
+    #[error("usage: {argv0} -cdLNov -s sess -l msglen -m msgs -C count -M myhostname -f from -t to -r rcptcount -R delay -w delay host[:port]")]
+    Usage {
+        /// argv[0].
+        argv0: String,
+        /// clap's explanation, printed before the fatal line.
+        detail: Option<String>,
+    },
+    /// `--help`: not an error; main prints it and exits 0.
+    #[error("{0}")]
+    Help(String),
+    /// A bad value or combination, with Postfix's text.
+    #[error("{text}")]
+    Invalid {
+        /// The text.
+        text: String,
+        /// A Postfix `warning:` line printed before it (valid_hostname's
+        /// gripe), if any.
+        warning: Option<String>,
+    },
+}
+
+fn invalid(text: String) -> ConfigError {
+    ConfigError::Invalid {
+        text,
+        warning: None,
+    }
+}
+
+/// C's atoi: optional blanks and sign, then digits up to the first
+/// non-digit; anything else is 0.
+pub(crate) fn atoi(s: &str) -> i64 {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let mut v: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        v = v.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    let v = if neg { -v } else { v };
+    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+}
+
+/// A positive count, or Postfix's `bad <what>: <arg>`.
+fn positive(arg: &Option<String>, what: &str) -> Result<Option<i64>, ConfigError> {
+    match arg {
+        None => Ok(None),
+        Some(a) => match atoi(a) {
+            n if n > 0 => Ok(Some(n)),
+            _ => Err(invalid(format!("bad {what}: {a}"))),
+        },
+    }
+}
+
+fn u32_of(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Config {
+    /// Parses and checks a command line (argv[0] first).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] with Postfix's text.
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let argv0 = args.first().map_or_else(
+            || "smtp-source".to_owned(),
+            |a| a.to_string_lossy().into_owned(),
+        );
+        let cli = match Cli::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+                return Err(ConfigError::Help(e.render().to_string()))
+            }
+            Err(e) => {
+                return Err(ConfigError::Usage {
+                    argv0,
+                    detail: Some(e.kind().to_string()),
+                })
+            }
+        };
+        Self::from_cli(cli, argv0)
+    }
+
+    fn from_cli(cli: Cli, argv0: String) -> Result<Config, ConfigError> {
+        let connect_attempts = positive(&cli.connect_count, "connection count")?.unwrap_or(1);
+        let mut body = Body::Default;
+        if let Some(path) = &cli.file {
+            if cli.length.is_some() {
+                return Err(invalid("-l option cannot be used with -F".to_owned()));
+            }
+            let content = std::fs::read(path).map_err(|e| {
+                invalid(format!(
+                    "open {}: {}",
+                    path.display(),
+                    crate::error::strerror(&e)
+                ))
+            })?;
+            body = Body::File(content);
+        }
+        if let Some(len) = positive(&cli.length, "message length")? {
+            body = Body::Generated(usize::try_from(len).unwrap_or(0));
+        }
+        let messages = positive(&cli.messages, "message count")?.unwrap_or(1);
+        let myhostname = match &cli.myhostname {
+            Some(name) if name.starts_with('[') => {
+                if !valid_address_literal(name) {
+                    return Err(invalid(format!("bad address literal: {name}")));
+                }
+                name.clone()
+            }
+            Some(name) => {
+                if let Some(problem) = crate::target::hostname_problem(name) {
+                    return Err(ConfigError::Invalid {
+                        text: format!("bad hostname: {name}"),
+                        warning: Some(format!("valid_hostname: {problem}: {name}")),
+                    });
+                }
+                name.clone()
+            }
+            None => own_hostname(),
+        };
+        let recipients = positive(&cli.rcpts, "recipient count")?;
+        if cli.fixed_delay.is_some() && cli.random_delay.is_some() {
+            return Err(invalid(
+                "do not use -w and -R options at the same time".to_owned(),
+            ));
+        }
+        let delay = match (
+            positive(&cli.random_delay, "random delay")?,
+            positive(&cli.fixed_delay, "fixed delay")?,
+        ) {
+            (Some(r), _) => Delay::Random(u32_of(r)),
+            (_, Some(w)) => Delay::Fixed(u32_of(w)),
+            _ => Delay::None,
+        };
+        let sessions = positive(&cli.sessions, "session count")?.unwrap_or(1);
+        let window = positive(&cli.window, "TCP window size")?;
+        let timeout = match positive(&cli.timeout, "timeout")? {
+            Some(t) => Duration::from_secs(u64::try_from(t).unwrap_or(300)),
+            None => Duration::from_secs(300),
+        };
+        let threads = match &cli.threads {
+            None => None,
+            Some(t) => match t.trim().parse::<usize>() {
+                Ok(n) if n <= 1024 => Some(n),
+                _ => return Err(invalid(format!("bad thread count: {t}"))),
+            },
+        };
+        if cli.target.len() != 1 {
+            return Err(ConfigError::Usage {
+                argv0,
+                detail: None,
+            });
+        }
+        let addr = cli.target[0].to_string_lossy().into_owned();
+        let family = match (cli.ipv4, cli.ipv6) {
+            (true, false) => Family::V4,
+            (false, true) => Family::V6,
+            _ => Family::Any,
+        };
+        let target = Target::resolve(&addr, family).map_err(|e| {
+            let shown = addr.strip_prefix("inet:").unwrap_or(&addr);
+            invalid(format!("{shown}: {e}"))
+        })?;
+
+        let default_addr = format!("foo@{myhostname}");
+        let sender = cli.from.clone().unwrap_or_else(|| default_addr.clone());
+        let recipient = cli.to.clone().unwrap_or(default_addr).into_bytes();
+        let (rcpt_local, rcpt_domain) = match recipient.iter().rposition(|&b| b == b'@') {
+            Some(at) => (recipient[..at].to_vec(), recipient[at..].to_vec()),
+            None => (recipient.clone(), Vec::new()),
+        };
+        let file = cli.file.is_some();
+        Ok(Config {
+            argv0,
+            target,
+            tolerate_rejects: cli.tolerate,
+            counter: cli.counter,
+            connect_attempts: u32_of(connect_attempts),
+            keep_connection: cli.keep,
+            sender: sender.into_bytes(),
+            body,
+            headers: !cli.old && !file,
+            protocol: if cli.lmtp {
+                Protocol::Lmtp
+            } else {
+                Protocol::Smtp
+            },
+            messages,
+            myhostname,
+            number_recipients: cli.number || recipients.is_some(),
+            send_helo: !cli.old,
+            recipients: u32_of(recipients.unwrap_or(1)),
+            delay,
+            sessions: u32_of(sessions),
+            subject: if file {
+                None
+            } else {
+                cli.subject.map(String::into_bytes)
+            },
+            recipient,
+            rcpt_local,
+            rcpt_domain,
+            window: window.map(u32_of),
+            verbose: cli.verbose,
+            timeout,
+            summary: cli.summary,
+            json: cli.json,
+            threads,
+        })
+    }
+}
+
+/// gethostname(2), as Postfix's get_hostname() takes it.
+#[allow(unsafe_code)]
+fn own_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its whole length; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast::<libc::c_char>(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(args: &[&str]) -> String {
+        let mut v = vec!["smtp-source"];
+        v.extend_from_slice(args);
+        match Config::from_args(v) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted {args:?}"),
+        }
+    }
+
+    fn ok(args: &[&str]) -> Config {
+        let mut v = vec!["smtp-source"];
+        v.extend_from_slice(args);
+        Config::from_args(v).unwrap()
+    }
+
+    #[test]
+    fn c_atoi() {
+        assert_eq!(atoi("12"), 12);
+        assert_eq!(atoi(" 12abc"), 12);
+        assert_eq!(atoi("abc"), 0);
+        assert_eq!(atoi("-3"), -3);
+        assert_eq!(atoi("+4"), 4);
+        assert_eq!(atoi("99999999999999"), i64::from(i32::MAX));
+    }
+
+    #[test]
+    fn postfix_checks() {
+        assert_eq!(err(&["-s", "0", "x"]), "bad session count: 0");
+        assert_eq!(err(&["-s", "abc", "x"]), "bad session count: abc");
+        assert_eq!(err(&["-C", "0", "x"]), "bad connection count: 0");
+        assert_eq!(err(&["-l", "-1", "x"]), "bad message length: -1");
+        assert_eq!(err(&["-m", "0", "x"]), "bad message count: 0");
+        assert_eq!(err(&["-r", "0", "x"]), "bad recipient count: 0");
+        assert_eq!(err(&["-T", "0", "x"]), "bad TCP window size: 0");
+        assert_eq!(err(&["-w", "0", "x"]), "bad fixed delay: 0");
+        assert_eq!(err(&["-R", "0", "x"]), "bad random delay: 0");
+        assert_eq!(
+            err(&["-w", "1", "-R", "2", "x"]),
+            "do not use -w and -R options at the same time"
+        );
+        assert_eq!(err(&["-M", "a!b", "x"]), "bad hostname: a!b");
+        assert_eq!(err(&["-M", "[1.2.3]", "x"]), "bad address literal: [1.2.3]");
+        assert_eq!(
+            err(&["-F", "/dev/null", "-l", "5", "x"]),
+            "-l option cannot be used with -F"
+        );
+        assert_eq!(
+            err(&["-l", "5", "-F", "/dev/null", "x"]),
+            "-l option cannot be used with -F"
+        );
+        assert_eq!(
+            err(&["-F", "/nonexistent/f", "x"]),
+            "open /nonexistent/f: No such file or directory"
+        );
+        assert_eq!(err(&["[a"]), "[a: missing \"]\"");
+        assert_eq!(err(&["inet::25"]), ":25: missing host information");
+        assert!(err(&[]).starts_with("usage: smtp-source -cdLNov"));
+        assert!(err(&["a", "b"]).starts_with("usage: "));
+        assert!(err(&["-Z", "a"]).starts_with("usage: "));
+    }
+
+    #[test]
+    fn defaults_and_numbering() {
+        let c = ok(&["-M", "vm", "127.0.0.1:25"]);
+        assert_eq!(c.sender, b"foo@vm");
+        assert_eq!(c.recipient, b"foo@vm");
+        assert!(!c.number_recipients);
+        assert_eq!(c.messages, 1);
+        assert_eq!(c.sessions, 1);
+        assert_eq!(c.timeout, Duration::from_secs(300));
+        let c = ok(&["-r", "1", "-t", "a@b@c", "127.0.0.1"]);
+        assert!(c.number_recipients);
+        assert_eq!(c.rcpt_local, b"a@b");
+        assert_eq!(c.rcpt_domain, b"@c");
+        let c = ok(&["-N", "-t", "plain", "-s10", "-cd", "127.0.0.1"]);
+        assert!(c.number_recipients && c.counter && c.keep_connection);
+        assert_eq!(c.sessions, 10);
+        assert_eq!(c.rcpt_domain, b"");
+        // Repeated options: the last wins, as with getopt.
+        assert_eq!(ok(&["-s", "2", "-s", "3", "127.0.0.1"]).sessions, 3);
+        let c = ok(&["-F", "/dev/null", "-S", "x", "127.0.0.1"]);
+        assert!(!c.headers && c.subject.is_none());
+        assert!(!ok(&["-o", "127.0.0.1"]).send_helo);
+    }
+}

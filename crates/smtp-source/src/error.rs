@@ -1,0 +1,151 @@
+//! The run's one error type. Every variant is fatal, as in Postfix; the
+//! Display texts are Postfix's, printed as `<argv0>: fatal: <text>`.
+
+use std::io;
+
+use smtp_proto::{
+    client::{Phase, Protocol},
+    ParseError, Reply,
+};
+
+/// Why a run stopped before its messages were all sent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The last allowed connect attempt failed.
+    #[error("connect: {}", strerror(.0))]
+    Connect(#[source] io::Error),
+    /// A read or write did not finish within the timeout.
+    #[error("timeout while {}", io_text(*.phase, *.protocol))]
+    Timeout {
+        /// Where.
+        phase: Phase,
+        /// Names HELO or LHLO.
+        protocol: Protocol,
+    },
+    /// The server closed the connection, or it broke.
+    #[error("lost connection while {}", io_text(*.phase, *.protocol))]
+    Lost {
+        /// Where.
+        phase: Phase,
+        /// Names HELO or LHLO.
+        protocol: Protocol,
+    },
+    /// A non-positive reply without `-A`.
+    #[error("{}: {}", reject_text(*.phase, *.protocol), reply_text(.reply))]
+    Rejected {
+        /// Where.
+        phase: Phase,
+        /// Names HELO or LHLO.
+        protocol: Protocol,
+        /// The reply.
+        reply: Reply,
+    },
+    /// A reply that is not SMTP.
+    #[error("malformed reply while {}: {source}", io_text(*.phase, *.protocol))]
+    Protocol {
+        /// Where.
+        phase: Phase,
+        /// Names HELO or LHLO.
+        protocol: Protocol,
+        /// What is wrong with it.
+        source: ParseError,
+    },
+    /// The runtime could not start, or a report could not be written.
+    #[error("{what}: {}", strerror(.source))]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+/// The phase as Postfix names it after "timeout while" and "lost
+/// connection while".
+pub fn io_text(phase: Phase, protocol: Protocol) -> &'static str {
+    match (phase, protocol) {
+        (Phase::Greeting, _) => "reading server greeting",
+        (Phase::Helo, Protocol::Smtp) => "sending HELO",
+        (Phase::Helo, Protocol::Lmtp) => "sending LHLO",
+        (Phase::Mail, _) => "sending sender",
+        (Phase::Rcpt, _) => "sending recipient",
+        (Phase::Data, _) => "sending DATA command",
+        (Phase::EndOfData, _) => "sending message",
+        (Phase::Rset, _) => "sending RSET",
+        (Phase::Quit, _) => "sending QUIT",
+    }
+}
+
+/// What Postfix says before a non-positive reply.
+pub fn reject_text(phase: Phase, protocol: Protocol) -> &'static str {
+    match (phase, protocol) {
+        (Phase::Greeting, _) => "rejected at server banner",
+        (Phase::Helo, Protocol::Smtp) => "HELO rejected",
+        (Phase::Helo, Protocol::Lmtp) => "LHLO rejected",
+        (Phase::Mail, _) => "sender rejected",
+        (Phase::Rcpt, _) => "recipient rejected",
+        (Phase::Data, _) => "data rejected",
+        (Phase::EndOfData, _) => "end of data rejected",
+        (Phase::Rset, _) => "rset rejected",
+        (Phase::Quit, _) => "quit rejected",
+    }
+}
+
+/// A reply as Postfix shows it: `code text`, further lines joined with
+/// "\n", and bytes that are neither printable nor blank as "?".
+pub fn reply_text(reply: &Reply) -> String {
+    let mut s = format!("{} ", reply.code);
+    for (i, line) in reply.lines().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
+        s.extend(line.iter().map(|&b| censor(b)));
+    }
+    s
+}
+
+/// Postfix's printable(): keep printable ASCII and whitespace.
+pub(crate) fn censor(b: u8) -> char {
+    if b.is_ascii_graphic() || b.is_ascii_whitespace() {
+        char::from(b)
+    } else {
+        '?'
+    }
+}
+
+/// The strerror(3) text of an I/O error, without Rust's "(os error N)".
+pub fn strerror(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if e.raw_os_error().is_some() => s[..i].to_owned(),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts() {
+        let reply = Reply::new(550, &["5.1.1 no", "more\x01"]);
+        let e = Error::Rejected {
+            phase: Phase::Rcpt,
+            protocol: Protocol::Smtp,
+            reply,
+        };
+        assert_eq!(e.to_string(), "recipient rejected: 550 5.1.1 no\nmore?");
+        let e = Error::Lost {
+            phase: Phase::Helo,
+            protocol: Protocol::Lmtp,
+        };
+        assert_eq!(e.to_string(), "lost connection while sending LHLO");
+        let e = Error::Connect(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert_eq!(e.to_string(), "connect: Connection refused");
+        let e = Error::Timeout {
+            phase: Phase::Greeting,
+            protocol: Protocol::Smtp,
+        };
+        assert_eq!(e.to_string(), "timeout while reading server greeting");
+    }
+}

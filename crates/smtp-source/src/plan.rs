@@ -1,0 +1,113 @@
+//! The run's shared arithmetic: the global message budget (`-m`), the
+//! global recipient counter (`-N`/`-r`) and the pause between messages
+//! (`-w`/`-R`). Pure apart from atomics, so it is tested without sockets.
+
+use std::{
+    sync::atomic::{AtomicI64, AtomicU64, Ordering},
+    time::Duration,
+};
+
+use crate::config::Delay;
+
+/// `-m`: one budget for all sessions, claimed when a transaction starts,
+/// so failed and rejected transactions use it up too.
+#[derive(Debug)]
+pub struct Budget(AtomicI64);
+
+impl Budget {
+    /// `messages` to send.
+    pub fn new(messages: i64) -> Self {
+        Self(AtomicI64::new(messages))
+    }
+
+    /// Postfix's `message_count-- > 0`: true when a message may start. A
+    /// session that finds the budget empty still decrements it, which is
+    /// why Message-Id can show `ffffffff` (postfix-reference.md §4.11).
+    pub fn claim(&self) -> bool {
+        self.0.fetch_sub(1, Ordering::Relaxed) > 0
+    }
+
+    /// What is left now, as Message-Id's third number shows it.
+    pub fn remaining(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// `-N`/`-r`: one recipient counter for the process, from 0.
+#[derive(Debug, Default)]
+pub struct RcptNumbers(AtomicU64);
+
+impl RcptNumbers {
+    /// Takes `n` consecutive numbers; returns the first.
+    pub fn take(&self, n: u32) -> u64 {
+        self.0.fetch_add(u64::from(n), Ordering::Relaxed)
+    }
+}
+
+/// The pause before the next message of a session (and once more when it
+/// retires, as Postfix does).
+pub fn pause(delay: Delay) -> Option<Duration> {
+    match delay {
+        Delay::None => None,
+        Delay::Fixed(s) => Some(Duration::from_secs(u64::from(s))),
+        Delay::Random(s) => Some(Duration::from_secs(rand::random_range(0..=u64::from(s)))),
+    }
+}
+
+/// Writes `n` in decimal into `buf` and returns the digits.
+pub fn itoa(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_goes_negative_like_postfix() {
+        let b = Budget::new(2);
+        assert!(b.claim());
+        assert_eq!(b.remaining(), 1);
+        assert!(b.claim());
+        assert!(!b.claim());
+        assert!(!b.claim());
+        assert_eq!(b.remaining(), -2);
+        assert_eq!(b.remaining() as u32, 0xffff_fffe);
+    }
+
+    #[test]
+    fn numbers_are_global_and_consecutive() {
+        let n = RcptNumbers::default();
+        assert_eq!(n.take(3), 0);
+        assert_eq!(n.take(3), 3);
+        assert_eq!(n.take(1), 6);
+    }
+
+    #[test]
+    fn pauses() {
+        assert_eq!(pause(Delay::None), None);
+        assert_eq!(pause(Delay::Fixed(2)), Some(Duration::from_secs(2)));
+        for _ in 0..50 {
+            let d = pause(Delay::Random(2)).unwrap();
+            assert!(d <= Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn decimal() {
+        let mut b = [0u8; 20];
+        assert_eq!(itoa(0, &mut b), b"0");
+        assert_eq!(itoa(1234567890, &mut b), b"1234567890");
+        assert_eq!(itoa(u64::MAX, &mut b), b"18446744073709551615");
+    }
+}
