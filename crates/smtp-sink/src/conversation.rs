@@ -459,7 +459,18 @@ impl<D: DumpSink> Conversation<D> {
                     mail_time: now,
                     failed: false,
                 });
-                let head = dump::head(&self.client, self.proto, self.helo_args.as_deref(), args);
+                let start = self
+                    .cfg
+                    .dump
+                    .as_ref()
+                    .and_then(|d| d.start_string.as_deref());
+                let head = dump::head(
+                    start,
+                    &self.client,
+                    self.proto,
+                    self.helo_args.as_deref(),
+                    args,
+                );
                 self.dump_write(&head);
             }
             Err(e) => {
@@ -511,5 +522,420 @@ impl<D: DumpSink> Conversation<D> {
             warn!("dump file write: {e}");
             d.abort();
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::io;
+    use std::rc::Rc;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    /// An in-memory dump: the committed records, and the open one.
+    #[derive(Default, Clone)]
+    struct MemDump {
+        records: Rc<RefCell<Vec<Vec<u8>>>>,
+        open: Option<Vec<u8>>,
+        fail_writes: bool,
+    }
+
+    impl DumpSink for MemDump {
+        fn begin(&mut self, _: i64, _: &mut dyn RngCore) -> io::Result<u32> {
+            self.open = Some(Vec::new());
+            Ok(0x1234abcd)
+        }
+        fn write(&mut self, data: &[u8]) -> io::Result<()> {
+            if self.fail_writes {
+                return Err(io::Error::other("disk full"));
+            }
+            self.open.as_mut().expect("open").extend_from_slice(data);
+            Ok(())
+        }
+        fn commit(&mut self) -> io::Result<()> {
+            let rec = self.open.take().expect("open");
+            self.records.borrow_mut().push(rec);
+            Ok(())
+        }
+        fn abort(&mut self) {
+            self.open = None;
+        }
+    }
+
+    fn config(args: &[&str]) -> Arc<Config> {
+        let argv = ["smtp-sink"]
+            .iter()
+            .chain(args)
+            .chain([":25", "10"].iter())
+            .copied();
+        let cli = Cli::try_parse_ordered(argv).expect("clap");
+        Arc::new(Config::from_cli(cli, "smtp-sink", 1000).expect("valid"))
+    }
+
+    fn conv(args: &[&str]) -> Conversation<MemDump> {
+        let cfg = config(args);
+        let stats = Arc::new(Stats::with_output(
+            false,
+            cfg.max_messages,
+            0,
+            Box::new(io::sink()),
+        ));
+        let dump = cfg.dump.as_ref().map(|_| MemDump::default());
+        Conversation::new(
+            cfg,
+            stats,
+            ClientAddr::from_ip("127.0.0.1".parse().expect("ip")),
+            dump,
+            SmallRng::seed_from_u64(7),
+            None,
+        )
+    }
+
+    /// Feeds `input` (greeting first) and returns the replies and the last step.
+    fn run(c: &mut Conversation<MemDump>, input: &[u8]) -> (String, Step) {
+        let mut step = c.start(0);
+        let mut buf = BytesMut::from(input);
+        if step == Step::Read {
+            step = c.input(&mut buf, 0);
+        }
+        let out = String::from_utf8_lossy(&c.output().split()).into_owned();
+        (out, step)
+    }
+
+    fn replies(args: &[&str], input: &str) -> String {
+        run(&mut conv(args), input.as_bytes()).0
+    }
+
+    const GREET: &str = "220 smtp-sink ESMTP\r\n";
+
+    #[test]
+    fn exact_replies_for_a_default_session() {
+        let out = replies(
+            &[],
+            "HELO x\r\nMAIL FROM:<a>\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhi\r\n.\r\n\
+             RCPT TO:<b>\r\nDATA\r\nRSET\r\nNOOP\r\nVRFY x\r\nAUTH PLAIN\r\nXCLIENT NAME=x\r\n\
+             XFORWARD NAME=x\r\nEXPN x\r\nSTARTTLS\r\nBDAT 1\r\nconnect\r\n\r\n   \r\n.\r\nQUIT\r\nNOOP\r\n",
+        );
+        let want = [
+            GREET,
+            "250 smtp-sink\r\n",
+            "250 2.1.0 Ok\r\n",
+            "503 5.5.1 Error: nested MAIL command\r\n",
+            "250 2.1.5 Ok\r\n",
+            "354 End data with <CR><LF>.<CR><LF>\r\n",
+            "250 2.0.0 Ok\r\n",
+            "503 5.5.1 Error: need MAIL command\r\n",
+            "503 5.5.1 Error: need RCPT command\r\n",
+            "250 2.1.0 Ok\r\n",
+            "250 2.0.0 Ok\r\n",
+            "250 2.0.0 Ok\r\n",
+            "250 2.0.0 Ok\r\n",
+            "250 2.0.0 Ok\r\n",
+            "250 2.0.0 Ok\r\n",
+            "500 5.5.1 Error: unknown command\r\n",
+            "500 5.5.1 Error: unknown command\r\n",
+            "500 5.5.1 Error: unknown command\r\n",
+            "500 5.5.1 Error: unknown command\r\n",
+            "500 5.5.2 Error: unknown command\r\n",
+            "500 5.5.2 Error: unknown command\r\n",
+            "250 2.0.0 Ok\r\n",
+            "221 Bye\r\n",
+        ]
+        .concat();
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn only_crlf_ends_a_line_and_long_lines_close_silently() {
+        assert_eq!(
+            replies(&[], "NOOP\nNOOP\r\n"),
+            format!("{GREET}500 5.5.1 Error: unknown command\r\n")
+        );
+        let ok = format!("NOOP {}\r\n", "x".repeat(2046 - 5));
+        assert_eq!(replies(&[], &ok), format!("{GREET}250 2.0.0 Ok\r\n"));
+        let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(2047 - 5));
+        let (out, step) = run(&mut conv(&[]), long.as_bytes());
+        assert_eq!((out.as_str(), step), (GREET, Step::Close));
+    }
+
+    #[test]
+    fn protocol_variants_enable_the_right_hello() {
+        let ehlo_all = "250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n\
+250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 \r\n";
+        let unknown = "500 5.5.1 Error: unknown command\r\n";
+        assert_eq!(replies(&[], "EHLO x\r\n"), format!("{GREET}{ehlo_all}"));
+        assert_eq!(
+            replies(&["-L"], "EHLO x\r\nHELO x\r\nLHLO x\r\n"),
+            format!("{GREET}{unknown}{unknown}{ehlo_all}")
+        );
+        assert_eq!(
+            replies(&["-e"], "EHLO x\r\nHELO x\r\n"),
+            format!("220 smtp-sink\r\n{unknown}250 smtp-sink\r\n")
+        );
+        assert_eq!(
+            replies(&["-P", "-h", "vm"], "EHLO x\r\nHELO x\r\n"),
+            format!("220 ********\r\n{unknown}250 vm\r\n")
+        );
+        assert_eq!(
+            replies(
+                &["-8", "-a", "-C", "-F", "-E", "-N", "-p"],
+                "EHLO x\r\nXCLIENT a\r\nXFORWARD a\r\nAUTH x\r\n"
+            ),
+            format!("{GREET}250-smtp-sink\r\n250 \r\n{unknown}{unknown}250 2.0.0 Ok\r\n")
+        );
+    }
+
+    #[test]
+    fn lmtp_replies_once_per_recipient() {
+        let out = replies(
+            &["-L"],
+            "LHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nRCPT TO:<d>\r\nDATA\r\n.\r\n.\r\n",
+        );
+        assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.2.0 Ok\r\n250 2.2.0 Ok\r\n250 2.2.0 Ok\r\n"), "{out}");
+        let out = replies(
+            &["-L", "-r", ".", "-b", "451 4.3.5 later"],
+            "LHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert!(
+            out.ends_with("<CR><LF>\r\n451 4.3.5 later\r\n451 4.3.5 later\r\n"),
+            "{out}"
+        );
+        // RSET keeps the counter: "." then answers for both recipients.
+        let out = replies(
+            &["-L"],
+            "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nRSET\r\n.\r\n",
+        );
+        assert!(
+            out.ends_with("250 2.1.0 Ok\r\n250 2.2.0 Ok\r\n250 2.2.0 Ok\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn reject_lists_and_priorities() {
+        let out = replies(
+            &["-f", "rcpt .", "-B", "554 5.7.1 Go away"],
+            "EHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n",
+        );
+        assert!(!out.contains("PIPELINING"));
+        assert!(
+            out.ends_with(
+                "250 2.1.0 Ok\r\n554 5.7.1 Go away\r\n503 5.5.1 Error: need RCPT command\r\n"
+            ),
+            "{out}"
+        );
+        let out = replies(&["-r", "mail,helo"], "HELO x\r\nMAIL FROM:<a>\r\n");
+        assert_eq!(
+            out,
+            format!("{GREET}{}", "450 4.3.0 Error: command failed\r\n".repeat(2))
+        );
+        let (out, step) = run(&mut conv(&["-f", "connect"]), b"NOOP\r\n");
+        assert_eq!(out, "500 5.3.0 Error: command failed\r\n250 2.0.0 Ok\r\n");
+        assert_eq!(step, Step::Read);
+        let (out, step) = run(
+            &mut conv(&["-Q", "rcpt"]),
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nNOOP\r\n",
+        );
+        assert_eq!(
+            out,
+            format!("{GREET}250 2.1.0 Ok\r\n421 4.0.0 Server closing connection\r\n")
+        );
+        assert_eq!(step, Step::Close);
+        let (out, step) = run(
+            &mut conv(&["-q", "data"]),
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n",
+        );
+        assert_eq!(out, format!("{GREET}250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"));
+        assert_eq!(step, Step::Close);
+        let (out, step) = run(&mut conv(&["-q", "connect"]), b"NOOP\r\n");
+        assert_eq!((out.as_str(), step), ("", Step::Close));
+        // -q beats -Q beats -f beats -r.
+        let (out, step) = run(&mut conv(&["-r", "noop", "-f", "noop"]), b"NOOP\r\n");
+        assert_eq!(
+            (out, step),
+            (
+                format!("{GREET}500 5.3.0 Error: command failed\r\n"),
+                Step::Read
+            )
+        );
+        let (_, step) = run(&mut conv(&["-Q", "noop", "-q", "noop"]), b"NOOP\r\n");
+        assert_eq!(step, Step::Close);
+        // -f quit keeps the connection.
+        let (out, step) = run(&mut conv(&["-f", "quit"]), b"QUIT\r\n");
+        assert_eq!(
+            (out, step),
+            (
+                format!("{GREET}500 5.3.0 Error: command failed\r\n"),
+                Step::Read
+            )
+        );
+    }
+
+    #[test]
+    fn arguments_become_printable_and_nul_ends_the_line() {
+        let mut c = conv(&["-d", "x"]);
+        let (out, _) = run(
+            &mut c,
+            b"EHLO  \tcl\xc3\xa9ent \r\nMAIL FROM:<a\x01b>\r\nRCPT TO:<x\0y>\r\nDATA\r\n.\r\nNO\0OP\r\n",
+        );
+        assert!(
+            out.ends_with("250 2.0.0 Ok\r\n500 5.5.1 Error: unknown command\r\n"),
+            "{out}"
+        );
+        let rec = c.dump.as_ref().expect("dump").records.borrow()[0].clone();
+        let rec = String::from_utf8(rec).expect("utf8");
+        assert!(rec.contains("X-Helo-Args: ?cl??ent \n"), "{rec}");
+        assert!(rec.contains("X-Mail-Args: <a?b>\n"), "{rec}");
+        assert!(rec.contains("X-Rcpt-Args: <x\n"), "{rec}");
+    }
+
+    #[test]
+    fn hello_and_rset_abort_the_transaction() {
+        for abort in ["RSET", "HELO x", "EHLO x"] {
+            let input =
+                format!("MAIL FROM:<a>\r\nRCPT TO:<b>\r\n{abort}\r\nDATA\r\nRCPT TO:<b>\r\n");
+            let out = replies(&["-d", "x"], &input);
+            assert!(
+                out.ends_with(
+                    "503 5.5.1 Error: need RCPT command\r\n503 5.5.1 Error: need MAIL command\r\n"
+                ),
+                "{abort}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn dump_record_is_postfix_format() {
+        let mut c = conv(&[
+            "-d",
+            "x",
+            "-S",
+            r"START\tX\\n\101\n",
+            "-h",
+            "sinkhost.example",
+        ]);
+        let (out, step) = run(
+            &mut c,
+            b"EHLO   client.example  \r\nMAIL FROM:<a@b> BODY=8BITMIME\r\nRCPT TO:<x@y>\r\n\
+RCPT TO:<z@y> NOTIFY=NEVER\r\nDATA\r\nSubject: hi\r\n\r\n..dot\r\nbare\rcr\r\n.\r\n",
+        );
+        assert!(out.ends_with("250 2.0.0 Ok\r\n"));
+        assert_eq!(step, Step::Read);
+        let rec = c.dump.as_ref().expect("dump").records.borrow()[0].clone();
+        let want = format!(
+            "START\tX\\nA\nX-Client-Addr: 127.0.0.1\nX-Client-Proto: ESMTP\nX-Helo-Args: client.example  \n\
+X-Mail-Args: <a@b> BODY=8BITMIME\nX-Rcpt-Args: <x@y>\nX-Rcpt-Args: <z@y> NOTIFY=NEVER\n\
+Received: from client.example   ([127.0.0.1])\n\tby sinkhost.example (smtp-sink) with ESMTP id 1234abcd;\n\t{}\n\
+Subject: hi\n\n.dot\nbarecr\n\n",
+            smtp_proto::time::mail_date(0)
+        );
+        assert_eq!(String::from_utf8_lossy(&rec), want);
+    }
+
+    #[test]
+    fn dump_write_error_gives_451_instead_of_250() {
+        let mut c = conv(&["-d", "x"]);
+        c.dump.as_mut().expect("dump").fail_writes = true;
+        let (out, _) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<a>\r\n",
+        );
+        assert!(
+            out.ends_with("451 4.3.0 Error: dump file write failed\r\n250 2.1.0 Ok\r\n"),
+            "{out}"
+        );
+        assert!(c.dump.as_ref().expect("dump").records.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_delay_holds_back_later_pipelined_commands() {
+        let mut c = conv(&["-W", "rcpt:1"]);
+        let (out, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nNOOP\r\n",
+        );
+        assert_eq!(out, format!("{GREET}250 2.1.0 Ok\r\n"));
+        assert_eq!(step, Step::Delay(Duration::from_secs(1)));
+        // The shell waits, then resumes and goes on with the buffer.
+        let mut rest = BytesMut::from(&b"RCPT TO:<c>\r\nNOOP\r\n"[..]);
+        assert_eq!(c.resume(0), Step::Read);
+        assert_eq!(c.input(&mut rest, 0), Step::Delay(Duration::from_secs(1)));
+        assert_eq!(c.resume(0), Step::Read);
+        assert_eq!(c.input(&mut rest, 0), Step::Read);
+        assert_eq!(
+            &c.output().split()[..],
+            b"250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok\r\n"
+        );
+    }
+
+    #[test]
+    fn delayed_greeting_quit_and_abort_steps() {
+        let mut c = conv(&["-W", "connect:2"]);
+        assert_eq!(c.start(0), Step::Delay(Duration::from_secs(2)));
+        assert!(c.output().is_empty());
+        assert_eq!(c.resume(0), Step::Read);
+        assert_eq!(&c.output().split()[..], GREET.as_bytes());
+        let mut c = conv(&["-W", "quit:1"]);
+        let (_, step) = run(&mut c, b"QUIT\r\n");
+        assert_eq!(step, Step::Delay(Duration::from_secs(1)));
+        assert_eq!(c.resume(0), Step::Close);
+        let mut c = conv(&["-A", "3"]);
+        let (out, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"));
+        assert_eq!(step, Step::Abort(Duration::from_secs(3)));
+        c.abort_data();
+        assert_eq!(&c.output().split()[..], b"550 This violates SMTP\r\n");
+        let mut c = conv(&["-H", "2"]);
+        let (_, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert_eq!(step, Step::Stall(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn max_messages_exits_after_the_final_reply() {
+        let mut c = conv(&["-M", "1"]);
+        let (out, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nNOOP\r\n",
+        );
+        assert!(
+            out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n"),
+            "{out}"
+        );
+        assert_eq!(step, Step::Exit);
+    }
+
+    #[test]
+    fn data_may_arrive_a_byte_at_a_time() {
+        for dumping in [false, true] {
+            let args: &[&str] = if dumping { &["-d", "x"] } else { &[] };
+            let mut c = conv(args);
+            let _ = c.start(0);
+            let input = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.x\r\n\r\n.\r\nNOOP\r\n";
+            let mut buf = BytesMut::new();
+            for b in input {
+                buf.extend_from_slice(&[*b]);
+                assert_eq!(c.input(&mut buf, 0), Step::Read);
+            }
+            let out = c.output().split();
+            assert!(out.ends_with(b"<CR><LF>\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"));
+            if dumping {
+                let rec = c.dump.as_ref().expect("dump").records.borrow()[0].clone();
+                assert!(
+                    rec.ends_with(b"\nx\n\n\n"),
+                    "{:?}",
+                    String::from_utf8_lossy(&rec)
+                );
+            }
+        }
     }
 }

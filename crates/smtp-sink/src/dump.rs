@@ -119,12 +119,6 @@ impl DumpSink for FileDump {
             path,
             mail_time,
         });
-        if let Some(start) = self.cfg.start_string.clone() {
-            if let Err(e) = self.write(&start) {
-                self.abort();
-                return Err(e);
-            }
-        }
         Ok(id)
     }
 
@@ -244,9 +238,17 @@ impl ClientAddr {
     }
 }
 
-/// The header lines written at MAIL time after the `-S` string.
-pub fn head(addr: &ClientAddr, proto: &str, helo: Option<&[u8]>, mail_args: &[u8]) -> Vec<u8> {
+/// The start of a record, written at MAIL time: the `-S` string, then the
+/// X-Client-Addr, X-Client-Proto, X-Helo-Args and X-Mail-Args lines.
+pub fn head(
+    start: Option<&[u8]>,
+    addr: &ClientAddr,
+    proto: &str,
+    helo: Option<&[u8]>,
+    mail_args: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(start.unwrap_or_default());
     out.extend_from_slice(b"X-Client-Addr: ");
     out.extend_from_slice(addr.prefix.as_bytes());
     out.extend_from_slice(addr.addr.as_bytes());
@@ -378,7 +380,7 @@ mod tests {
         let path = dir.path().join(format!("sub/dir/m.{id:08x}"));
         d.write(b"hello\n").expect("write");
         d.commit().expect("commit");
-        assert_eq!(std::fs::read(&path).expect("read"), b"S:hello\n");
+        assert_eq!(std::fs::read(&path).expect("read"), b"hello\n");
         let id2 = d.begin(0, &mut rng).expect("begin");
         let path2 = dir.path().join(format!("sub/dir/m.{id2:08x}"));
         assert!(path2.exists());
