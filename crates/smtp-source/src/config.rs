@@ -208,7 +208,7 @@ impl Config {
                 if let Some(problem) = crate::target::hostname_problem(name) {
                     return Err(ConfigError::Invalid {
                         text: format!("bad hostname: {name}"),
-                        warning: Some(format!("valid_hostname: {problem}: {name}")),
+                        warning: Some(format!("valid_hostname: {problem}")),
                     });
                 }
                 name.clone()

@@ -113,13 +113,14 @@ pub(crate) fn host_port(addr: &str) -> Result<HostPort, TargetError> {
     })
 }
 
-/// Why a name fails Postfix's valid_hostname(); `None` means valid.
-pub(crate) fn hostname_problem(name: &str) -> Option<&'static str> {
+/// Why a name fails Postfix's valid_hostname(), worded as its warning
+/// (after `valid_hostname: `); `None` means valid.
+pub(crate) fn hostname_problem(name: &str) -> Option<String> {
     if name.is_empty() {
-        return Some("empty hostname");
+        return Some("empty hostname".to_owned());
     }
     if name.len() > 255 {
-        return Some("bad length");
+        return Some(format!("bad length {} for {name}", name.len()));
     }
     let bytes = name.as_bytes();
     let mut label_len = 0usize;
@@ -129,28 +130,28 @@ pub(crate) fn hostname_problem(name: &str) -> Option<&'static str> {
         if ch.is_ascii_alphanumeric() || ch == b'_' {
             label_len += 1;
             if label_len > 63 {
-                return Some("label length");
+                return Some(format!("hostname label too long: {name}"));
             }
             if !ch.is_ascii_digit() {
                 non_numeric = true;
             }
         } else if ch == b'.' {
             if label_len == 0 || next.is_none() {
-                return Some("misplaced delimiter");
+                return Some(format!("misplaced delimiter: {name}"));
             }
             label_len = 0;
         } else if ch == b'-' {
             non_numeric = true;
             label_len += 1;
             if label_len == 1 || next.is_none() || next == Some(b'.') {
-                return Some("misplaced hyphen");
+                return Some(format!("misplaced hyphen: {name}"));
             }
         } else {
-            return Some("invalid character");
+            return Some(format!("invalid character {ch}(decimal): {name}"));
         }
     }
     if !non_numeric {
-        return Some("numeric hostname");
+        return Some(format!("numeric hostname: {name}"));
     }
     None
 }

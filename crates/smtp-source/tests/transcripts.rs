@@ -1,0 +1,552 @@
+//! Exact transcripts of the `smtp-source` binary against a scripted server
+//! that records every byte (postfix-reference.md §1 and §5).
+
+mod support;
+
+use std::time::Duration;
+
+use support::{lmtp_sink, normalize, sink, source, Act, Cmd, End, Server};
+
+const HEAD: &str = "From: <foo@client.example>\r\nTo: <foo@client.example>\r\nDate: DATE\r\n";
+const LA_DE_DA: &str =
+    "La de da de da 1.\r\nLa de da de da 2.\r\nLa de da de da 3.\r\nLa de da de da 4.\r\n.\r\n";
+
+fn envelope() -> String {
+    "HELO client.example\r\nMAIL FROM:<foo@client.example>\r\nRCPT TO:<foo@client.example>\r\nDATA\r\n"
+        .to_owned()
+}
+
+#[test]
+fn default_run_is_byte_exact_and_closes_with_rst() {
+    let server = Server::start(sink);
+    let run = source(&["-M", "client.example", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.stderr, "");
+    let recs = server.records(1);
+    assert_eq!(recs.len(), 1);
+    let expected = format!(
+        "{}{HEAD}Message-Id: <PID.0003.0000@client.example>\r\n\r\n{LA_DE_DA}QUIT\r\n",
+        envelope()
+    );
+    assert_eq!(normalize(&recs[0].text(), run.pid), expected);
+    assert_eq!(recs[0].end, End::Reset, "SO_LINGER 0 close");
+}
+
+#[test]
+fn old_mode_sends_no_helo_and_no_headers() {
+    let server = Server::start(sink);
+    let run = source(&["-o", "-M", "h", "-S", "ignored", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let recs = server.records(1);
+    assert_eq!(
+        recs[0].text(),
+        format!("MAIL FROM:<foo@h>\r\nRCPT TO:<foo@h>\r\nDATA\r\n{LA_DE_DA}QUIT\r\n")
+    );
+}
+
+#[test]
+fn generated_body_and_subject() {
+    let server = Server::start(sink);
+    let run = source(&[
+        "-l",
+        "250",
+        "-S",
+        "Test subject",
+        "-M",
+        "client.example",
+        &server.addr,
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let text = normalize(&server.records(1)[0].text(), run.pid);
+    let line = |d: char| format!("{d}{}\r\n", "X".repeat(77));
+    let expected = format!(
+        "{}{HEAD}Message-Id: <PID.0003.0000@client.example>\r\nSubject: Test subject\r\n\r\n{}{}{}XXXXXXXXXX\r\n.\r\nQUIT\r\n",
+        envelope(),
+        line('1'),
+        line('2'),
+        line('3')
+    );
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn lmtp_transcript() {
+    let server = Server::start(lmtp_sink);
+    let run = source(&["-L", "-r", "2", "-M", "h", "-t", "u@d", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let text = normalize(&server.records(1)[0].text(), run.pid);
+    assert_eq!(
+        text,
+        format!(
+            "LHLO h\r\nMAIL FROM:<foo@h>\r\nRCPT TO:<u0@d>\r\nRCPT TO:<u1@d>\r\nDATA\r\n\
+             From: <foo@h>\r\nTo: <u1@d>\r\nDate: DATE\r\nMessage-Id: <PID.0003.0000@h>\r\n\r\n{LA_DE_DA}QUIT\r\n"
+        )
+    );
+}
+
+#[test]
+fn lmtp_with_a_and_a_rejected_rcpt_does_not_hang() {
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l.starts_with("RCPT TO:<u1@") => Act::reply("550 5.1.1 no"),
+        _ => lmtp_sink(ctx, cmd),
+    });
+    let run = source(&["-A", "-L", "-r", "3", "-M", "h", "-t", "u@d", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.elapsed < Duration::from_secs(10), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}: warning: recipient rejected: 550 5.1.1 no\n",
+            support::bin()
+        )
+    );
+    let text = server.records(1)[0].text();
+    assert!(text.ends_with(".\r\nQUIT\r\n"), "{text}");
+}
+
+/// One -A case: a script that rejects `verb` with `reply`, the commands
+/// expected after the rejection, and the warning.
+fn a_case(verb: &'static str, reply: &'static str, tail: &str, warning: &str) {
+    let server = Server::start(move |ctx, cmd| match cmd {
+        Cmd::Line(l) if l.starts_with(verb) => Act::reply(reply),
+        Cmd::EndOfData if verb == "." => Act::reply(reply),
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-A", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{verb}: {run:?}");
+    assert_eq!(
+        run.stderr,
+        format!("{}: warning: {warning}\n", support::bin()),
+        "{verb}"
+    );
+    let recs = server.records(1);
+    let cmds: Vec<&str> = recs[0]
+        .lines
+        .iter()
+        .map(|(_, l)| l.get(..4).unwrap_or(l))
+        .collect();
+    let tail: Vec<&str> = tail.split(' ').collect();
+    assert!(cmds.ends_with(&tail), "{verb}: {cmds:?}");
+}
+
+#[test]
+fn tolerated_rejections_recover_like_postfix() {
+    a_case(
+        "MAIL",
+        "451 4.3.0 later",
+        "MAIL RSET QUIT",
+        "sender rejected: 451 4.3.0 later",
+    );
+    a_case(
+        "RCPT",
+        "550 5.1.1 no",
+        "RCPT RSET QUIT",
+        "recipient rejected: 550 5.1.1 no",
+    );
+    a_case(
+        "DATA",
+        "554 5.5.1 no",
+        "DATA RSET QUIT",
+        "data rejected: 554 5.5.1 no",
+    );
+    a_case(
+        ".",
+        "550 5.7.1 bad",
+        "DATA QUIT",
+        "end of data rejected: 550 5.7.1 bad",
+    );
+}
+
+#[test]
+fn tolerated_421_on_helo_closes_without_quit() {
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l.starts_with("HELO") => Act::reply("421 4.7.0 bye"),
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-A", "-m", "2", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let recs = server.records(2);
+    assert_eq!(recs.len(), 2, "a new connection for the next message");
+    for r in &recs {
+        assert_eq!(r.text(), "HELO h\r\n");
+        assert_eq!(r.end, End::Reset);
+    }
+    assert_eq!(
+        run.stderr
+            .matches("warning: HELO rejected: 421 4.7.0 bye")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn data_554_under_d_resets_then_next_mail() {
+    let datas = std::sync::atomic::AtomicUsize::new(0);
+    let server = Server::start(move |ctx, cmd| match cmd {
+        Cmd::Line(l)
+            if l == "DATA" && datas.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 =>
+        {
+            Act::reply("554 5.5.1 no")
+        }
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-A", "-d", "-m", "2", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let recs = server.records(1);
+    let cmds: Vec<&str> = recs[0].lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        cmds,
+        [
+            "HELO h",
+            "MAIL FROM:<foo@h>",
+            "RCPT TO:<foo@h>",
+            "DATA",
+            "RSET",
+            "MAIL FROM:<foo@h>",
+            "RCPT TO:<foo@h>",
+            "DATA",
+            "QUIT"
+        ]
+    );
+}
+
+#[test]
+fn rejections_without_a_are_fatal_at_once() {
+    for (verb, reply, text) in [
+        (
+            "CONNECT",
+            "554 5.3.2 go away",
+            "rejected at server banner: 554 5.3.2 go away",
+        ),
+        ("HELO", "550 no", "HELO rejected: 550 no"),
+        ("MAIL", "553 bad sender", "sender rejected: 553 bad sender"),
+        ("RCPT", "550 5.1.1 no", "recipient rejected: 550 5.1.1 no"),
+        ("DATA", "451 later", "data rejected: 451 later"),
+        (".", "552 too big", "end of data rejected: 552 too big"),
+    ] {
+        let server = Server::start(move |ctx, cmd| match cmd {
+            Cmd::Connect if verb == "CONNECT" => Act::reply(reply),
+            Cmd::Line(l) if l.starts_with(verb) => Act::reply(reply),
+            Cmd::EndOfData if verb == "." => Act::reply(reply),
+            _ => sink(ctx, cmd),
+        });
+        let run = source(&["-M", "h", &server.addr]);
+        assert_eq!(run.code, Some(1), "{verb}: {run:?}");
+        assert_eq!(run.stderr, format!("{}: fatal: {text}\n", support::bin()));
+        // Postfix sleeps a second before exiting; we do not.
+        assert!(run.elapsed < Duration::from_millis(950), "{run:?}");
+        let recs = server.records(1);
+        assert!(!recs[0].text().contains("QUIT"), "{verb}");
+    }
+}
+
+#[test]
+fn multiline_reply_text_is_joined_with_newlines() {
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l.starts_with("MAIL") => {
+            Act::Reply(vec!["550-first".to_owned(), "550 second".to_owned()])
+        }
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}: fatal: sender rejected: 550 first\nsecond\n",
+            support::bin()
+        )
+    );
+}
+
+#[test]
+fn file_content_edge_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "dots",
+            b".leading dot\n..two dots\n.\nlast line no newline",
+            "..leading dot\r\n...two dots\r\n..\r\nlast line no newline\r\n\r\n.\r\n",
+        ),
+        (
+            "crlf",
+            b"Subject: x\r\n\r\nbody\r\n",
+            "Subject: x\r\n\r\nbody\r\n\r\n.\r\n",
+        ),
+        ("empty", b"", LA_DE_DA),
+        ("blank", b"\n", "\r\n\r\n.\r\n"),
+    ];
+    for (name, content, body) in cases {
+        let path = support::tmp_file(dir.path(), name, content);
+        let server = Server::start(sink);
+        let run = source(&[
+            "-F",
+            path.to_str().unwrap(),
+            "-S",
+            "ignored",
+            "-M",
+            "h",
+            &server.addr,
+        ]);
+        assert_eq!(run.code, Some(0), "{name}: {run:?}");
+        let text = server.records(1)[0].text();
+        let expected =
+            format!("HELO h\r\nMAIL FROM:<foo@h>\r\nRCPT TO:<foo@h>\r\nDATA\r\n{body}QUIT\r\n");
+        assert_eq!(text, expected, "{name}");
+    }
+}
+
+#[test]
+fn d_m3_reuses_the_connection_and_counts() {
+    let server = Server::start(sink);
+    let run = source(&["-c", "-d", "-m", "3", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout, "1\r2\r3\r\n");
+    let recs = server.records(1);
+    assert_eq!(recs.len(), 1);
+    let text = recs[0].text();
+    assert_eq!(text.matches("HELO h\r\n").count(), 1);
+    assert_eq!(text.matches("MAIL FROM:").count(), 3);
+    assert!(!text.contains("RSET"));
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Message-Id: <"))
+        .map(|l| &l[l.find('.').unwrap() + 1..])
+        .collect();
+    assert_eq!(ids, ["0003.0002@h>", "0003.0001@h>", "0003.0000@h>"]);
+    // One Date per run.
+    let dates: std::collections::HashSet<&str> =
+        text.lines().filter(|l| l.starts_with("Date: ")).collect();
+    assert_eq!(dates.len(), 1);
+    assert!(text.ends_with(".\r\nQUIT\r\n"));
+}
+
+#[test]
+fn r3_n_numbering_is_global() {
+    let server = Server::start(sink);
+    let run = source(&[
+        "-r",
+        "3",
+        "-N",
+        "-d",
+        "-m",
+        "2",
+        "-t",
+        "rcpt@example.org",
+        "-M",
+        "h",
+        &server.addr,
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let text = server.records(1)[0].text();
+    let rcpts: Vec<&str> = text.lines().filter(|l| l.starts_with("RCPT")).collect();
+    assert_eq!(
+        rcpts,
+        (0..6)
+            .map(|n| format!("RCPT TO:<rcpt{n}@example.org>"))
+            .collect::<Vec<_>>()
+    );
+    let tos: Vec<&str> = text.lines().filter(|l| l.starts_with("To: ")).collect();
+    assert_eq!(tos, ["To: <rcpt2@example.org>", "To: <rcpt5@example.org>"]);
+    // -N alone, with a trailing delimiter and no domain.
+    let server = Server::start(sink);
+    let run = source(&["-N", "-m", "2", "-t", "user+", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0));
+    let all: String = server.records(2).iter().map(|r| r.text()).collect();
+    assert!(all.contains("RCPT TO:<user+0>\r\n") && all.contains("RCPT TO:<user+1>\r\n"));
+}
+
+#[test]
+fn s2_m1_message_id_shows_negative_budget() {
+    let server = Server::start(sink);
+    let run = source(&["-s", "2", "-m", "1", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let recs = server.records(1);
+    let all: String = recs.iter().map(|r| r.text()).collect();
+    assert_eq!(all.matches("MAIL FROM").count(), 1);
+}
+
+#[test]
+fn w1_paces_connections_and_messages() {
+    let server = Server::start(sink);
+    let run = source(&["-s", "2", "-m", "4", "-w", "1", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let recs = server.records(4);
+    assert_eq!(recs.len(), 4);
+    let t0 = recs[0].accepted;
+    let at: Vec<f64> = recs
+        .iter()
+        .map(|r| r.accepted.duration_since(t0).as_secs_f64())
+        .collect();
+    assert!(at[1] < 0.5, "{at:?}");
+    assert!(at[2] > 0.9 && at[2] < 1.8, "{at:?}");
+    assert!(at[3] > 0.9 && at[3] < 1.8, "{at:?}");
+    // One more pause when each session retires: about 2 s in all.
+    assert!(run.elapsed > Duration::from_millis(1900), "{run:?}");
+
+    let server = Server::start(sink);
+    let run = source(&["-d", "-m", "3", "-w", "1", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let rec = &server.records(1)[0];
+    let mails: Vec<f64> = rec
+        .lines
+        .iter()
+        .filter(|(_, l)| l.starts_with("MAIL"))
+        .map(|(t, _)| t.duration_since(rec.accepted).as_secs_f64())
+        .collect();
+    assert_eq!(mails.len(), 3);
+    assert!(mails[0] < 0.5, "{mails:?}");
+    assert!(mails[1] > 0.9 && mails[1] < 1.8, "{mails:?}");
+    assert!(mails[2] > 1.9 && mails[2] < 2.8, "{mails:?}");
+}
+
+#[test]
+fn timeout_and_lost_connection_name_the_phase() {
+    let server = Server::start(|_, _| Act::Silence);
+    let run = source(&["--timeout", "1", &server.addr]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}: fatal: timeout while reading server greeting\n",
+            support::bin()
+        )
+    );
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l.starts_with("RCPT") => Act::Close,
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}: fatal: lost connection while sending recipient\n",
+            support::bin()
+        )
+    );
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l.starts_with("LHLO") => Act::Close,
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-L", "-M", "h", &server.addr]);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}: fatal: lost connection while sending LHLO\n",
+            support::bin()
+        )
+    );
+}
+
+#[test]
+fn server_closing_after_quit_is_fine() {
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l == "QUIT" => Act::Close,
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-m", "2", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stderr, "");
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l == "QUIT" => Act::ReplyClose(vec!["221 Bye".to_owned()]),
+        _ => sink(ctx, cmd),
+    });
+    let run = source(&["-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+#[test]
+fn unix_socket_target() {
+    let server = Server::start_unix(sink);
+    let run = source(&["-d", "-m", "2", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let text = server.records(1)[0].text();
+    assert_eq!(text.matches("MAIL FROM:<foo@h>").count(), 2);
+}
+
+#[test]
+fn verbose_shows_commands_and_replies() {
+    let server = Server::start(sink);
+    let run = source(&["-v", "-o", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let b = support::bin();
+    let expected = [
+        "<<< 220 test ESMTP",
+        "MAIL FROM:<foo@h>",
+        "<<< 250 2.1.0 Ok",
+        "RCPT TO:<foo@h>",
+        "<<< 250 2.1.5 Ok",
+        "DATA",
+        "<<< 354 End data with <CR><LF>.<CR><LF>",
+        ".",
+        "<<< 250 2.0.0 Ok",
+        "QUIT",
+        "<<< 221 Bye",
+    ]
+    .iter()
+    .map(|l| format!("{b}: {l}\n"))
+    .collect::<String>();
+    assert_eq!(run.stderr, expected);
+}
+
+#[test]
+fn summary_and_json_only_when_asked() {
+    let server = Server::start(sink);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let run = source(&[
+        "--summary",
+        "--json",
+        json.to_str().unwrap(),
+        "-m",
+        "3",
+        "-s",
+        "2",
+        "-M",
+        "h",
+        &server.addr,
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stderr.contains("3 messages sent, 3 accepted"),
+        "{run:?}"
+    );
+    let j = std::fs::read_to_string(&json).unwrap();
+    assert!(j.contains("\"messages_sent\":3"), "{j}");
+    assert!(j.contains("\"accepted\":3"), "{j}");
+}
+
+#[test]
+fn fatal_usage_and_connect_errors() {
+    let b = support::bin();
+    let run = source(&["-s", "0", "127.0.0.1"]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.stderr, format!("{b}: fatal: bad session count: 0\n"));
+    let run = source(&[]);
+    assert_eq!(run.code, Some(1));
+    assert!(run
+        .stderr
+        .starts_with(&format!("{b}: fatal: usage: {b} -cdLNov")));
+    let run = source(&["-M", "a!b", "x"]);
+    assert_eq!(
+        run.stderr,
+        format!("{b}: warning: valid_hostname: invalid character 33(decimal): a!b\n{b}: fatal: bad hostname: a!b\n")
+    );
+    // A port nobody listens on: bind one, then drop it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let run = source(&["-C", "3", &addr]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{b}: warning: connect: Connection refused\n{b}: warning: connect: Connection refused\n{b}: fatal: connect: Connection refused\n"
+        )
+    );
+}
