@@ -184,14 +184,16 @@ pub async fn serve(conn: Conn, client: ClientAddr, shared: Arc<Shared>) {
     let idle = tokio::time::sleep(cfg.timeout);
     tokio::pin!(idle);
     let end = drive(&mut conv, &mut io, &mut idle, now).await;
-    conv.close();
-    drop(io);
+    // Logged before the socket closes, so a client that sees the close
+    // can rely on the log line being there.
     match end {
         End::ReadTimeout => warn!("read timeout"),
         End::WriteTimeout => warn!("write timeout"),
         End::Lost => warn!("lost connection"),
         End::Closed | End::Exit => {}
     }
+    conv.close();
+    drop(io);
     if end == End::Exit {
         shared.exit();
         return;

@@ -1,0 +1,318 @@
+//! Helpers: start sinks (ours and Postfix's) on free ports or unix
+//! sockets, wait for them to listen, talk to them, and clean up.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const OURS: &str = env!("CARGO_BIN_EXE_smtp-sink");
+pub const POSTFIX_SINK: &str = "/usr/sbin/smtp-sink";
+pub const POSTFIX_SOURCE: &str = "/usr/sbin/smtp-source";
+
+/// Whether a peer program is installed. In CI a missing peer fails the
+/// test; elsewhere the test prints a notice and is skipped.
+pub fn have(tool: &str) -> bool {
+    let found = if tool.contains('/') {
+        Path::new(tool).exists()
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false)
+            || Path::new("/usr/sbin").join(tool).exists()
+    };
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "test peer {tool} is missing (CI is set, so this is a failure)"
+        );
+        eprintln!("SKIP: {tool} is not installed");
+    }
+    found
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A temporary directory that the sink can write to after dropping to
+/// nobody.
+pub fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut perm = std::fs::metadata(dir.path()).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o777);
+    std::fs::set_permissions(dir.path(), perm).expect("chmod");
+    dir
+}
+
+/// Where a sink listens.
+#[derive(Debug, Clone)]
+pub enum Addr {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl Addr {
+    /// The address argument for sinks and smtp-source.
+    pub fn arg(&self) -> String {
+        match self {
+            Addr::Tcp(a) => a.clone(),
+            Addr::Unix(p) => format!("unix:{}", p.display()),
+        }
+    }
+}
+
+/// A running sink; killed and reaped on drop.
+pub struct Sink {
+    pub child: Option<Child>,
+    pub addr: Addr,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn with_user(args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    if is_root() && !args.contains(&"-u") {
+        v.extend(["-u".to_owned(), "nobody".to_owned()]);
+    }
+    v.extend(args.iter().map(|s| (*s).to_owned()));
+    v
+}
+
+/// Starts `program` with `args` on a fresh loopback port.
+pub fn start(program: &str, args: &[&str]) -> Sink {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    start_at(program, args, Addr::Tcp(addr), None)
+}
+
+/// Starts `program` on a unix socket in a new temporary directory.
+pub fn start_unix(program: &str, args: &[&str]) -> Sink {
+    let dir = open_dir();
+    let path = dir.path().join("sink.sock");
+    start_at(program, args, Addr::Unix(path), Some(dir))
+}
+
+pub fn start_at(program: &str, args: &[&str], addr: Addr, dir: Option<tempfile::TempDir>) -> Sink {
+    let mut argv = with_user(args);
+    argv.push(addr.arg());
+    argv.push("100".to_owned());
+    let child = Command::new(program)
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    let sink = Sink {
+        child: Some(child),
+        addr,
+        _dir: dir,
+    };
+    wait_listening(&sink.addr);
+    sink
+}
+
+/// Waits (bounded) until the address is in the LISTEN state, without
+/// connecting (a probe connection would count as a session).
+pub fn wait_listening(addr: &Addr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if is_listening(addr) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("nothing listens on {addr:?}");
+}
+
+fn is_listening(addr: &Addr) -> bool {
+    match addr {
+        Addr::Tcp(a) => {
+            let port: u16 = a
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
+            let want = format!(":{port:04X}");
+            ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        cols.len() > 3 && cols[1].ends_with(&want) && cols[3] == "0A"
+                    })
+            })
+        }
+        Addr::Unix(p) => {
+            let path = p.to_string_lossy().into_owned();
+            std::fs::read_to_string("/proc/net/unix")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.ends_with(&path) && l.split_whitespace().nth(3) == Some("00010000"))
+        }
+    }
+}
+
+/// A client connection.
+pub enum Client {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Client {
+    pub fn connect(addr: &Addr) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = match addr {
+                Addr::Tcp(a) => TcpStream::connect(a).map(Client::Tcp),
+                Addr::Unix(p) => UnixStream::connect(p).map(Client::Unix),
+            };
+            match r {
+                Ok(c) => return c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("connect {addr:?}: {e}"),
+            }
+        }
+    }
+
+    fn set_timeout(&self, t: Duration) {
+        let _ = match self {
+            Client::Tcp(s) => s.set_read_timeout(Some(t)),
+            Client::Unix(s) => s.set_read_timeout(Some(t)),
+        };
+    }
+
+    pub fn send(&mut self, data: &[u8]) -> bool {
+        match self {
+            Client::Tcp(s) => s.write_all(data).is_ok(),
+            Client::Unix(s) => s.write_all(data).is_ok(),
+        }
+    }
+
+    /// Reads until `quiet` passes with no data. Returns the bytes and
+    /// whether the server closed.
+    pub fn read_quiet(&mut self, quiet: Duration) -> (Vec<u8>, bool) {
+        self.set_timeout(quiet);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let r = match self {
+                Client::Tcp(s) => s.read(&mut buf),
+                Client::Unix(s) => s.read(&mut buf),
+            };
+            match r {
+                Ok(0) => return (out, true),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return (out, false)
+                }
+                Err(_) => return (out, true),
+            }
+        }
+    }
+
+    /// Reads until `want` bytes have arrived, the server closes, or
+    /// `limit` passes.
+    pub fn read_until(&mut self, pred: impl Fn(&[u8]) -> bool, limit: Duration) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        while Instant::now() < deadline {
+            let (more, closed) = self.read_quiet(Duration::from_millis(20));
+            out.extend_from_slice(&more);
+            if closed {
+                return (out, true);
+            }
+            if pred(&out) {
+                return (out, false);
+            }
+        }
+        (out, false)
+    }
+}
+
+/// How long to wait for replies that are not coming.
+pub const QUIET: Duration = Duration::from_millis(150);
+
+/// Runs a scripted conversation: after connecting and after each chunk,
+/// collects replies until the server is quiet. Returns the transcript
+/// (`S:`/`C:` blocks) and all the reply bytes.
+pub fn converse(addr: &Addr, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut c = Client::connect(addr);
+    let (mut out, mut closed) = c.read_quiet(QUIET);
+    for chunk in chunks {
+        if closed {
+            out.extend_from_slice(b"<EOF>");
+            return out;
+        }
+        if !c.send(chunk) {
+            out.extend_from_slice(b"<EOF>");
+            return out;
+        }
+        let (more, cl) = c.read_quiet(QUIET);
+        out.extend_from_slice(&more);
+        closed = cl;
+    }
+    if closed {
+        out.extend_from_slice(b"<EOF>");
+    }
+    out
+}
+
+/// Waits (bounded) for a sink to exit and returns its output.
+pub fn wait_exit(sink: &mut Sink, limit: Duration) -> Option<Output> {
+    let deadline = Instant::now() + limit;
+    let child = sink.child.as_mut().expect("child");
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            let child = sink.child.take().expect("child");
+            return child.wait_with_output().ok();
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops a sink and returns what it printed.
+pub fn stop(sink: &mut Sink) -> Output {
+    let mut child = sink.child.take().expect("child");
+    let _ = child.kill();
+    child.wait_with_output().expect("wait")
+}
+
+/// Shows bytes readably in assertion messages.
+pub fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .replace('\r', "\\r")
+        .replace('\n', "\\n\n")
+}
