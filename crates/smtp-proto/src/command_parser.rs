@@ -29,6 +29,15 @@ impl CommandParser {
     /// `LineTooLong` error the rest of that line is skipped, so parsing can
     /// go on if the caller chooses to.
     ///
+    /// `Ok(None)` leaves `buf` as it was, with one exception: while the
+    /// rest of an over-long line is being skipped, its bytes are removed as
+    /// they arrive, so such a line never occupies more than `max_line + 2`
+    /// bytes of the buffer.
+    ///
+    /// The parser remembers how far it has scanned `buf`; between calls the
+    /// caller may append to `buf` but must not remove bytes from it (if it
+    /// throws the buffer away, it must start a new parser).
+    ///
     /// # Errors
     /// [`ParseError::LineTooLong`], once per over-long line.
     pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, ParseError> {

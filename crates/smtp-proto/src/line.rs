@@ -40,7 +40,7 @@ impl LineFramer {
                 }
                 // A complete line is at most limit + terminator bytes long;
                 // a partial one longer than that can never fit.
-                if buf.len() > self.limit + 1 {
+                if buf.len() > self.limit.saturating_add(1) {
                     self.discarding = true;
                     let keep = usize::from(buf.last() == Some(&b'\r'));
                     buf.advance(buf.len() - keep);

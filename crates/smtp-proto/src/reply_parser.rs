@@ -38,6 +38,11 @@ impl ReplyParser {
 
     /// Takes one complete reply off the front of `buf`.
     ///
+    /// `Ok(None)` leaves `buf` as it was. The parser remembers how far it
+    /// has checked `buf`; between calls the caller may append to `buf` but
+    /// must not remove bytes from it. After an error the reply being
+    /// assembled is forgotten and `buf` is left as it was.
+    ///
     /// # Errors
     /// `MalformedReply` for a line without a three-digit code and a valid
     /// separator, `ReplyCodeMismatch`, `LineTooLong` or `TooManyLines`.
@@ -46,7 +51,7 @@ impl ReplyParser {
         loop {
             let start = self.scanned.min(buf.len());
             let Some(i) = memchr(b'\n', &buf[start..]) else {
-                if buf.len() - start > self.max_line + 1 {
+                if buf.len() - start > self.max_line.saturating_add(1) {
                     self.reset();
                     return Err(ParseError::LineTooLong {
                         limit: self.max_line,

@@ -491,3 +491,19 @@ fn request_encoding() {
         assert_eq!(item.as_ref().unwrap().verb, req.verb());
     }
 }
+
+#[test]
+fn unlimited_line_length_does_not_overflow() {
+    // usize::MAX means "no limit"; limit + 1 used to overflow (a panic in
+    // debug builds, every partial line "too long" in release builds).
+    let run = common::commands(usize::MAX, b"NOOP\r\nQUI");
+    assert_eq!(run.items.len(), 1);
+    assert_eq!(run.rest.as_deref(), Some(&b"QUI"[..]));
+    let limits = Limits {
+        max_reply_line: usize::MAX,
+        ..Limits::default()
+    };
+    let run = common::replies_with(limits, b"250 ok\r\n250-a");
+    assert_eq!(run.items.len(), 1);
+    assert_eq!(run.rest.as_deref(), Some(&b"250-a"[..]));
+}
