@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const OURS: &str = env!("CARGO_BIN_EXE_smtp-sink");
-pub const POSTFIX_SINK: &str = "/usr/sbin/smtp-sink";
-pub const POSTFIX_SOURCE: &str = "/usr/sbin/smtp-source";
+pub(crate) const OURS: &str = env!("CARGO_BIN_EXE_smtp-sink");
+pub(crate) const POSTFIX_SINK: &str = "/usr/sbin/smtp-sink";
+pub(crate) const POSTFIX_SOURCE: &str = "/usr/sbin/smtp-source";
 
 /// Whether a peer program is installed. In CI a missing peer fails the
 /// test; elsewhere the test prints a notice and is skipped.
-pub fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     let found = if tool.contains('/') {
         Path::new(tool).exists()
     } else {
@@ -33,12 +33,12 @@ pub fn have(tool: &str) -> bool {
     found
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
 /// A port that was free a moment ago.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind port 0")
         .local_addr()
@@ -48,7 +48,7 @@ pub fn free_port() -> u16 {
 
 /// A temporary directory that the sink can write to after dropping to
 /// nobody.
-pub fn open_dir() -> tempfile::TempDir {
+pub(crate) fn open_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut perm = std::fs::metadata(dir.path()).expect("meta").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o777);
@@ -58,14 +58,14 @@ pub fn open_dir() -> tempfile::TempDir {
 
 /// Where a sink listens.
 #[derive(Debug, Clone)]
-pub enum Addr {
+pub(crate) enum Addr {
     Tcp(String),
     Unix(PathBuf),
 }
 
 impl Addr {
     /// The address argument for sinks and smtp-source.
-    pub fn arg(&self) -> String {
+    pub(crate) fn arg(&self) -> String {
         match self {
             Addr::Tcp(a) => a.clone(),
             Addr::Unix(p) => format!("unix:{}", p.display()),
@@ -74,10 +74,43 @@ impl Addr {
 }
 
 /// A running sink; killed and reaped on drop.
-pub struct Sink {
-    pub child: Option<Child>,
-    pub addr: Addr,
+pub(crate) struct Sink {
+    pub(crate) child: Option<Child>,
+    pub(crate) addr: Addr,
     _dir: Option<tempfile::TempDir>,
+    out: tempfile::NamedTempFile,
+}
+
+impl Sink {
+    /// What the sink wrote to stdout so far.
+    pub(crate) fn stdout(&self) -> String {
+        std::fs::read_to_string(self.out.path()).unwrap_or_default()
+    }
+
+    /// The last `-c` counters line, as (sess, quit, mesg).
+    pub(crate) fn counters(&self) -> Option<(u64, u64, u64)> {
+        let text = self.stdout();
+        let last = text.split('\r').rfind(|l| !l.is_empty())?.to_owned();
+        let mut v = last
+            .split(' ')
+            .map(|kv| kv.split('=').nth(1).and_then(|n| n.parse().ok()));
+        Some((v.next()??, v.next()??, v.next()??))
+    }
+
+    /// Waits (bounded) until the counters satisfy `pred`.
+    pub(crate) fn wait_counters(
+        &self,
+        pred: impl Fn((u64, u64, u64)) -> bool,
+    ) -> Option<(u64, u64, u64)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let c = self.counters();
+            if c.is_some_and(&pred) || Instant::now() > deadline {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Sink {
@@ -99,27 +132,33 @@ fn with_user(args: &[&str]) -> Vec<String> {
 }
 
 /// Starts `program` with `args` on a fresh loopback port.
-pub fn start(program: &str, args: &[&str]) -> Sink {
+pub(crate) fn start(program: &str, args: &[&str]) -> Sink {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     start_at(program, args, Addr::Tcp(addr), None)
 }
 
 /// Starts `program` on a unix socket in a new temporary directory.
-pub fn start_unix(program: &str, args: &[&str]) -> Sink {
+pub(crate) fn start_unix(program: &str, args: &[&str]) -> Sink {
     let dir = open_dir();
     let path = dir.path().join("sink.sock");
     start_at(program, args, Addr::Unix(path), Some(dir))
 }
 
-pub fn start_at(program: &str, args: &[&str], addr: Addr, dir: Option<tempfile::TempDir>) -> Sink {
+pub(crate) fn start_at(
+    program: &str,
+    args: &[&str],
+    addr: Addr,
+    dir: Option<tempfile::TempDir>,
+) -> Sink {
     let mut argv = with_user(args);
     argv.push(addr.arg());
     argv.push("100".to_owned());
+    let out = tempfile::NamedTempFile::new().expect("stdout file");
     let child = Command::new(program)
         .args(&argv)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(out.reopen().expect("reopen stdout file"))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {program}: {e}"));
@@ -127,6 +166,7 @@ pub fn start_at(program: &str, args: &[&str], addr: Addr, dir: Option<tempfile::
         child: Some(child),
         addr,
         _dir: dir,
+        out,
     };
     wait_listening(&sink.addr);
     sink
@@ -134,7 +174,7 @@ pub fn start_at(program: &str, args: &[&str], addr: Addr, dir: Option<tempfile::
 
 /// Waits (bounded) until the address is in the LISTEN state, without
 /// connecting (a probe connection would count as a session).
-pub fn wait_listening(addr: &Addr) {
+pub(crate) fn wait_listening(addr: &Addr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if is_listening(addr) {
@@ -175,13 +215,13 @@ fn is_listening(addr: &Addr) -> bool {
 }
 
 /// A client connection.
-pub enum Client {
+pub(crate) enum Client {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
 impl Client {
-    pub fn connect(addr: &Addr) -> Client {
+    pub(crate) fn connect(addr: &Addr) -> Client {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let r = match addr {
@@ -206,7 +246,7 @@ impl Client {
         };
     }
 
-    pub fn send(&mut self, data: &[u8]) -> bool {
+    pub(crate) fn send(&mut self, data: &[u8]) -> bool {
         match self {
             Client::Tcp(s) => s.write_all(data).is_ok(),
             Client::Unix(s) => s.write_all(data).is_ok(),
@@ -215,7 +255,7 @@ impl Client {
 
     /// Reads until `quiet` passes with no data. Returns the bytes and
     /// whether the server closed.
-    pub fn read_quiet(&mut self, quiet: Duration) -> (Vec<u8>, bool) {
+    pub(crate) fn read_quiet(&mut self, quiet: Duration) -> (Vec<u8>, bool) {
         self.set_timeout(quiet);
         let mut out = Vec::new();
         let mut buf = [0u8; 65536];
@@ -242,7 +282,11 @@ impl Client {
 
     /// Reads until `want` bytes have arrived, the server closes, or
     /// `limit` passes.
-    pub fn read_until(&mut self, pred: impl Fn(&[u8]) -> bool, limit: Duration) -> (Vec<u8>, bool) {
+    pub(crate) fn read_until(
+        &mut self,
+        pred: impl Fn(&[u8]) -> bool,
+        limit: Duration,
+    ) -> (Vec<u8>, bool) {
         let deadline = Instant::now() + limit;
         let mut out = Vec::new();
         while Instant::now() < deadline {
@@ -260,12 +304,12 @@ impl Client {
 }
 
 /// How long to wait for replies that are not coming.
-pub const QUIET: Duration = Duration::from_millis(150);
+pub(crate) const QUIET: Duration = Duration::from_millis(150);
 
 /// Runs a scripted conversation: after connecting and after each chunk,
 /// collects replies until the server is quiet. Returns the transcript
 /// (`S:`/`C:` blocks) and all the reply bytes.
-pub fn converse(addr: &Addr, chunks: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn converse(addr: &Addr, chunks: &[&[u8]]) -> Vec<u8> {
     let mut c = Client::connect(addr);
     let (mut out, mut closed) = c.read_quiet(QUIET);
     for chunk in chunks {
@@ -288,7 +332,7 @@ pub fn converse(addr: &Addr, chunks: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Waits (bounded) for a sink to exit and returns its output.
-pub fn wait_exit(sink: &mut Sink, limit: Duration) -> Option<Output> {
+pub(crate) fn wait_exit(sink: &mut Sink, limit: Duration) -> Option<Output> {
     let deadline = Instant::now() + limit;
     let child = sink.child.as_mut().expect("child");
     loop {
@@ -304,14 +348,14 @@ pub fn wait_exit(sink: &mut Sink, limit: Duration) -> Option<Output> {
 }
 
 /// Stops a sink and returns what it printed.
-pub fn stop(sink: &mut Sink) -> Output {
+pub(crate) fn stop(sink: &mut Sink) -> Output {
     let mut child = sink.child.take().expect("child");
     let _ = child.kill();
     child.wait_with_output().expect("wait")
 }
 
 /// Shows bytes readably in assertion messages.
-pub fn show(b: &[u8]) -> String {
+pub(crate) fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b)
         .replace('\r', "\\r")
         .replace('\n', "\\n\n")

@@ -3,5 +3,8 @@
 //! differential comparison against Postfix's own smtp-sink.
 
 mod common;
+mod differential;
+mod dump;
+mod interop;
 mod replies;
 mod timing;

@@ -193,7 +193,7 @@ fn counters_and_session_limit_without_c() {
     let _ = converse(&sink.addr, &[b"NOOP\r\n"]);
     let out = wait_exit(&mut sink, Duration::from_secs(10)).expect("-n 2 exits after two sessions");
     assert!(out.status.success(), "{out:?}");
-    assert!(out.stdout.is_empty());
+    assert!(sink.stdout().is_empty());
 
     let mut sink = start(OURS, &["-c", "-n", "3"]);
     let _ = converse(
@@ -205,7 +205,7 @@ fn counters_and_session_limit_without_c() {
     let out = wait_exit(&mut sink, Duration::from_secs(10)).expect("-n 3 exits");
     assert!(out.status.success());
     assert_eq!(
-        show(&out.stdout),
+        show(sink.stdout().as_bytes()),
         show(b"sess=0 quit=0 mesg=1\rsess=1 quit=0 mesg=1\rsess=2 quit=1 mesg=1\rsess=3 quit=2 mesg=1\r")
     );
 }

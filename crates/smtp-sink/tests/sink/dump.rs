@@ -1,0 +1,176 @@
+//! -d/-D dump files from the real binary, compared whole.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// Files under `dir`, recursively, sorted.
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Replaces the 8-hex-digit id after "id " and the date line after it.
+pub(crate) fn normalise(record: &[u8]) -> String {
+    let text = String::from_utf8_lossy(record);
+    let mut out = String::new();
+    let mut date_next = false;
+    for line in text.split_inclusive('\n') {
+        if date_next {
+            out.push_str("\t<DATE>\n");
+            date_next = false;
+            continue;
+        }
+        if let Some(i) = line.find(" (smtp-sink) with ") {
+            if let Some(j) = line[i..].find(" id ") {
+                let start = i + j + 4;
+                out.push_str(&line[..start]);
+                out.push_str("<ID>");
+                out.push_str(&line[(start + 8).min(line.len())..]);
+                date_next = true;
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+const SESSION: &[&[u8]] = &[
+    b"EHLO   client.example  \r\n",
+    b"MAIL FROM:<a@b> BODY=8BITMIME\r\nRCPT TO:<x@y>\r\nRCPT TO:<z@y> NOTIFY=NEVER\r\nDATA\r\n",
+    b"Subject: hi\r\n\r\n..leading dot\r\nbare\rCR and \x80\x00 bytes\r\n\r\n.\r\n",
+    b"MAIL FROM:<aborted>\r\nRCPT TO:<x>\r\nRSET\r\n",
+    b"QUIT\r\n",
+];
+
+#[test]
+fn per_transaction_files_are_postfix_records() {
+    let dir = open_dir();
+    let template = format!("{}/%Y/sub/m.", dir.path().display());
+    let sink = start(
+        OURS,
+        &[
+            "-d",
+            &template,
+            "-h",
+            "sinkhost.example",
+            "-S",
+            r"START\tX\\n\101\n",
+        ],
+    );
+    let got = converse(&sink.addr, SESSION);
+    assert!(
+        show(&got).contains("250 2.1.0 Ok\\r\\n\n221 Bye"),
+        "{}",
+        show(&got)
+    );
+    drop(sink);
+    let files = files(dir.path());
+    assert_eq!(
+        files.len(),
+        1,
+        "the RSET transaction leaves no file: {files:?}"
+    );
+    let name = files[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let hex = name.strip_prefix("m.").expect("template prefix");
+    assert!(
+        hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{name}"
+    );
+    let year = files[0].parent().and_then(Path::parent).expect("year dir");
+    assert!(year
+        .file_name()
+        .expect("y")
+        .to_string_lossy()
+        .parse::<u32>()
+        .is_ok());
+    let record = std::fs::read(&files[0]).expect("read dump");
+    let want = "START\tX\\nA\nX-Client-Addr: 127.0.0.1\nX-Client-Proto: ESMTP\nX-Helo-Args: client.example  \n\
+X-Mail-Args: <a@b> BODY=8BITMIME\nX-Rcpt-Args: <x@y>\nX-Rcpt-Args: <z@y> NOTIFY=NEVER\n\
+Received: from client.example   ([127.0.0.1])\n\tby sinkhost.example (smtp-sink) with ESMTP id <ID>;\n\t<DATE>\n\
+Subject: hi\n\n.leading dot\nbareCR and \u{fffd}\0 bytes\n\n\n";
+    assert_eq!(normalise(&record), want);
+    assert!(String::from_utf8_lossy(&record).contains(&format!("id {hex};")));
+}
+
+#[test]
+fn shared_file_over_unix_lmtp() {
+    let dir = open_dir();
+    let template = format!("{}/%Y/shared", dir.path().display());
+    let sink = start_unix(OURS, &["-L", "-D", &template]);
+    for _ in 0..2 {
+        let got = converse(
+            &sink.addr,
+            &[
+                b"LHLO lclient\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n",
+                b"x\r\n.\r\nQUIT\r\n",
+            ],
+        );
+        assert!(show(&got).contains("250 2.2.0 Ok"), "{}", show(&got));
+    }
+    drop(sink);
+    let files = files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let one = "X-Client-Addr: local\nX-Client-Proto: LMTP\nX-Helo-Args: lclient\nX-Mail-Args: <a>\n\
+X-Rcpt-Args: <b>\nReceived: from lclient ([local])\n\tby smtp-sink (smtp-sink) with LMTP id <ID>;\n\t<DATE>\nx\n\n";
+    assert_eq!(
+        normalise(&std::fs::read(&files[0]).expect("read")),
+        one.repeat(2)
+    );
+}
+
+#[test]
+fn without_helo_received_names_the_address() {
+    let dir = open_dir();
+    let template = format!("{}/m.", dir.path().display());
+    let sink = start(OURS, &["-d", &template]);
+    let _ = converse(
+        &sink.addr,
+        &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nQUIT\r\n"],
+    );
+    drop(sink);
+    let files = files(dir.path());
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        normalise(&std::fs::read(&files[0]).expect("read")),
+        "X-Client-Addr: 127.0.0.1\nX-Client-Proto: SMTP\nX-Mail-Args: <a>\nX-Rcpt-Args: <b>\n\
+Received: from [127.0.0.1] ([127.0.0.1])\n\tby smtp-sink (smtp-sink) with SMTP id <ID>;\n\t<DATE>\n\n"
+    );
+}
+
+#[test]
+fn unwritable_dump_directory_gives_451_not_250() {
+    let dir = open_dir();
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"a file, not a directory").expect("write");
+    let template = format!("{}/m.", blocked.display());
+    let mut sink = start(OURS, &["-d", &template]);
+    let got = converse(
+        &sink.addr,
+        &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"],
+    );
+    assert!(
+        show(&got).contains("451 4.3.0 Error: dump file write failed\\r\\n\n221 Bye"),
+        "{}",
+        show(&got)
+    );
+    let out = stop(&mut sink);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: dump file"));
+}
