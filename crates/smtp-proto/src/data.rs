@@ -2,7 +2,7 @@
 //! the way in finding the end of the message and unstuffing.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use memchr::memmem;
+use memchr::{memchr, memmem};
 
 /// The end-of-data marker, including the CRLF that ends the last line.
 const END: &[u8] = b"\r\n.\r\n";
@@ -37,26 +37,46 @@ impl DotStuffer {
     }
 
     /// Appends `chunk`, stuffed, to `out`.
+    ///
+    /// Runs from line end to line end with `memchr`, so ordinary content is
+    /// copied in large slices.
     pub fn encode(&mut self, chunk: &[u8], out: &mut BytesMut) {
+        let Some(&last) = chunk.last() else {
+            return;
+        };
         out.reserve(chunk.len() + chunk.len() / 64 + 2);
         let mut from = 0;
-        for (i, &b) in chunk.iter().enumerate() {
-            if self.at_line_start && b == b'.' {
-                out.put_slice(&chunk[from..i]);
-                out.put_u8(b'.');
-                from = i;
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.at_line_start {
+                self.at_line_start = false;
+                if chunk[i] == b'.' {
+                    out.put_slice(&chunk[from..i]);
+                    out.put_u8(b'.');
+                    from = i;
+                }
             }
-            if b == b'\n' && self.bare_lf_to_crlf && !self.last_was_cr {
-                out.put_slice(&chunk[from..i]);
+            let Some(k) = memchr(b'\n', &chunk[i..]) else {
+                break;
+            };
+            let lf = i + k;
+            let after_cr = if lf == 0 {
+                self.last_was_cr
+            } else {
+                chunk[lf - 1] == b'\r'
+            };
+            if !after_cr && self.bare_lf_to_crlf {
+                out.put_slice(&chunk[from..lf]);
                 out.put_u8(b'\r');
-                from = i;
+                from = lf;
             }
             // A line starts after LF; with bare-LF conversion every LF
             // becomes a CRLF, otherwise only a real CRLF counts (RFC 5321).
-            self.at_line_start = b == b'\n' && (self.last_was_cr || self.bare_lf_to_crlf);
-            self.last_was_cr = b == b'\r';
+            self.at_line_start = after_cr || self.bare_lf_to_crlf;
+            i = lf + 1;
         }
         out.put_slice(&chunk[from..]);
+        self.last_was_cr = last == b'\r';
     }
 
     /// Ends the message: adds CRLF if the content did not end with one,
