@@ -1,12 +1,13 @@
 //! DataDecoder in both modes against a byte-at-a-time reference decoder:
 //! the same end, the same unstuffed content, whatever the cuts; CountOnly
-//! and Unstuff agree on where the message ends.
+//! and Unstuff agree on where the message ends. And DotStuffer, fed the
+//! same cuts, produces what the decoder turns back into the input.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use smtp_proto::{DataDecoder, DataEvent, DataMode};
+use smtp_proto::{DataDecoder, DataEvent, DataMode, DotStuffer};
 use smtp_proto_fuzz::{cut, Input};
 
 /// Content (unstuffed, or only counted) and the offset after the end.
@@ -108,4 +109,36 @@ fuzz_target!(|input: Input| {
     assert_eq!(u.end, end);
     assert_eq!(c.end, end);
     assert_eq!(u.content, content);
+
+    // Stuff the original data in the given cuts; decoding gives it back
+    // (plus the CRLF that finish() adds to an unterminated last line).
+    let original = &data[..data.len() - 5];
+    let convert = input.knob % 2 == 1;
+    let mut stuffer = if convert {
+        DotStuffer::with_bare_lf_to_crlf()
+    } else {
+        DotStuffer::new()
+    };
+    let mut wire = BytesMut::new();
+    for part in cut(original, &input.cuts) {
+        stuffer.encode(part, &mut wire);
+    }
+    stuffer.finish(&mut wire);
+    let mut expect = Vec::new();
+    for (i, &b) in original.iter().enumerate() {
+        if convert && b == b'\n' && (i == 0 || original[i - 1] != b'\r') {
+            expect.push(b'\r');
+        }
+        expect.push(b);
+    }
+    if !expect.is_empty() && !expect.ends_with(b"\r\n") {
+        expect.extend_from_slice(b"\r\n");
+    }
+    let back = decode(DataMode::Unstuff, &cut(&wire, &input.cuts));
+    assert_eq!(
+        back.end,
+        Some(wire.len()),
+        "stuffed message ends early or never"
+    );
+    assert_eq!(back.content, expect, "stuff -> unstuff changed the content");
 });
