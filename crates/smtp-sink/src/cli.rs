@@ -223,6 +223,9 @@ pub struct Cli {
     /// wins): `(true, "N")` for `-w N`, `(false, "cmd:d[:o]")` for `-W`.
     #[arg(skip)]
     pub delay_order: Vec<(bool, String)>,
+    /// With both `-4` and `-6`, whether `-6` came last (getopt: last wins).
+    #[arg(skip)]
+    pub v6_last: bool,
 }
 
 impl Cli {
@@ -247,6 +250,8 @@ impl Cli {
             }
         }
         order.sort_by_key(|(i, _, _)| *i);
+        let last = |id: &str| matches.indices_of(id).and_then(Iterator::max);
+        cli.v6_last = last("ipv6") > last("ipv4");
         cli.delay_order = order.into_iter().map(|(_, w, v)| (w, v)).collect();
         Ok(cli)
     }

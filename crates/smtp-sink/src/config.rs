@@ -444,16 +444,13 @@ impl Config {
                 .as_ref()
                 .map(|s| Bytes::from(unescape(s.as_bytes()))),
         });
-        let family = if cli.ipv6 && !cli.ipv4 {
-            Family::V6
-        } else if cli.ipv4 && !cli.ipv6 {
-            Family::V4
-        } else if cli.ipv4 && cli.ipv6 {
-            // Postfix: the last of -4/-6 wins; clap does not keep the
-            // order of two different flags, so both means "any".
-            Family::Any
-        } else {
-            Family::Any
+        // getopt semantics: the last of -4 and -6 wins.
+        let family = match (cli.ipv4, cli.ipv6) {
+            (false, false) => Family::Any,
+            (true, false) => Family::V4,
+            (false, true) => Family::V6,
+            (true, true) if cli.v6_last => Family::V6,
+            (true, true) => Family::V4,
         };
         let syslog_ident = (!cli.syslog.is_empty()).then(|| {
             std::path::Path::new(prog)
@@ -673,6 +670,10 @@ mod tests {
                 odds: 0
             }
         );
+        let c = cfg(&["-4", "-6", ":25", "1"]).expect("valid");
+        assert_eq!(c.family, Family::V6);
+        let c = cfg(&["-64", ":25", "1"]).expect("valid");
+        assert_eq!(c.family, Family::V4);
         let c = cfg(&["-h", "a", "-h", "b", ":25", "1"]).expect("last -h wins");
         assert_eq!(&c.hostname[..], b"b");
     }

@@ -915,6 +915,35 @@ Subject: hi\n\n.dot\nbarecr\n\n",
     }
 
     #[test]
+    fn syslog_hook_gets_the_command_as_typed_and_at_most_100_bytes_of_args() {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+        let sink = lines.clone();
+        let cfg = config(&["-s", "connect,mail", "-s", "."]);
+        let stats = Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())));
+        let hook: SyslogHook =
+            Arc::new(move |l: &[u8]| sink.lock().expect("lock").push(l.to_vec()));
+        let mut c: Conversation<MemDump> = Conversation::new(
+            cfg,
+            stats,
+            ClientAddr::local(),
+            None,
+            SmallRng::seed_from_u64(1),
+            Some(hook),
+        );
+        let long = format!(
+            "MaIl FROM:<{}>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nNOOP\r\n",
+            "x".repeat(200)
+        );
+        let _ = run(&mut c, long.as_bytes());
+        let got = lines.lock().expect("lock").clone();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], b"connect ");
+        assert_eq!(got[1].len(), "MaIl ".len() + 100);
+        assert!(got[1].starts_with(b"MaIl FROM:<xxx"));
+        assert_eq!(got[2], b". ");
+    }
+
+    #[test]
     fn data_may_arrive_a_byte_at_a_time() {
         for dumping in [false, true] {
             let args: &[&str] = if dumping { &["-d", "x"] } else { &[] };

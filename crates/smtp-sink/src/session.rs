@@ -26,8 +26,8 @@ use crate::conversation::{Conversation, Step};
 use crate::dump::{ClientAddr, FileDump};
 use crate::Shared;
 
-/// Read size while reading commands.
-const COMMAND_READ: usize = 4096;
+/// Read size while reading commands: a whole pipelined batch, usually.
+const COMMAND_READ: usize = 16 * 1024;
 /// Read size inside DATA.
 const DATA_READ: usize = 64 * 1024;
 /// Output capacity kept between batches; bigger buffers are freed.
@@ -94,6 +94,9 @@ struct Io {
     buf: BytesMut,
     timeout: Duration,
     last_activity: Instant,
+    /// The last read filled the buffer: more input is probably queued, so
+    /// replies wait until it has been read (one write per batch).
+    more_queued: bool,
 }
 
 impl Io {
@@ -118,6 +121,26 @@ impl Io {
         Ok(())
     }
 
+    /// Reads input that is already queued, without waiting. Returns false
+    /// when there is none.
+    fn read_queued(&mut self, size: usize) -> Result<bool, End> {
+        self.buf.reserve(size);
+        let spare = self.buf.capacity() - self.buf.len();
+        let r = match &self.conn {
+            Conn::Tcp(s) => s.try_read_buf(&mut self.buf),
+            Conn::Unix(s) => s.try_read_buf(&mut self.buf),
+        };
+        match r {
+            Ok(0) => Err(End::Closed),
+            Ok(n) => {
+                self.more_queued = n == spare;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(_) => Err(End::Closed),
+        }
+    }
+
     /// Waits for input (idle timer running) and reads one chunk.
     async fn read(
         &mut self,
@@ -131,19 +154,22 @@ impl Io {
         loop {
             let deadline = self.last_activity + self.timeout;
             let (conn, buf) = (&mut self.conn, &mut self.buf);
+            let mut spare = 0;
             let read = tokio::select! {
                 biased;
                 r = async {
                     conn.readable().await?;
                     buf.reserve(size);
+                    spare = buf.capacity() - buf.len();
                     conn.read_buf(buf).await
                 } => Some(r),
                 () = idle.as_mut() => None,
             };
             match read {
                 Some(Ok(0) | Err(_)) => return Err(End::Closed),
-                Some(Ok(_)) => {
+                Some(Ok(n)) => {
                     self.last_activity = Instant::now();
+                    self.more_queued = n == spare;
                     return Ok(());
                 }
                 None if Instant::now() >= deadline => return Err(End::ReadTimeout),
@@ -180,6 +206,7 @@ pub async fn serve(conn: Conn, client: ClientAddr, shared: Arc<Shared>) {
         buf: BytesMut::new(),
         timeout: cfg.timeout,
         last_activity: Instant::now(),
+        more_queued: false,
     };
     let idle = tokio::time::sleep(cfg.timeout);
     tokio::pin!(idle);
@@ -214,16 +241,31 @@ async fn drive(
 ) -> End {
     let mut step = conv.start(now());
     loop {
+        let size = if conv.in_data() {
+            DATA_READ
+        } else {
+            COMMAND_READ
+        };
+        if step == Step::Read && io.more_queued {
+            // Keep the replies until the queued input is used up.
+            match io.read_queued(size) {
+                Ok(true) => {
+                    step = conv.input(&mut io.buf, now());
+                    continue;
+                }
+                Ok(false) => io.more_queued = false,
+                Err(end) => {
+                    // Like Postfix's close, send what is pending first.
+                    let _ = io.flush(conv.output()).await;
+                    return end;
+                }
+            }
+        }
         if let Err(end) = io.flush(conv.output()).await {
             return end;
         }
         step = match step {
             Step::Read => {
-                let size = if conv.in_data() {
-                    DATA_READ
-                } else {
-                    COMMAND_READ
-                };
                 if let Err(end) = io.read(size, idle).await {
                     return end;
                 }

@@ -174,3 +174,36 @@ fn unwritable_dump_directory_gives_451_not_250() {
     let out = stop(&mut sink);
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: dump file"));
 }
+
+#[test]
+fn privileges_are_dropped_and_chroot_applies_after_binding() {
+    if !is_root() {
+        eprintln!("SKIP: chroot needs root");
+        return;
+    }
+    let dir = open_dir();
+    let root = dir.path().to_string_lossy().into_owned();
+    // The template is inside the chroot.
+    let sink = start(OURS, &["-u", "nobody", "-R", &root, "-d", "/m."]);
+    let got = converse(
+        &sink.addr,
+        &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"],
+    );
+    assert!(show(&got).contains("250 2.0.0 Ok"), "{}", show(&got));
+    drop(sink);
+    let files = files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("getpwnam")
+        .expect("nobody exists");
+    let meta = std::fs::metadata(&files[0]).expect("meta");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        nobody.uid.as_raw()
+    );
+    let text = std::fs::read_to_string(&files[0]).expect("read");
+    assert!(
+        text.contains("Received: from [127.0.0.1] ([127.0.0.1])"),
+        "{text}"
+    );
+}

@@ -272,3 +272,38 @@ impl Arg0 for Command {
         std::os::unix::process::CommandExt::arg0(self, name)
     }
 }
+
+#[test]
+fn large_pipelined_batch_is_answered_in_order() {
+    let sink = start(OURS, &[]);
+    let mut c = Client::connect(&sink.addr);
+    let _ = c.read_until(|b| b.ends_with(b"\r\n"), Duration::from_secs(5));
+    let mut batch = String::new();
+    for i in 0..3000 {
+        batch.push_str(if i % 2 == 0 {
+            "NOOP\r\n"
+        } else {
+            "VRFY someone\r\n"
+        });
+    }
+    batch.push_str("QUIT\r\n");
+    assert!(c.send(batch.as_bytes()));
+    let (got, _) = c.read_until(|b| b.ends_with(b"221 Bye\r\n"), Duration::from_secs(20));
+    let want = format!("{}221 Bye\r\n", "250 2.0.0 Ok\r\n".repeat(3000));
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want.as_bytes());
+}
+
+#[test]
+fn sigterm_ends_cleanly() {
+    let mut sink = start(OURS, &[]);
+    let _c = Client::connect(&sink.addr);
+    let pid = sink.child.as_ref().expect("child").id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = wait_exit(&mut sink, Duration::from_secs(10)).expect("exits on SIGTERM");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
