@@ -213,6 +213,7 @@ fn data_554_under_d_resets_then_next_mail() {
 
 #[test]
 fn rejections_without_a_are_fatal_at_once() {
+    let mut times = Vec::new();
     for (verb, reply, text) in [
         (
             "CONNECT",
@@ -234,11 +235,14 @@ fn rejections_without_a_are_fatal_at_once() {
         let run = source(&["-M", "h", &server.addr]);
         assert_eq!(run.code, Some(1), "{verb}: {run:?}");
         assert_eq!(run.stderr, format!("{}: fatal: {text}\n", support::bin()));
-        // Postfix sleeps a second before exiting; we do not.
-        assert!(run.elapsed < Duration::from_millis(950), "{run:?}");
+        times.push(run.elapsed);
         let recs = server.records(1);
         assert!(!recs[0].text().contains("QUIT"), "{verb}");
     }
+    // Postfix sleeps a second before exiting; we do not. The fastest of
+    // the six runs shows it without depending on the machine's load.
+    let fastest = times.iter().min().unwrap();
+    assert!(*fastest < Duration::from_millis(900), "{times:?}");
 }
 
 #[test]
@@ -379,9 +383,9 @@ fn w1_paces_connections_and_messages() {
         .iter()
         .map(|r| r.accepted.duration_since(t0).as_secs_f64())
         .collect();
-    assert!(at[1] < 0.5, "{at:?}");
-    assert!(at[2] > 0.9 && at[2] < 1.8, "{at:?}");
-    assert!(at[3] > 0.9 && at[3] < 1.8, "{at:?}");
+    assert!(at[1] < 0.8, "{at:?}");
+    assert!(at[2] > 0.9 && at[2] < 2.5, "{at:?}");
+    assert!(at[3] > 0.9 && at[3] < 2.5, "{at:?}");
     // One more pause when each session retires: about 2 s in all.
     assert!(run.elapsed > Duration::from_millis(1900), "{run:?}");
 
@@ -396,9 +400,9 @@ fn w1_paces_connections_and_messages() {
         .map(|(t, _)| t.duration_since(rec.accepted).as_secs_f64())
         .collect();
     assert_eq!(mails.len(), 3);
-    assert!(mails[0] < 0.5, "{mails:?}");
-    assert!(mails[1] > 0.9 && mails[1] < 1.8, "{mails:?}");
-    assert!(mails[2] > 1.9 && mails[2] < 2.8, "{mails:?}");
+    assert!(mails[0] < 0.8, "{mails:?}");
+    assert!(mails[1] > 0.9 && mails[1] < 2.5, "{mails:?}");
+    assert!(mails[2] > 1.9 && mails[2] < 3.5, "{mails:?}");
 }
 
 #[test]
