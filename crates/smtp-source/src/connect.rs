@@ -141,3 +141,44 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn socket_options_are_postfix_like() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = Target::Tcp(l.local_addr().unwrap());
+        let s = connect(&target, Some(16384), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let Stream::Tcp(tcp) = &s else {
+            panic!("not TCP")
+        };
+        let sock = socket2::SockRef::from(tcp);
+        assert_eq!(sock.linger().unwrap(), Some(Duration::ZERO));
+        assert!(sock.keepalive().unwrap());
+        // Linux doubles the value it is given.
+        assert_eq!(sock.send_buffer_size().unwrap(), 32768);
+        assert_eq!(sock.recv_buffer_size().unwrap(), 32768);
+    }
+
+    #[tokio::test]
+    async fn refused_and_unix() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let e = connect(&Target::Tcp(addr), None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let s = connect(&Target::Unix(path), Some(8192), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(s, Stream::Unix(_)));
+    }
+}
