@@ -325,6 +325,12 @@ pub(crate) fn converse(addr: &Addr, chunks: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(&more);
         closed = cl;
     }
+    if !closed {
+        // A close may lag on a loaded machine: give it a little longer.
+        let (more, cl) = c.read_until(|_| false, Duration::from_millis(600));
+        out.extend_from_slice(&more);
+        closed = cl;
+    }
     if closed {
         out.extend_from_slice(b"<EOF>");
     }

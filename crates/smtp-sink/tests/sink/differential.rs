@@ -172,7 +172,7 @@ fn long_lines_and_odd_bytes() {
     compare(&[], &[&[ok.as_bytes()], &[long.as_bytes()]], None, false);
     compare(
         &[],
-        &[&[b"NOOP\x00junk\r\nN\x00OOP\r\n\x00\r\nnoop \xff\x01\r\nMAIL\tFROM:<a>\r\n"]],
+        &[&[b"NOOP\x00junk\r\nN\x00OOP\r\n\x00\r\nnoop \xff\x01\r\nMAIL\tFROM:<a>\r\nQUIT\r\n"]],
         None,
         false,
     );
