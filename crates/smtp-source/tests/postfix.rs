@@ -305,3 +305,99 @@ fn differential_against_postfix_source() {
         );
     }
 }
+
+/// Every byte Postfix's smtp-source sends, compared with ours, through
+/// the recording server (the sink's dump strips CRs; this does not).
+fn raw_transcripts(
+    program: &str,
+    args: &[&str],
+    script: fn(&support::Ctx, &support::Cmd) -> support::Act,
+) -> (Vec<String>, String) {
+    let server = support::Server::start(script);
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&server.addr);
+    let run = run_program(program, &all, Duration::from_secs(30));
+    let conns = args
+        .iter()
+        .position(|a| *a == "-m")
+        .filter(|_| !args.contains(&"-d"))
+        .map_or(1, |i| args[i + 1].parse::<usize>().unwrap());
+    let recs = server.records(conns);
+    let texts = recs
+        .iter()
+        .map(|r| normalize_raw(&r.text(), run.pid))
+        .collect();
+    (
+        texts,
+        format!("{:?} {}", run.code, run.stderr.replace(program, "PROG")),
+    )
+}
+
+fn normalize_raw(text: &str, pid: u32) -> String {
+    let pid_hex = format!("<{pid:04x}.");
+    text.split_inclusive("\r\n")
+        .map(|l| {
+            if l.starts_with("Date: ") {
+                "Date: DATE\r\n".to_owned()
+            } else if l.starts_with("RCPT TO:") || l.starts_with("To: ") {
+                l.chars().filter(|c| !c.is_ascii_digit()).collect()
+            } else {
+                l.replace(&pid_hex, "<PID.")
+            }
+        })
+        .collect()
+}
+
+fn reject_second_rcpt(ctx: &support::Ctx, cmd: &support::Cmd) -> support::Act {
+    match cmd {
+        support::Cmd::Line(l) if l.starts_with("RCPT") && ctx.rcpts == 1 => {
+            support::Act::reply("550 5.1.1 no")
+        }
+        _ => support::sink(ctx, cmd),
+    }
+}
+
+fn reject_mail(ctx: &support::Ctx, cmd: &support::Cmd) -> support::Act {
+    match cmd {
+        support::Cmd::Line(l) if l.starts_with("MAIL") => support::Act::reply("451 4.3.0 later"),
+        _ => support::sink(ctx, cmd),
+    }
+}
+
+#[test]
+fn raw_bytes_match_postfix_source() {
+    if !require(POSTFIX_SOURCE) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = support::tmp_file(dir.path(), "msg", b"Subject: f\n\n.dot\nlast");
+    let file = file.to_str().unwrap().to_owned();
+    let cases: Vec<(Vec<&str>, fn(&support::Ctx, &support::Cmd) -> support::Act)> = vec![
+        (vec![], support::sink),
+        (vec!["-o"], support::sink),
+        (vec!["-l", "250", "-S", "Test subject"], support::sink),
+        (vec!["-d", "-m", "3"], support::sink),
+        (vec!["-m", "2", "-l", "1000"], support::sink),
+        (vec!["-r", "3", "-d", "-m", "2"], support::sink),
+        (vec!["-F", &file], support::sink),
+        (vec!["-L", "-r", "2"], support::lmtp_sink),
+        (vec!["-A", "-r", "2"], reject_second_rcpt),
+        (vec!["-A", "-d", "-m", "2"], reject_mail),
+        // Fatal: same text and status (Postfix also sleeps 1 s first).
+        (vec!["-r", "2"], reject_second_rcpt),
+    ];
+    for (extra, script) in cases {
+        let mut args = vec!["-M", "client.example", "-t", "rcpt@example.org"];
+        args.extend_from_slice(&extra);
+        let theirs = raw_transcripts(POSTFIX_SOURCE, &args, script);
+        let ours = raw_transcripts(support::bin(), &args, script);
+        assert!(!theirs.0.is_empty(), "{args:?}");
+        assert_eq!(ours, theirs, "{args:?}");
+        eprintln!(
+            "{args:?}: {} connection(s), {} bytes, {}",
+            ours.0.len(),
+            ours.0.iter().map(String::len).sum::<usize>(),
+            ours.1
+        );
+    }
+}
