@@ -306,13 +306,12 @@ fn differential_against_postfix_source() {
     }
 }
 
+/// A scripted server's reply rule.
+type ScriptFn = fn(&support::Ctx, &support::Cmd) -> support::Act;
+
 /// Every byte Postfix's smtp-source sends, compared with ours, through
 /// the recording server (the sink's dump strips CRs; this does not).
-fn raw_transcripts(
-    program: &str,
-    args: &[&str],
-    script: fn(&support::Ctx, &support::Cmd) -> support::Act,
-) -> (Vec<String>, String) {
+fn raw_transcripts(program: &str, args: &[&str], script: ScriptFn) -> (Vec<String>, String) {
     let server = support::Server::start(script);
     let mut all: Vec<&str> = args.to_vec();
     all.push(&server.addr);
@@ -372,7 +371,7 @@ fn raw_bytes_match_postfix_source() {
     let dir = tempfile::tempdir().unwrap();
     let file = support::tmp_file(dir.path(), "msg", b"Subject: f\n\n.dot\nlast");
     let file = file.to_str().unwrap().to_owned();
-    let cases: Vec<(Vec<&str>, fn(&support::Ctx, &support::Cmd) -> support::Act)> = vec![
+    let cases: Vec<(Vec<&str>, ScriptFn)> = vec![
         (vec![], support::sink),
         (vec!["-o"], support::sink),
         (vec!["-l", "250", "-S", "Test subject"], support::sink),
