@@ -25,6 +25,22 @@
 //!   [`Transmit::Message`], and the runtime writes its header block and the
 //!   shared body (which ends in `.` CRLF) in one go.
 //!
+//! # Where the next features go
+//! * **PIPELINING** (RFC 2920): a config flag (or the EHLO capability)
+//!   lets `poll_transmit` move every staged command up to and including
+//!   DATA into the buffer at once, pushing each phase on the in-flight
+//!   queue; replies are already matched in order. Under `-A`, replies to
+//!   commands of an aborted transaction that were already sent are then
+//!   swallowed instead of acted on.
+//! * **EHLO**: a phase whose positive reply is read with
+//!   [`Capabilities::from_reply`](crate::Capabilities::from_reply) and
+//!   reported with `Ready`.
+//! * **STARTTLS** (RFC 3207): a staged phase after EHLO; on 220 the session
+//!   waits in a new state while the runtime wraps the stream, then restarts
+//!   at EHLO with the capabilities forgotten (§4.2).
+//! * **AUTH** (RFC 4954): a phase whose 334 replies are intermediate; the
+//!   runtime's responses are staged as [`Request::Raw`].
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use smtp_proto::client::{ClientConfig, ClientSession, Event, Protocol, Transmit};
@@ -984,6 +1000,59 @@ mod tests {
             }
         ));
         assert_eq!(events[2], Event::Ready);
+    }
+
+    /// The whole reply stream of a `-d` conversation, fed one byte at a
+    /// time and all at once, gives the same commands and events.
+    #[test]
+    fn split_invariant() {
+        let replies: &[u8] = b"220-a\r\n220 b\r\n250 h\r\n250 m\r\n250 r\r\n354 d\r\n250 .\r\n\
+            250 m\r\n550 r\r\n250 rset\r\n221 bye\r\n";
+        let drive = |chunk: usize| {
+            let mut s = ClientSession::new(ClientConfig::new(Protocol::Smtp, Some(b"h"), true));
+            let (mut input, mut buf, mut out) = (replies, BytesMut::new(), BytesMut::new());
+            let (mut sent, mut events, mut txns) = (Vec::new(), Vec::new(), 0);
+            for _ in 0..10_000 {
+                while let Some(e) = s.poll_event() {
+                    events.push(e);
+                }
+                if s.is_closed() {
+                    break;
+                }
+                if s.is_idle() {
+                    if txns < 2 {
+                        txns += 1;
+                        s.mail(b"f").unwrap();
+                        s.rcpt(&[b"t"]);
+                        s.data();
+                    } else {
+                        s.quit().unwrap();
+                    }
+                }
+                match s.poll_transmit(&mut out) {
+                    Transmit::Message => sent.extend_from_slice(b"MSG\r\n"),
+                    _ => {
+                        sent.extend_from_slice(&out);
+                        out.clear();
+                    }
+                }
+                let n = chunk.min(input.len());
+                buf.extend_from_slice(&input[..n]);
+                input = &input[n..];
+                s.handle_input(&mut buf).unwrap();
+            }
+            (sent, events)
+        };
+        let whole = drive(replies.len());
+        assert!(whole.1.contains(&Event::Closed(CloseReason::Quit)));
+        assert_eq!(
+            String::from_utf8_lossy(&whole.0),
+            "HELO h\r\nMAIL FROM:<f>\r\nRCPT TO:<t>\r\nDATA\r\nMSG\r\n\
+             MAIL FROM:<f>\r\nRCPT TO:<t>\r\nRSET\r\nQUIT\r\n"
+        );
+        for chunk in 1..8 {
+            assert_eq!(drive(chunk), whole, "chunk {chunk}");
+        }
     }
 
     #[test]
