@@ -60,17 +60,51 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     let sessions = config.sessions;
     let json = config.json.clone();
     let summary = config.summary;
+    // Ctrl-C ends the run with partial figures, but only when a report
+    // was asked for; otherwise SIGINT kills the process as it does Postfix.
+    let interruptible = summary || json.is_some();
     let shared = Arc::new(worker::Shared::new(config, now));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..sessions {
-        set.spawn(worker::run_session(Arc::clone(&shared), i));
+        let shared = Arc::clone(&shared);
+        let mut stop = stop_rx.clone();
+        set.spawn(async move {
+            let mut stats = Stats::default();
+            let res = if interruptible {
+                tokio::select! {
+                    r = worker::run_session(shared, i, &mut stats) => r,
+                    _ = stop.wait_for(|s| *s) => Ok(()),
+                }
+            } else {
+                worker::run_session(shared, i, &mut stats).await
+            };
+            (res, stats)
+        });
     }
+    let interrupt = async {
+        if interruptible && tokio::signal::ctrl_c().await.is_ok() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
     let mut stats = Stats::default();
-    while let Some(joined) = set.join_next().await {
+    loop {
+        let joined = tokio::select! {
+            j = set.join_next() => j,
+            () = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                let _ = stop_tx.send(true);
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
         match joined {
-            Ok(Ok(s)) => stats.merge(&s),
-            Ok(Err(e)) => {
+            Ok((Ok(()), s)) => stats.merge(&s),
+            Ok((Err(e), _)) => {
                 set.abort_all();
                 return Err(e);
             }
@@ -88,6 +122,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         sessions,
         stats,
         elapsed: start.elapsed(),
+        interrupted,
     };
     if summary {
         eprintln!("{}: {}", shared.config.argv0, report.summary());

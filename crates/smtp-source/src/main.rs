@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     };
     let argv0 = config.argv0.clone();
     match smtp_source::run(config) {
+        // 130 = 128 + SIGINT, what a shell shows for a killed Postfix run.
+        Ok(report) if report.interrupted => ExitCode::from(130),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fatal(&argv0, &e),
     }

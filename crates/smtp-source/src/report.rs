@@ -70,6 +70,8 @@ pub struct Report {
     pub stats: Stats,
     /// Wall time from the first connect to the last close.
     pub elapsed: Duration,
+    /// Whether Ctrl-C ended the run early (only with --summary/--json).
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -107,8 +109,13 @@ impl Report {
     pub fn summary(&self) -> String {
         let s = &self.stats;
         format!(
-            "{} sessions, {} connections, {} transactions, {} messages sent, {} accepted, \
+            "{}{} sessions, {} connections, {} transactions, {} messages sent, {} accepted, \
              rejected replies: {}, in {:.3} s: {:.0} msg/s",
+            if self.interrupted {
+                "interrupted: "
+            } else {
+                ""
+            },
             self.sessions,
             s.connections,
             s.transactions,
@@ -133,7 +140,7 @@ impl Report {
         format!(
             "{{\"sessions\":{},\"connections\":{},\"connect_failures\":{},\"transactions\":{},\
              \"messages_sent\":{},\"accepted\":{},\"failed_by_phase\":{},\"rejects_by_phase\":{},\
-             \"service_closing\":{},\"elapsed_seconds\":{:.6},\"messages_per_second\":{:.1}}}",
+             \"service_closing\":{},\"interrupted\":{},\"elapsed_seconds\":{:.6},\"messages_per_second\":{:.1}}}",
             self.sessions,
             s.connections,
             s.connect_failures,
@@ -143,6 +150,7 @@ impl Report {
             by_phase(&s.failed_by_phase),
             by_phase(&s.rejects_by_phase),
             s.service_closing,
+            self.interrupted,
             self.elapsed.as_secs_f64(),
             self.msgs_per_sec()
         )
@@ -170,6 +178,7 @@ mod tests {
             sessions: 2,
             stats: a,
             elapsed: Duration::from_secs(2),
+            interrupted: false,
         };
         assert_eq!(r.msgs_per_sec(), 2.0);
         let s = r.summary();

@@ -76,9 +76,9 @@ struct Link {
     session: ClientSession,
 }
 
-struct Worker {
+struct Worker<'s> {
     shared: Arc<Shared>,
-    stats: Stats,
+    stats: &'s mut Stats,
     link: Option<Link>,
     /// Connect failures left before the fatal one (`-C`, whole life).
     connect_left: u32,
@@ -93,16 +93,17 @@ struct Worker {
     last_rcpt: Option<u64>,
 }
 
-/// Runs one session until the budget is used up.
+/// Runs one session until the budget is used up, counting into `stats`
+/// (which the caller keeps if it cancels the session).
 ///
 /// # Errors
 /// Any fatal condition, with Postfix's text.
-pub async fn run_session(shared: Arc<Shared>, index: u32) -> Result<Stats, Error> {
+pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> Result<(), Error> {
     let mut w = Worker {
         connect_left: shared.config.connect_attempts,
         conn_number: 3 + index,
         shared,
-        stats: Stats::default(),
+        stats,
         link: None,
         out: BytesMut::with_capacity(512),
         head: BytesMut::with_capacity(512),
@@ -129,10 +130,10 @@ pub async fn run_session(shared: Arc<Shared>, index: u32) -> Result<Stats, Error
             tokio::time::sleep(d).await;
         }
     }
-    Ok(w.stats)
+    Ok(())
 }
 
-impl Worker {
+impl Worker<'_> {
     /// Connects (with `-C` retries), reads the greeting, sends HELO.
     async fn open(&mut self) -> Result<(), Error> {
         let cfg = &self.shared.config;
@@ -207,7 +208,7 @@ impl Worker {
                 return Ok(());
             };
             while let Some(event) = link.session.poll_event() {
-                on_event(&self.shared, &mut self.stats, event)?;
+                on_event(&self.shared, self.stats, event)?;
             }
             if link.session.is_closed() {
                 self.link = None;

@@ -554,3 +554,56 @@ fn fatal_usage_and_connect_errors() {
         )
     );
 }
+
+#[test]
+fn ctrl_c_with_summary_reports_partial_figures() {
+    use std::process::{Command, Stdio};
+    let server = Server::start(sink);
+    let mut child = Command::new(support::bin())
+        .args([
+            "--summary",
+            "-d",
+            "-w",
+            "1",
+            "-m",
+            "100",
+            "-M",
+            "h",
+            &server.addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first message, then interrupt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server
+        .records(0)
+        .first()
+        .is_some_and(|r| r.text().contains("\r\n.\r\n"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no message");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("interrupted: 1 sessions"), "{err}");
+    assert!(err.contains("1 messages sent"), "{err}");
+}
