@@ -68,8 +68,6 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
     if let Some(ident) = &cfg.syslog_ident {
         smtp_sink::syslog::open(ident);
     }
-    let bound = listener::bind(&cfg)?;
-    listener::drop_privileges(cfg.user.as_deref(), cfg.root_dir.as_deref())?;
     let runtime = if cfg.threads == 0 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -81,20 +79,29 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
             .build()
     }
     .map_err(Error::Runtime)?;
-    runtime.block_on(smtp_sink::run(cfg, bound, shutdown_signal()))?;
+    runtime.block_on(async {
+        // Signal handlers first: once the socket listens, Ctrl-C and
+        // SIGTERM must already end the sink cleanly.
+        let shutdown = shutdown_signal()?;
+        let bound = listener::bind(&cfg)?;
+        listener::drop_privileges(cfg.user.as_deref(), cfg.root_dir.as_deref())?;
+        smtp_sink::run(cfg, bound, shutdown).await
+    })?;
     // Sessions still running are cut, as when Postfix's sink exits.
     runtime.shutdown_background();
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM; the handlers are installed before this returns.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let install = |kind| signal(kind).map_err(|e| Error::Fatal(format!("signal: {e}")));
+    let mut int = install(SignalKind::interrupt())?;
+    let mut term = install(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

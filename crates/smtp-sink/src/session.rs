@@ -121,6 +121,19 @@ impl Io {
         Ok(())
     }
 
+    /// Lets go of a big read buffer once its contents are used up (or down
+    /// to a few bytes of a partial line or end marker), so a quiet client
+    /// costs little memory.
+    fn shrink(&mut self) {
+        if self.buf.is_empty() {
+            if self.buf.capacity() > 0 {
+                self.buf = BytesMut::new();
+            }
+        } else if !self.more_queued && self.buf.len() <= 1024 && self.buf.capacity() > 4096 {
+            self.buf = BytesMut::from(&self.buf[..]);
+        }
+    }
+
     /// Reads input that is already queued, without waiting. Returns false
     /// when there is none.
     fn read_queued(&mut self, size: usize) -> Result<bool, End> {
@@ -296,8 +309,6 @@ async fn drive(
             Step::Close => return End::Closed,
             Step::Exit => return End::Exit,
         };
-        if io.buf.is_empty() && io.buf.capacity() > 0 {
-            io.buf = BytesMut::new();
-        }
+        io.shrink();
     }
 }

@@ -307,3 +307,21 @@ fn sigterm_ends_cleanly() {
     let out = wait_exit(&mut sink, Duration::from_secs(10)).expect("exits on SIGTERM");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[test]
+fn two_sinks_can_share_a_port() {
+    let first = start(OURS, &[]);
+    let second = start_at(OURS, &[], first.addr.clone(), None);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = second;
+    let child = second.child.as_mut().expect("child");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "second sink exited"
+    );
+    let got = converse(&first.addr, &[b"QUIT\r\n"]);
+    assert_eq!(
+        show(&got),
+        show(format!("{GREET}221 Bye\r\n<EOF>").as_bytes())
+    );
+}
