@@ -1,7 +1,9 @@
-//! The DATA decoder against Postfix's own smtp-sink: for every smuggling
-//! vector and stuffing case, the real sink (with `-d` dumping) must end
-//! the message where `DataDecoder` does, in both modes, and its dump must
-//! hold what `Unstuff` yields (with CRs removed, as the dump does).
+//! The codec against Postfix's own smtp-sink. For every smuggling vector
+//! and stuffing case, the real sink (with `-d` dumping) must end the
+//! message where `DataDecoder` does, in both modes, and its dump must hold
+//! what `Unstuff` yields (with CRs removed, as the dump does). And the
+//! sink must close on exactly the command lines that `CommandParser` with
+//! Postfix's limit reports as too long.
 //!
 //! Postfix missing: a failure when `CI` is set, a notice otherwise.
 
@@ -11,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -49,7 +52,10 @@ fn start_sink() -> Option<Sink> {
         eprintln!("skipping: {SMTP_SINK} not installed");
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("smtp-proto-sink-{}", std::process::id()));
+    // One directory per sink: the tests of this binary run in parallel.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("smtp-proto-sink-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     // The sink drops to `nobody` when run as root and must still write.
@@ -65,6 +71,7 @@ fn start_sink() -> Option<Sink> {
         .arg("10")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::null()) // "warning: command line too long" is expected
         .spawn()
         .expect("start smtp-sink");
     let sink = Sink { child, dir };
@@ -213,4 +220,62 @@ fn data_decoder_agrees_with_postfix_smtp_sink() {
     let (replies, dump) = transaction(&sink, b".\r\n");
     assert_eq!(replies, vec!["250 2.0.0 Ok", "221 Bye"]);
     assert_eq!(dump, b"\n");
+}
+
+/// Sends `line` then `NOOP`; true if the sink answered the NOOP, false if
+/// it closed the connection instead.
+fn sink_keeps_going_after(sink: &Sink, line: &[u8]) -> bool {
+    let stream = UnixStream::connect(sink.dir.join("sock")).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).expect("greeting");
+    writer.write_all(line).expect("write");
+    let _ = writer.write_all(b"NOOP\r\n");
+    loop {
+        let mut reply = String::new();
+        match reader.read_line(&mut reply) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if reply.starts_with("250") => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn command_line_limit_matches_postfix_smtp_sink() {
+    let Some(sink) = start_sink() else {
+        return;
+    };
+    let limit = smtp_proto::Limits::POSTFIX_SINK_LINE;
+    let lines: Vec<Vec<u8>> = vec![
+        [vec![b'X'; limit - 1], b"\r\n".to_vec()].concat(),
+        [vec![b'X'; limit], b"\r\n".to_vec()].concat(),
+        [vec![b'X'; limit + 1], b"\r\n".to_vec()].concat(),
+        [vec![b'X'; limit + 2], b"\r\n".to_vec()].concat(),
+        // The CR of CR CR LF is part of the line.
+        [vec![b'X'; limit], b"\r\r\n".to_vec()].concat(),
+        [vec![b'X'; limit - 1], b"\r\r\n".to_vec()].concat(),
+        // A bare LF does not end it either.
+        [
+            vec![b'X'; 1500],
+            b"\n".to_vec(),
+            vec![b'Y'; 1500],
+            b"\r\n".to_vec(),
+        ]
+        .concat(),
+    ];
+    for line in &lines {
+        let mut parser = smtp_proto::CommandParser::new(limit);
+        let ours_ok = parser.parse(&mut BytesMut::from(&line[..])).is_ok();
+        assert_eq!(
+            sink_keeps_going_after(&sink, line),
+            ours_ok,
+            "line of {} bytes",
+            line.len()
+        );
+    }
 }
