@@ -279,3 +279,51 @@ fn command_line_limit_matches_postfix_smtp_sink() {
         );
     }
 }
+
+#[test]
+fn ehlo_reply_of_postfix_smtp_sink_parses_and_renders_back() {
+    let Some(sink) = start_sink() else {
+        return;
+    };
+    let stream = UnixStream::connect(sink.dir.join("sock")).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut parser = smtp_proto::ReplyParser::default();
+    let mut buf = BytesMut::new();
+    let mut next_reply = || loop {
+        if let Some(r) = parser.parse(&mut buf).expect("valid reply") {
+            return r;
+        }
+        let mut line = Vec::new();
+        let n = reader.read_until(b'\n', &mut line).expect("read");
+        assert!(n > 0, "EOF");
+        buf.extend_from_slice(&line);
+    };
+    let greeting = next_reply();
+    assert_eq!(&greeting.raw()[..], b"220 smtp-sink ESMTP\r\n");
+    writer.write_all(b"EHLO client.example\r\n").expect("write");
+    let ehlo = next_reply();
+    let caps = smtp_proto::Capabilities::from_reply(&ehlo);
+    assert_eq!(&caps.greeting[..], b"smtp-sink");
+    assert!(caps.has(smtp_proto::Extensions::PIPELINING));
+    assert!(caps.has_auth("LOGIN"));
+    let mut rendered = BytesMut::new();
+    caps.render(true, &mut rendered);
+    assert_eq!(
+        String::from_utf8_lossy(&rendered),
+        String::from_utf8_lossy(ehlo.raw())
+    );
+    writer.write_all(b"MAIL FROM:<a@b>\r\n").expect("write");
+    let mail = next_reply();
+    assert_eq!(
+        mail.enhanced,
+        Some(smtp_proto::EnhancedCode {
+            class: 2,
+            subject: 1,
+            detail: 0
+        })
+    );
+}
