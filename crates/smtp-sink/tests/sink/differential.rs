@@ -208,3 +208,30 @@ fn dump_records() {
     );
     compare(&["-L"], &[LMTP, no_helo], Some(("-D", "shared")), true);
 }
+
+#[test]
+fn count_output() {
+    if !have(POSTFIX_SINK) {
+        return;
+    }
+    let run = |program: &str| {
+        let sink = start(program, &["-c"]);
+        let msg: &[&[u8]] = &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n", b"x\r\n.\r\n"];
+        let _ = converse(&sink.addr, &[msg[0], msg[1], b"QUIT\r\n"]);
+        let _ = converse(&sink.addr, msg);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = converse(&sink.addr, &[b"QUIT\r\n"]);
+        let _ = sink.wait_counters(|c| c.0 == 3);
+        sink.stdout()
+    };
+    let (theirs, ours) = std::thread::scope(|s| {
+        let t = s.spawn(|| run(POSTFIX_SINK));
+        let o = s.spawn(|| run(OURS));
+        (t.join().expect("postfix"), o.join().expect("ours"))
+    });
+    assert_eq!(
+        theirs,
+        "sess=0 quit=0 mesg=1\rsess=1 quit=1 mesg=1\rsess=1 quit=1 mesg=2\rsess=2 quit=1 mesg=2\rsess=3 quit=2 mesg=2\r"
+    );
+    assert_eq!(ours, theirs);
+}
