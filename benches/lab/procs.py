@@ -20,12 +20,12 @@ class Child:
     """One spawned program. `wait()` reaps it with os.wait4, so its CPU time
     and peak RSS are its own, whatever else runs."""
 
-    def __init__(self, argv, log_path, stdin=subprocess.DEVNULL, stdout=None):
+    def __init__(self, argv, log_path, stdin=subprocess.DEVNULL, stdout=None, measured=True):
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
         self.report_path = None
         command = self.argv
-        if LAUNCHER:
+        if LAUNCHER and measured:
             self.report_path = log_path + ".rusage.json"
             command = [LAUNCHER, "spawn", "--report", self.report_path, "--", *self.argv]
         self._log = open(log_path, "wb")
@@ -78,7 +78,7 @@ class Child:
         SIGKILL to the whole group after `grace` seconds; always reaps."""
         if self.status is not None:
             return
-        program = self._program_pid()
+        program = self._program_pid() if self.report_path else None
         if program:
             try:
                 os.kill(program, signal.SIGTERM)
@@ -93,7 +93,7 @@ class Child:
     def _program_pid(self):
         """The measured program: the launcher's only child."""
         if not self.report_path:
-            return None
+            return self.pid
         try:
             with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
                 kids = f.read().split()
@@ -137,6 +137,11 @@ class Child:
         if self.report:
             return self.report["elapsed_s"]
         return self.end - self.start
+
+    @property
+    def program_pid(self):
+        """The pid of the program itself (not of its launcher)."""
+        return self._program_pid()
 
     def log_tail(self, lines=5):
         try:

@@ -270,6 +270,9 @@ END = "<!-- lab:end -->"
 
 def update_doc(path, generated):
     """Replaces the generated block of docs/performance.md, keeping the prose."""
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(f"# Performance lab results\n\n{BEGIN}\n{END}\n")
     with open(path) as f:
         text = f.read()
     start = text.find(BEGIN)

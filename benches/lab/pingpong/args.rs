@@ -18,6 +18,18 @@ pub(crate) struct Args {
     pub(crate) count: usize,
     pub(crate) bind: Option<String>,
     pub(crate) rounds: usize,
+    /// `--flavor threads|tokio`: a thread per session, or one event loop.
+    pub(crate) flavor: Flavor,
+}
+
+/// How a ping-pong process runs its sessions.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// Blocking std::net, one thread per session: best with one session.
+    #[default]
+    Threads,
+    /// One tokio current_thread loop: best with many sessions.
+    Tokio,
 }
 
 impl Args {
@@ -50,6 +62,13 @@ impl Args {
                 "--count" => args.count = number(flag, &value()?)?,
                 "--bind" => args.bind = Some(value()?),
                 "-n" => args.rounds = number(flag, &value()?)?,
+                "--flavor" => {
+                    args.flavor = match value()?.as_str() {
+                        "threads" => Flavor::Threads,
+                        "tokio" => Flavor::Tokio,
+                        other => return Err(format!("--flavor: threads or tokio, not {other:?}")),
+                    }
+                }
                 // `cargo bench` may pass this; it means nothing here.
                 "--bench" => {}
                 other => return Err(format!("unknown flag {other:?}")),

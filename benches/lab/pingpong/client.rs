@@ -57,6 +57,10 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    pub(crate) fn new(messages: u64, seconds: f64) -> Self {
+        Outcome { messages, seconds }
+    }
+
     pub(crate) fn to_json(&self) -> String {
         let rate = self.messages as f64 / self.seconds.max(1e-9);
         format!(

@@ -11,13 +11,15 @@
 //! many idle sessions (after EHLO) and keeps them, and `rtt` times a new
 //! client's round trips while they are held.
 //!
-//! Blocking `std::net` with one thread per session is used on purpose: with
-//! no pipelining every step is one write and one blocking read, which is the
-//! fewest syscalls and wake-ups a conversation can cost.
+//! Blocking `std::net` with one thread per session is the default on purpose:
+//! with no pipelining every step is one write and one blocking read, the
+//! fewest syscalls a conversation can cost, and it measured fastest here at
+//! every point (see `event.rs` for the tokio flavour it was compared with).
 //!
 //! Usage (the lab harness `benches/lab/run.py` drives it):
-//!   pingpong server (--tcp ADDR | --unix PATH) [--threads N]
-//!   pingpong client (--tcp ADDR | --unix PATH) -s N -m M [-d] [-r R] [-l L] [--helo NAME]
+//!   pingpong server (--tcp ADDR | --unix PATH) [--flavor threads|tokio] [--threads N]
+//!   pingpong client (--tcp ADDR | --unix PATH) [--flavor threads|tokio]
+//!                   -s N -m M [-d] [-r R] [-l L] [--helo NAME]
 //!   pingpong hold   --tcp ADDR --count N [--bind IP]
 //!   pingpong rtt    (--tcp ADDR | --unix PATH) [-n N]
 //!   pingpong spawn  --report FILE -- PROGRAM [ARGS...]
@@ -25,6 +27,7 @@
 
 mod args;
 mod client;
+mod event;
 mod hold;
 mod rtt;
 mod script;
@@ -34,7 +37,7 @@ mod stream;
 
 use std::{process::ExitCode, time::Duration};
 
-use args::Args;
+use args::{Args, Flavor};
 use stream::Endpoint;
 
 fn main() -> ExitCode {
@@ -58,11 +61,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match mode.as_str() {
-        "server" => args
-            .endpoint()
-            .and_then(|ep| server::run(&ep, args.threads)),
+        "server" => args.endpoint().and_then(|ep| match args.flavor {
+            Flavor::Threads => server::run(&ep, args.threads),
+            Flavor::Tokio => event::serve(&ep),
+        }),
         "client" => args.endpoint().and_then(|ep| {
-            let outcome = client::run(&ep, &args.client_config())?;
+            let outcome = match args.flavor {
+                Flavor::Threads => client::run(&ep, &args.client_config())?,
+                Flavor::Tokio => event::client(&ep, &args.client_config())?,
+            };
             println!("{}", outcome.to_json());
             Ok(())
         }),
