@@ -258,11 +258,15 @@ impl<D: DumpSink> Conversation<D> {
             None => (name.clone(), c_str(args)),
         };
         if self.cfg.verbose > 0 {
-            info!(
-                "{} {}",
-                String::from_utf8_lossy(&name),
-                String::from_utf8_lossy(&args)
-            );
+            if args.is_empty() {
+                info!("{}", String::from_utf8_lossy(&name));
+            } else {
+                info!(
+                    "{} {}",
+                    String::from_utf8_lossy(&name),
+                    String::from_utf8_lossy(&args)
+                );
+            }
         }
         if name.is_empty() {
             self.out.put_slice(replies::EMPTY);
@@ -965,6 +969,63 @@ Subject: hi\n\n.dot\nbarecr\n\n",
                     String::from_utf8_lossy(&rec)
                 );
             }
+        }
+    }
+
+    /// Runs `input` split into pieces at `cuts`; returns replies, the
+    /// dumped records and whether the session was closed.
+    fn run_split(args: &[&str], input: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<Vec<u8>>, bool) {
+        let mut c = conv(args);
+        let mut out = Vec::new();
+        let mut step = c.start(0);
+        out.extend_from_slice(&c.output().split());
+        let mut buf = BytesMut::new();
+        let mut points: Vec<usize> = cuts.iter().map(|p| p % (input.len() + 1)).collect();
+        points.push(input.len());
+        points.sort_unstable();
+        let mut from = 0;
+        for p in points {
+            if step != Step::Read {
+                break;
+            }
+            buf.extend_from_slice(&input[from..p]);
+            from = p;
+            step = c.input(&mut buf, 0);
+            out.extend_from_slice(&c.output().split());
+        }
+        let records = c
+            .dump
+            .as_ref()
+            .map(|d| d.records.borrow().clone())
+            .unwrap_or_default();
+        (out, records, step != Step::Read)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn replies_do_not_depend_on_how_input_is_split(
+            words in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    &b"EHLO x\r\n"[..], b"HELO y\r\n", b"LHLO z\r\n", b"MAIL FROM:<a>\r\n",
+                    b"RCPT TO:<b>\r\n", b"DATA\r\n", b".\r\n", b"..x\r\n", b"\r\n", b"RSET\r\n",
+                    b"NOOP\n", b"\r", b"\n", b"x", b"\x00", b"\xff", b"QUIT\r\n", b"body line\r\n",
+                ]),
+                0..60,
+            ),
+            cuts in proptest::collection::vec(0usize..10_000, 0..20),
+            lmtp in proptest::bool::ANY,
+        ) {
+            let input: Vec<u8> = words.concat();
+            let args: &[&str] = if lmtp { &["-L", "-d", "x"] } else { &["-d", "x"] };
+            let whole = run_split(args, &input, &[]);
+            let split = run_split(args, &input, &cuts);
+            proptest::prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn no_input_makes_it_panic(input in proptest::collection::vec(proptest::num::u8::ANY, 0..3000)) {
+            let _ = run_split(&[], &input, &[7, 100, 2047]);
+            let _ = run_split(&["-L", "-D", "x"], &input, &[1]);
         }
     }
 }

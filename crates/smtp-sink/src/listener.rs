@@ -49,6 +49,9 @@ pub fn bind(cfg: &Config) -> Result<Bound, Error> {
         ListenAddr::Unix(path) => bind_unix(path, cfg.backlog).map(Bound::Unix),
         ListenAddr::Inet { host, port, text } => {
             let addr = resolve(host.as_deref(), *port, cfg.family, text)?;
+            if cfg.verbose > 0 {
+                info!("trying... [{}]:{}", addr.ip(), addr.port());
+            }
             bind_inet(addr, cfg).map(Bound::Tcp)
         }
     }
