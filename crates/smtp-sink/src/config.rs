@@ -679,6 +679,27 @@ mod tests {
     }
 
     #[test]
+    fn getopt_forms_scripts_use() {
+        let c = cfg(&["-cd/tmp/m.", ":25", "1"]).expect("attached value in a bundle");
+        assert!(c.show_count);
+        assert_eq!(
+            c.dump.as_ref().map(|d| d.template.as_str()),
+            Some("/tmp/m.")
+        );
+        let c = cfg(&["-cdL", ":25", "1"]).expect("the rest of the bundle is the value");
+        assert!(!c.lmtp);
+        assert_eq!(c.dump.as_ref().map(|d| d.template.as_str()), Some("L"));
+        let c = cfg(&["-Lqdata", "-v", "-v", "--", "unix:/tmp/s", "5"]).expect("valid");
+        assert!(c.lmtp && c.policy.rule(SinkCmd::Data).drop && c.verbose == 2);
+        assert_eq!(c.listen, ListenAddr::Unix(PathBuf::from("/tmp/s")));
+        assert_eq!(c.backlog, 5);
+        // "-f -c": getopt takes "-c" as the list, an unknown command.
+        assert_eq!(fatal(&["-f", "-c", ":25", "1"]), "unknown command: -c");
+        let c = cfg(&["-f", "rcpt", "-f", "mail", ":25", "1"]).expect("lists accumulate");
+        assert!(c.policy.rule(SinkCmd::Rcpt).hard && c.policy.rule(SinkCmd::Mail).hard);
+    }
+
+    #[test]
     fn listen_addresses() {
         let inet = |host: Option<&str>, port: u16, text: &str| ListenAddr::Inet {
             host: host.map(str::to_owned),

@@ -325,3 +325,56 @@ fn two_sinks_can_share_a_port() {
         show(format!("{GREET}221 Bye\r\n<EOF>").as_bytes())
     );
 }
+
+#[test]
+fn address_families_and_verbose_log() {
+    let port = free_port();
+    // A wildcard without -6 is IPv4 only, as with Postfix.
+    let mut sink = start_at(OURS, &["-v"], Addr::Tcp(format!("127.0.0.1:{port}")), None);
+    let got = converse(&sink.addr, &[b"HELO x\r\nQUIT\r\n"]);
+    assert!(
+        show(&got).ends_with("221 Bye\\r\\n\n<EOF>"),
+        "{}",
+        show(&got)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let out = stop(&mut sink);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "trying... [127.0.0.1]:",
+        "connect (AF_INET 127.0.0.1)",
+        ": HELO x\n",
+        ": QUIT\n",
+        ": disconnect\n",
+    ] {
+        assert!(err.contains(line), "{line:?} not in {err}");
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback");
+        return;
+    }
+    let port = free_port();
+    let sink = start_at(OURS, &["-6"], Addr::Tcp(format!(":{port}")), None);
+    let v6 = Addr::Tcp(format!("[::1]:{port}"));
+    let got = converse(&v6, &[b"QUIT\r\n"]);
+    assert_eq!(
+        show(&got),
+        show(format!("{GREET}221 Bye\r\n<EOF>").as_bytes())
+    );
+    assert!(
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
+        "-6 also took IPv4"
+    );
+    drop(sink);
+    let port = free_port();
+    let _sink = start_at(OURS, &["-T", "65536"], Addr::Tcp(format!(":{port}")), None);
+    let got = converse(&Addr::Tcp(format!("127.0.0.1:{port}")), &[b"QUIT\r\n"]);
+    assert_eq!(
+        show(&got),
+        show(format!("{GREET}221 Bye\r\n<EOF>").as_bytes())
+    );
+    assert!(
+        std::net::TcpStream::connect(format!("[::1]:{port}")).is_err(),
+        "a wildcard took IPv6"
+    );
+}
