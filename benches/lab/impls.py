@@ -55,16 +55,18 @@ class Impl:
     source: str
     sink: str
     pingpong: bool = False
-    # The ping-pong's --flavor for the server and the client. Threads won at
-    # every standard point here (a tokio current_thread loop lost 1.3-2.5x).
+    # The ping-pong's --flavor for the server and the client.
     server_flavor: str = "threads"
     client_flavor: str = "threads"
+    # Extra flags given to this pair's sink and source (e.g. "--threads 1").
+    sink_extra: tuple = ()
+    source_extra: tuple = ()
 
     def sink_argv(self, point, endpoint, dump_dir, max_sessions=None, idle_timeout=None):
         if self.pingpong:
             return [self.sink, "server", *endpoint.pingpong_flags, "--flavor", self.server_flavor,
                     "--threads", point.sessions]
-        argv = [self.sink]
+        argv = [self.sink, *self.sink_extra]
         if running_as_root():
             argv += ["-u", "nobody"]
         if point.dump and dump_dir:
@@ -82,7 +84,7 @@ class Impl:
             return [self.source, "client", *endpoint.pingpong_flags, "--flavor", self.client_flavor,
                     *flags,
                     "--helo", socket.gethostname()]
-        return [self.source, *flags, endpoint.smtp_address]
+        return [self.source, *self.source_extra, *flags, endpoint.smtp_address]
 
 
 def postfix():
@@ -95,13 +97,16 @@ def postfix():
     return Impl("postfix", find("smtp-source"), find("smtp-sink"))
 
 
-def ours(target_dir):
+def ours(target_dir, sink_extra=(), source_extra=()):
     return Impl(
         "ours",
         os.path.join(target_dir, "release", "smtp-source"),
         os.path.join(target_dir, "release", "smtp-sink"),
+        sink_extra=tuple(sink_extra),
+        source_extra=tuple(source_extra),
     )
 
 
-def ceiling(pingpong_binary):
-    return Impl("ceiling", pingpong_binary, pingpong_binary, pingpong=True)
+def ceiling(pingpong_binary, flavour):
+    return Impl(f"ceiling-{flavour}", pingpong_binary, pingpong_binary, pingpong=True,
+                server_flavor=flavour, client_flavor=flavour)

@@ -9,9 +9,10 @@ side on loopback, with the SMTP-shaped ping-pong ceiling at every point.
     python3 benches/lab/run.py --points "-s 10 -d" "-s 1 -d" --no-scale
     python3 benches/lab/run.py --matrix full      # the issue's 144 points
 
-Every point runs five configurations, interleaved (A/B) and repeated --reps
-times: the ceiling, Postfix's pair, our source into Postfix's sink, Postfix's
-source into our sink, and our pair. Each process is reaped with wait4, so its
+Every point runs six configurations, interleaved (A/B) and repeated --reps
+times: the ceiling in two flavours (the faster one is the point's ceiling),
+Postfix's pair, our source into Postfix's sink, Postfix's source into our
+sink, and our pair. Each process is reaped with wait4, so its
 CPU time and peak RSS are its own. Every child is killed on every exit path.
 """
 
@@ -20,6 +21,7 @@ import datetime
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -52,6 +54,10 @@ def parse_args(argv):
     ap.add_argument("--require-ours", action="store_true",
                     help="fail if our binaries do not build or run (default: skip their configs)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--ours-sink-args", default="", metavar="ARGS",
+                    help='extra flags for our sink, e.g. "--threads 1" (to compare runtimes)')
+    ap.add_argument("--ours-source-args", default="", metavar="ARGS",
+                    help="extra flags for our source")
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "lab", "results"),
                     help="directory for the results CSVs")
     ap.add_argument("--doc", default=None,
@@ -149,7 +155,7 @@ def measure_points(args, lab, points, impl_by_name, ours_ok):
                                sizes[config], rep, timeout)
                 runs.append(run)
                 status = f"{run.msgs_per_s:10,.0f} msg/s" if run.ok else f"FAILED: {run.error}"
-                log(f"  rep {rep} {config:13} m={sizes[config]:<8} {status}")
+                log(f"  rep {rep} {config:15} m={sizes[config]:<8} {status}")
     return runs
 
 
@@ -178,9 +184,13 @@ def main(argv=None):
     target_dir, pingpong, why_not = build(args)
     procs.LAUNCHER = pingpong
     postfix = impls.postfix()
-    ours = impls.ours(target_dir)
-    ceiling = impls.ceiling(pingpong)
-    impl_by_name = {"postfix": postfix, "ours": ours, "ceiling": ceiling}
+    ours = impls.ours(target_dir, shlex.split(args.ours_sink_args), shlex.split(args.ours_source_args))
+    impl_by_name = {
+        "postfix": postfix,
+        "ours": ours,
+        "ceiling-threads": impls.ceiling(pingpong, "threads"),
+        "ceiling-tokio": impls.ceiling(pingpong, "tokio"),
+    }
 
     lab = Lab(keep=args.keep)
     try:
@@ -242,7 +252,7 @@ def main(argv=None):
 
 
 def quote(arg):
-    return arg if arg and all(c.isalnum() or c in "-_./=" for c in arg) else repr(arg)
+    return shlex.quote(arg)
 
 
 if __name__ == "__main__":

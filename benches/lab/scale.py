@@ -57,7 +57,7 @@ def run_all(args, lab, impl_by_name, ours_ok, date, log):
         if not cs:
             continue
         log(f"scale: {impl.name} sink holding up to {cs[-1]} idle sessions")
-        rows += idle_scale(lab, impl, impl_by_name["ceiling"], cs, date, note, log)
+        rows += idle_scale(lab, impl, impl_by_name["ceiling-threads"], cs, date, note, log)
 
     sessions = 10000 if not args.quick else 2000
     pairs = [("postfix", "postfix")]

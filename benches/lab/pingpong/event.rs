@@ -1,8 +1,10 @@
 //! The ping-pong on one tokio current_thread runtime per process
 //! (`--flavor tokio`): the same bytes and round trips as `client`/`server`,
-//! with every session on one thread. Kept to compare runtime flavours: on this
-//! 2-vCPU machine it lost to a thread per session at every standard point
-//! (1.3-2.5x slower pairs), so the lab's ceiling uses threads.
+//! with every session on one thread. Which flavour is faster depends on the
+//! point: with many sessions one wake-up here serves every connection that
+//! became ready together (at `-s 100 -d` it beat the threads by 1.3x on this
+//! 2-vCPU machine), with few sessions the blocking threads win. The lab runs
+//! both and takes the faster as the ceiling.
 
 use std::{
     cell::Cell,

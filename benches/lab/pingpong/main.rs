@@ -11,10 +11,11 @@
 //! many idle sessions (after EHLO) and keeps them, and `rtt` times a new
 //! client's round trips while they are held.
 //!
-//! Blocking `std::net` with one thread per session is the default on purpose:
-//! with no pipelining every step is one write and one blocking read, the
-//! fewest syscalls a conversation can cost, and it measured fastest here at
-//! every point (see `event.rs` for the tokio flavour it was compared with).
+//! Two flavours: blocking `std::net` with one thread per session (the
+//! default: with no pipelining every step is one write and one blocking
+//! read, the fewest syscalls a conversation can cost), and one tokio
+//! current_thread loop per process (`--flavor tokio`, see `event.rs`), which
+//! wins when many sessions are ready at once. The lab runs both.
 //!
 //! Usage (the lab harness `benches/lab/run.py` drives it):
 //!   pingpong server (--tcp ADDR | --unix PATH) [--flavor threads|tokio] [--threads N]
