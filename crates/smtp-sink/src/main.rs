@@ -87,8 +87,9 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
         listener::drop_privileges(cfg.user.as_deref(), cfg.root_dir.as_deref())?;
         smtp_sink::run(cfg, bound, shutdown).await
     })?;
-    // Sessions still running are cut, as when Postfix's sink exits.
-    runtime.shutdown_background();
+    // Sessions still running are cut, as when Postfix's sink exits; their
+    // unfinished dump files are removed as their tasks are dropped.
+    drop(runtime);
     Ok(())
 }
 

@@ -69,16 +69,18 @@ impl Stats {
     }
 
     fn print(&self) {
+        // Read the counters under the lock, so that lines come out in
+        // order even when several threads finish sessions at once.
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let line = format!(
             "sess={} quit={} mesg={}\r",
             self.sessions.load(Ordering::Relaxed),
             self.quits.load(Ordering::Relaxed),
             self.messages.load(Ordering::Relaxed)
         );
-        let mut out = self
-            .out
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A closed stdout must not take the sink down (Postfix ignores it too).
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();

@@ -207,3 +207,31 @@ fn privileges_are_dropped_and_chroot_applies_after_binding() {
         "{text}"
     );
 }
+
+#[test]
+fn exit_on_max_messages_keeps_finished_dumps_only() {
+    for threads in ["0", "2"] {
+        let dir = open_dir();
+        let template = format!("{}/m.", dir.path().display());
+        let mut sink = start(OURS, &["--threads", threads, "-M", "1", "-d", &template]);
+        let mut half = Client::connect(&sink.addr);
+        let _ = half.read_until(|b| b.ends_with(b"\r\n"), std::time::Duration::from_secs(5));
+        half.send(b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhalf\r\n");
+        let _ = half.read_until(
+            |b| b.ends_with(b"<CR><LF>\r\n"),
+            std::time::Duration::from_secs(5),
+        );
+        let got = converse(
+            &sink.addr,
+            &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nfull\r\n.\r\n"],
+        );
+        assert!(show(&got).contains("250 2.0.0 Ok"), "{}", show(&got));
+        let out = wait_exit(&mut sink, std::time::Duration::from_secs(10)).expect("-M 1 exits");
+        assert!(out.status.success());
+        let files = files(dir.path());
+        assert_eq!(files.len(), 1, "threads {threads}: {files:?}");
+        assert!(std::fs::read_to_string(&files[0])
+            .expect("read")
+            .ends_with("full\n\n"));
+    }
+}

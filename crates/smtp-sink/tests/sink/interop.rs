@@ -65,6 +65,25 @@ fn smtp_source_sessions_messages_and_counters() {
 }
 
 #[test]
+fn smtp_source_into_a_multi_threaded_sink() {
+    if !have(POSTFIX_SOURCE) {
+        return;
+    }
+    let (sink, out) = run_source(
+        &["-c", "--threads", "2"],
+        &["-s", "20", "-m", "2000"],
+        false,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = sink.wait_counters(|c| c == (2000, 2000, 2000));
+    assert_eq!(c, Some((2000, 2000, 2000)));
+}
+
+#[test]
 fn smtp_source_many_messages_per_connection() {
     if !have(POSTFIX_SOURCE) {
         return;
