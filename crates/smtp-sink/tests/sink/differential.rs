@@ -235,3 +235,66 @@ fn count_output() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// Like `converse`, but waits for each reply (the sinks delay them).
+fn converse_slow(addr: &Addr, chunks: &[&[u8]]) -> String {
+    let wait = std::time::Duration::from_millis(1400);
+    let mut c = Client::connect(addr);
+    let (mut out, mut closed) = c.read_quiet(wait);
+    for chunk in chunks {
+        if closed || !c.send(chunk) {
+            break;
+        }
+        let (more, cl) = c.read_quiet(wait);
+        out.extend_from_slice(&more);
+        closed = cl;
+    }
+    if closed {
+        out.extend_from_slice(b"<EOF>");
+    }
+    show(&out)
+}
+
+#[test]
+fn delays_without_pipelining() {
+    if !have(POSTFIX_SINK) {
+        return;
+    }
+    let script: &[&[u8]] = &[
+        b"HELO x\r\n",
+        b"MAIL FROM:<a>\r\n",
+        b"RCPT TO:<b>\r\n",
+        b"DATA\r\n",
+        b"x\r\n.\r\n",
+        b"QUIT\r\n",
+    ];
+    let sets: [&[&str]; 3] = [
+        &["-W", "connect:1", "-W", "helo:1", "-w", "1", "-W", ".:1"],
+        &["-A", "1"],
+        &["-H", "1", "-W", "quit:1"],
+    ];
+    let run = |program: &str, args: &[&str]| {
+        let sink = start(program, args);
+        converse_slow(&sink.addr, script)
+    };
+    // All six runs at once: each takes about ten seconds of waiting.
+    let results: Vec<(String, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = sets
+            .iter()
+            .map(|args| {
+                (
+                    s.spawn(move || run(POSTFIX_SINK, args)),
+                    s.spawn(move || run(OURS, args)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(t, o)| (t.join().expect("postfix"), o.join().expect("ours")))
+            .collect()
+    });
+    for (args, (theirs, ours)) in sets.iter().zip(results) {
+        assert!(theirs.contains("220 "), "{theirs}");
+        assert_eq!(ours, theirs, "args {args:?}");
+    }
+}
