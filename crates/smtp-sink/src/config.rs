@@ -493,11 +493,13 @@ fn parse_delay(spec: &str) -> Result<(SinkCmd, Delay), ConfigError> {
             "invalid command delay argument: {spec}"
         )));
     };
-    // The odds are the rest of the string, leading ":" skipped.
+    // The odds are the rest of the string after the one ":" that ended
+    // the delay (mystrtok with no separators), so "1::50" has odds ":50",
+    // which atoi reads as 0.
     let odds_text = {
         let after_cmd = spec.trim_start_matches(':')[cmd.len()..].trim_start_matches(':');
         let after_delay = &after_cmd[delay.len()..];
-        after_delay.trim_start_matches(':')
+        after_delay.strip_prefix(':').unwrap_or(after_delay)
     };
     let cmd = SinkCmd::lookup(cmd.as_bytes())
         .ok_or_else(|| ConfigError::Fatal(format!("unknown command: {cmd}")))?;
@@ -674,6 +676,22 @@ mod tests {
         assert_eq!(c.family, Family::V6);
         let c = cfg(&["-64", ":25", "1"]).expect("valid");
         assert_eq!(c.family, Family::V4);
+        let c = cfg(&["-W", "::rcpt::3::50", ":25", "1"]).expect("valid");
+        assert_eq!(
+            c.policy.rule(SinkCmd::Rcpt).delay,
+            Delay {
+                seconds: 3,
+                odds: 0
+            }
+        );
+        let c = cfg(&["-W", "rcpt:3:50", ":25", "1"]).expect("valid");
+        assert_eq!(
+            c.policy.rule(SinkCmd::Rcpt).delay,
+            Delay {
+                seconds: 3,
+                odds: 50
+            }
+        );
         let c = cfg(&["-h", "a", "-h", "b", ":25", "1"]).expect("last -h wins");
         assert_eq!(&c.hostname[..], b"b");
     }

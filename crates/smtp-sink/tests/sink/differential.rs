@@ -298,3 +298,66 @@ fn delays_without_pipelining() {
         assert_eq!(ours, theirs, "args {args:?}");
     }
 }
+
+#[test]
+fn command_line_errors() {
+    if !have(POSTFIX_SINK) {
+        return;
+    }
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["-b", "550 5.0.0 no", &addr, "1"],
+        vec!["-b", "4000 no", &addr, "1"],
+        vec!["-B", "450 no", &addr, "1"],
+        vec!["-f", "mail,bogus", &addr, "1"],
+        vec!["-s", "rcpt expn", &addr, "1"],
+        vec!["-W", "helo", &addr, "1"],
+        vec!["-W", "helo:0", &addr, "1"],
+        vec!["-W", "helo:1:100", &addr, "1"],
+        vec!["-W", "xyz:1", &addr, "1"],
+        vec!["-m", "0", &addr, "1"],
+        vec!["-t", "x", &addr, "1"],
+        vec!["-n", "-1", &addr, "1"],
+        vec!["-M", "0", &addr, "1"],
+        vec!["-H", "0", &addr, "1"],
+        vec!["-T", "0", &addr, "1"],
+        vec!["-A", "1x", &addr, "1"],
+        vec!["-w", "0", &addr, "1"],
+        vec![&addr],
+        vec![&addr, "0"],
+        vec!["-d", "a", "-D", "b", "-u", "nobody", &addr, "1"],
+        vec!["-u", "no-such-user-here", &addr, "1"],
+    ];
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr).replace(program, "smtp-sink");
+        // Clap's own complaint may come first: compare the fatal line.
+        let fatal = err
+            .lines()
+            .filter(|l| !l.contains(": error: ") || l.contains("bad "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (out.status.code(), fatal)
+    };
+    // Postfix sleeps a second before a fatal exit: run the cases at once.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|args| {
+                (
+                    args,
+                    s.spawn(|| run(POSTFIX_SINK, args)),
+                    s.spawn(|| run(OURS, args)),
+                )
+            })
+            .collect();
+        for (args, theirs, ours) in handles {
+            let theirs = theirs.join().expect("postfix");
+            assert_eq!(ours.join().expect("ours"), theirs, "args {args:?}");
+        }
+    });
+}
