@@ -235,3 +235,29 @@ fn exit_on_max_messages_keeps_finished_dumps_only() {
             .ends_with("full\n\n"));
     }
 }
+
+#[test]
+fn ipv6_clients_are_marked_in_the_record() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback");
+        return;
+    }
+    let dir = open_dir();
+    let template = format!("{}/m.", dir.path().display());
+    let port = free_port();
+    let addr = Addr::Tcp(format!("[::1]:{port}"));
+    let sink = start_at(OURS, &["-d", &template], addr.clone(), None);
+    let _ = converse(
+        &addr,
+        &[b"HELO v6\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nQUIT\r\n"],
+    );
+    drop(sink);
+    let files = files(dir.path());
+    assert_eq!(files.len(), 1);
+    let text = normalise(&std::fs::read(&files[0]).expect("read"));
+    assert_eq!(
+        text,
+        "X-Client-Addr: ipv6:::1\nX-Client-Proto: SMTP\nX-Helo-Args: v6\nX-Mail-Args: <a>\nX-Rcpt-Args: <b>\n\
+Received: from v6 ([ipv6:::1])\n\tby smtp-sink (smtp-sink) with SMTP id <ID>;\n\t<DATE>\n\n"
+    );
+}
