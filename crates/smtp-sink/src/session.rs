@@ -6,8 +6,8 @@
 //!   a pipelined batch gets one write;
 //! * no read buffer is held while a client is idle: the task waits for
 //!   readability with no buffer, allocates one to read, and frees it when
-//!   everything in it has been used (an idle session costs a few hundred
-//!   bytes besides the kernel's socket);
+//!   everything in it has been used (an idle session after EHLO measured
+//!   about 6.4 KiB of RSS, the task and its timer included);
 //! * the idle timer is one `Sleep` per session that is re-armed only when
 //!   it fires early, not on every read.
 
