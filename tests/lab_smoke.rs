@@ -20,7 +20,7 @@ const HARNESS_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Whether our smtp-source and smtp-sink must be part of the smoke run. When
 /// false, the harness measures them if they work and the test checks the
 /// Postfix pair and the ceiling only.
-const REQUIRE_OURS: bool = false;
+const REQUIRE_OURS: bool = true;
 
 const SUMMARY_COLUMNS: &[&str] = &[
     "date",

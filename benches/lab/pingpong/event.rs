@@ -21,6 +21,7 @@ use tokio::{
 use crate::{
     client::{Config, Outcome},
     script::{Script, DATA_GO, DATA_OK, GREETING, HELO_OK, MAIL_OK, OTHER_OK, QUIT_OK, RCPT_OK},
+    server::EndFinder,
     stream::{Endpoint, IO_TIMEOUT},
 };
 
@@ -126,27 +127,15 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::R
     }
 }
 
-/// As in `server::skip_data`: the end mark is always the last bytes read.
+/// As in `server::skip_data`: every byte is scanned for the end mark.
 async fn skip_data<S: AsyncRead + Unpin>(s: &mut S, chunk: &mut [u8]) -> std::io::Result<bool> {
-    const END: &[u8] = b"\r\n.\r\n";
-    let mut tail = [0u8; 5];
-    let mut have = 0usize;
+    let mut finder = EndFinder::default();
     loop {
         let n = read_some(s, chunk).await?;
         if n == 0 {
             return Ok(false);
         }
-        let got = &chunk[..n];
-        if n >= 5 {
-            tail.copy_from_slice(&got[n - 5..]);
-            have = 5;
-        } else {
-            let keep = (5 - n).min(have);
-            tail.copy_within(have - keep..have, 0);
-            tail[keep..keep + n].copy_from_slice(got);
-            have = keep + n;
-        }
-        if have == 5 && tail == END {
+        if finder.feed(&chunk[..n]) {
             return Ok(true);
         }
     }

@@ -75,31 +75,53 @@ fn serve(mut stream: Stream) -> std::io::Result<()> {
     }
 }
 
-/// Reads message data up to CRLF "." CRLF. The client never pipelines, so
-/// the mark is always at the end of what has arrived; only the last five
-/// bytes are kept across reads.
+/// Reads message data up to CRLF "." CRLF, scanning every byte for it with
+/// memchr's memmem, as any real sink must (it cannot know that the client
+/// never pipelines). Four bytes are carried over so a mark split across reads
+/// is still found.
 fn skip_data(stream: &mut Stream, chunk: &mut [u8]) -> std::io::Result<bool> {
     use std::io::Read;
-    const END: &[u8] = b"\r\n.\r\n";
-    let mut tail = [0u8; 5];
-    let mut have = 0usize;
+    let mut carry = EndFinder::default();
     loop {
         let n = stream.read(chunk)?;
         if n == 0 {
             return Ok(false);
         }
-        let got = &chunk[..n];
-        if n >= 5 {
-            tail.copy_from_slice(&got[n - 5..]);
-            have = 5;
-        } else {
-            let keep = (5 - n).min(have);
-            tail.copy_within(have - keep..have, 0);
-            tail[keep..keep + n].copy_from_slice(got);
-            have = keep + n;
-        }
-        if have == 5 && tail == END {
+        if carry.feed(&chunk[..n]) {
             return Ok(true);
         }
+    }
+}
+
+/// Finds CRLF "." CRLF in a stream of chunks.
+#[derive(Default)]
+pub(crate) struct EndFinder {
+    tail: [u8; 4],
+    have: usize,
+}
+
+impl EndFinder {
+    const END: &'static [u8] = b"\r\n.\r\n";
+
+    /// True once the mark has been seen (it ends this chunk: nobody pipelines).
+    pub(crate) fn feed(&mut self, got: &[u8]) -> bool {
+        // A mark straddling the previous chunk: look at its tail plus our head.
+        let mut joint = [0u8; 8];
+        let head = got.len().min(4);
+        joint[..self.have].copy_from_slice(&self.tail[..self.have]);
+        joint[self.have..self.have + head].copy_from_slice(&got[..head]);
+        let found = memchr::memmem::find(&joint[..self.have + head], Self::END).is_some()
+            || memchr::memmem::find(got, Self::END).is_some();
+        let keep = got.len().min(4);
+        if keep == 4 {
+            self.tail.copy_from_slice(&got[got.len() - 4..]);
+            self.have = 4;
+        } else {
+            let old = (4 - keep).min(self.have);
+            self.tail.copy_within(self.have - old..self.have, 0);
+            self.tail[old..old + keep].copy_from_slice(got);
+            self.have = old + keep;
+        }
+        found
     }
 }
