@@ -327,3 +327,80 @@ fn ehlo_reply_of_postfix_smtp_sink_parses_and_renders_back() {
         })
     );
 }
+
+#[test]
+fn verb_and_empty_line_recognition_matches_postfix_smtp_sink() {
+    use smtp_proto::Verb;
+    let Some(sink) = start_sink() else {
+        return;
+    };
+    // The commands Postfix's smtp-sink has in its table (it answers the
+    // others, EXPN, STARTTLS, BDAT and HELP included, as unknown).
+    let sink_knows = [
+        Verb::Helo,
+        Verb::Ehlo,
+        Verb::Lhlo,
+        Verb::Xclient,
+        Verb::Xforward,
+        Verb::Auth,
+        Verb::Mail,
+        Verb::Rcpt,
+        Verb::Data,
+        Verb::Rset,
+        Verb::Noop,
+        Verb::Vrfy,
+    ];
+    let lines: &[&[u8]] = &[
+        b"  NOOP",
+        b"\tNOOP x",
+        b"NOOP\tx",
+        b"noop",
+        b"NoOp  x",
+        b"NOOPX",
+        b"NOOP\x0bx",
+        b"\x0bNOOP",
+        b" ",
+        b"\t \t",
+        b"",
+        b"mail\tFROM:<a>",
+        b"rset",
+        b"VRFY x",
+        b"EXPN x",
+        b"STARTTLS",
+        b"HELP",
+        b"FOO bar",
+        b"NOOP\nNOOP",
+    ];
+    for line in lines {
+        let mut input = line.to_vec();
+        input.extend_from_slice(b"\r\n");
+        let cmd = smtp_proto::CommandParser::default()
+            .parse(&mut BytesMut::from(&input[..]))
+            .expect("short line")
+            .expect("complete line");
+        let want = match cmd.verb {
+            Verb::Empty => "500 5.5.2",
+            v if sink_knows.contains(&v) => "not unknown",
+            _ => "500 5.5.1",
+        };
+        let stream = UnixStream::connect(sink.dir.join("sock")).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        let mut reply = String::new();
+        reader.read_line(&mut reply).expect("greeting");
+        writer.write_all(&input).expect("write");
+        reply.clear();
+        reader.read_line(&mut reply).expect("reply");
+        let got = if reply.starts_with("500 5.5.2") {
+            "500 5.5.2"
+        } else if reply.starts_with("500 5.5.1") {
+            "500 5.5.1"
+        } else {
+            "not unknown"
+        };
+        assert_eq!(got, want, "{line:?}: Postfix said {reply:?}");
+    }
+}
