@@ -306,22 +306,30 @@ impl Client {
 /// How long to wait for replies that are not coming.
 pub(crate) const QUIET: Duration = Duration::from_millis(150);
 
+/// Reads one round of replies: waits (bounded) for the first byte, then
+/// until the server has been quiet for [`QUIET`] or has closed. The bound
+/// on the first byte keeps a loaded machine from splitting the rounds.
+pub(crate) fn read_round(c: &mut Client) -> (Vec<u8>, bool) {
+    let (mut out, closed) = c.read_until(|b| !b.is_empty(), Duration::from_secs(3));
+    if closed {
+        return (out, true);
+    }
+    let (more, closed) = c.read_quiet(QUIET);
+    out.extend_from_slice(&more);
+    (out, closed)
+}
+
 /// Runs a scripted conversation: after connecting and after each chunk,
-/// collects replies until the server is quiet. Returns the transcript
-/// (`S:`/`C:` blocks) and all the reply bytes.
+/// collects the replies (see [`read_round`]). Returns all the reply bytes,
+/// with `<EOF>` appended when the server closed.
 pub(crate) fn converse(addr: &Addr, chunks: &[&[u8]]) -> Vec<u8> {
     let mut c = Client::connect(addr);
-    let (mut out, mut closed) = c.read_quiet(QUIET);
+    let (mut out, mut closed) = read_round(&mut c);
     for chunk in chunks {
-        if closed {
-            out.extend_from_slice(b"<EOF>");
-            return out;
+        if closed || !c.send(chunk) {
+            break;
         }
-        if !c.send(chunk) {
-            out.extend_from_slice(b"<EOF>");
-            return out;
-        }
-        let (more, cl) = c.read_quiet(QUIET);
+        let (more, cl) = read_round(&mut c);
         out.extend_from_slice(&more);
         closed = cl;
     }
