@@ -42,6 +42,12 @@ pub struct Shared {
     pub output: Output,
     /// Message-Id's first number.
     pub pid: u32,
+    /// Connects happen one at a time, as in Postfix: a burst of SYNs can
+    /// overflow the server's accept queue, and a handshake that completes
+    /// on our side but is dropped on the server's would wait for a
+    /// greeting until the timeout. One at a time, a full queue just makes
+    /// the next connect wait (its SYN is retried) instead.
+    connect_gate: tokio::sync::Mutex<()>,
     client: ClientConfig,
 }
 
@@ -64,6 +70,7 @@ impl Shared {
             numbers: RcptNumbers::default(),
             output,
             pid: std::process::id(),
+            connect_gate: tokio::sync::Mutex::new(()),
             client,
             config,
         }
@@ -137,6 +144,7 @@ impl Worker<'_> {
     /// Connects (with `-C` retries), reads the greeting, sends HELO.
     async fn open(&mut self) -> Result<(), Error> {
         let cfg = &self.shared.config;
+        let gate = self.shared.connect_gate.lock().await;
         let stream = loop {
             match connect(&cfg.target, cfg.window, cfg.timeout).await {
                 Ok(s) => break s,
@@ -153,6 +161,7 @@ impl Worker<'_> {
                 }
             }
         };
+        drop(gate);
         self.stats.connections += 1;
         self.link = Some(Link {
             conn: Conn::new(stream, cfg.timeout),
