@@ -19,13 +19,13 @@ fn command_delays_greeting_helo_and_data() {
     let mut c = Client::connect(&sink.addr);
     let (g, _) = c.read_until(|b| b.ends_with(b"\r\n"), LONG);
     assert_eq!(g, GREET);
-    assert!((0.9..2.5).contains(&secs(t)), "greeting after {}", secs(t));
+    assert!((0.9..4.0).contains(&secs(t)), "greeting after {}", secs(t));
     let t = Instant::now();
     c.send(b"HELO x\r\n");
     let (r, _) = c.read_until(|b| b.ends_with(b"\r\n"), LONG);
     assert_eq!(r, b"250 smtp-sink\r\n");
     assert!(
-        (0.9..2.5).contains(&secs(t)),
+        (0.9..4.0).contains(&secs(t)),
         "HELO reply after {}",
         secs(t)
     );
@@ -35,7 +35,7 @@ fn command_delays_greeting_helo_and_data() {
     c.send(b"DATA\r\n");
     let (r, _) = c.read_until(|b| b.ends_with(b"\r\n"), LONG);
     assert_eq!(r, b"354 End data with <CR><LF>.<CR><LF>\r\n");
-    assert!((1.9..3.5).contains(&secs(t)), "354 after {}", secs(t));
+    assert!((1.9..5.0).contains(&secs(t)), "354 after {}", secs(t));
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn pipelined_commands_behind_a_delay_are_answered_in_order() {
         show(&r),
         show(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok\r\n")
     );
-    assert!((1.9..4.0).contains(&secs(t)), "took {}", secs(t));
+    assert!((1.9..5.0).contains(&secs(t)), "took {}", secs(t));
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn a_delay_longer_than_the_idle_timeout_does_not_end_the_session() {
     let t = Instant::now();
     let (r, closed) = c.read_until(|_| false, LONG);
     assert!(closed && r.is_empty(), "{}", show(&r));
-    assert!((0.8..3.0).contains(&secs(t)), "closed after {}", secs(t));
+    assert!((0.8..4.0).contains(&secs(t)), "closed after {}", secs(t));
     let out = stop(&mut sink);
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: read timeout"));
     assert_eq!(out.status.signal_or_code(), "killed");
@@ -88,7 +88,7 @@ fn abort_after_354() {
     let (r, closed) = c.read_until(|_| false, LONG);
     assert_eq!(r, b"550 This violates SMTP\r\n");
     assert!(closed);
-    assert!((0.9..2.5).contains(&secs(t)), "550 after {}", secs(t));
+    assert!((0.9..4.0).contains(&secs(t)), "550 after {}", secs(t));
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn data_read_stall_after_354() {
     c.send(b"x\r\n.\r\n");
     let (r, _) = c.read_until(|b| b.ends_with(b"\r\n"), LONG);
     assert_eq!(r, b"250 2.0.0 Ok\r\n");
-    assert!((0.8..2.5).contains(&secs(t)), "250 after {}", secs(t));
+    assert!((0.8..4.0).contains(&secs(t)), "250 after {}", secs(t));
 }
 
 #[test]
