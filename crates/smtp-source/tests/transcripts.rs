@@ -445,6 +445,32 @@ fn timeout_and_lost_connection_name_the_phase() {
 }
 
 #[test]
+fn every_phase_is_named_on_a_lost_connection() {
+    for (verb, phase) in [
+        ("CONNECT", "reading server greeting"),
+        ("HELO", "sending HELO"),
+        ("MAIL", "sending sender"),
+        ("RCPT", "sending recipient"),
+        ("DATA", "sending DATA command"),
+        (".", "sending message"),
+    ] {
+        let server = Server::start(move |ctx, cmd| match cmd {
+            Cmd::Connect if verb == "CONNECT" => Act::Close,
+            Cmd::Line(l) if l.starts_with(verb) => Act::Close,
+            Cmd::EndOfData if verb == "." => Act::Close,
+            _ => sink(ctx, cmd),
+        });
+        let run = source(&["-M", "h", &server.addr]);
+        assert_eq!(run.code, Some(1), "{verb}");
+        assert_eq!(
+            run.stderr,
+            format!("{}: fatal: lost connection while {phase}\n", support::bin()),
+            "{verb}"
+        );
+    }
+}
+
+#[test]
 fn server_closing_after_quit_is_fine() {
     let server = Server::start(|ctx, cmd| match cmd {
         Cmd::Line(l) if l == "QUIT" => Act::Close,
