@@ -16,7 +16,7 @@ use clap::{ArgAction, Parser};
 #[command(
     name = "smtp-sink",
     version,
-    about = "Multi-threaded SMTP/LMTP test server, a drop-in replacement for Postfix's smtp-sink",
+    about = "SMTP/LMTP test server, a drop-in replacement for Postfix's smtp-sink",
     disable_help_flag = true,
     disable_version_flag = true,
     args_override_self = true
