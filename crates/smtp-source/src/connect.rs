@@ -40,7 +40,8 @@ pub async fn connect(
         Target::Tcp(a) => (Domain::for_address(*a), SockAddr::from(*a)),
         Target::Unix(p) => (Domain::UNIX, SockAddr::unix(p)?),
     };
-    let sock = Socket::new(domain, Type::STREAM, None)?;
+    // Non-blocking from the start (SOCK_NONBLOCK): no fcntl calls.
+    let sock = Socket::new(domain, Type::STREAM.nonblocking(), None)?;
     sock.set_linger(Some(Duration::ZERO))?;
     if let Some(w) = window {
         let w = usize::try_from(w).unwrap_or(usize::MAX);
@@ -55,7 +56,6 @@ pub async fn connect(
         // an ACK can only add latency; the bytes on the wire are the same.
         sock.set_nodelay(true)?;
     }
-    sock.set_nonblocking(true)?;
     let pending = match sock.connect(&addr) {
         Ok(()) => false,
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
