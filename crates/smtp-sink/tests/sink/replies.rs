@@ -299,11 +299,8 @@ fn sigterm_ends_cleanly() {
     let mut sink = start(OURS, &[]);
     let _c = Client::connect(&sink.addr);
     let pid = sink.child.as_ref().expect("child").id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
     let out = wait_exit(&mut sink, Duration::from_secs(10)).expect("exits on SIGTERM");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
