@@ -369,6 +369,9 @@ fn s2_m1_message_id_shows_negative_budget() {
     let recs = server.records(1);
     let all: String = recs.iter().map(|r| r.text()).collect();
     assert_eq!(all.matches("MAIL FROM").count(), 1);
+    // The idle session took its (empty) share of the budget first, so the
+    // one message shows -1, as Postfix's `<16c1.0003.ffffffff@vm>` did.
+    assert!(all.contains(".ffffffff@h>\r\n"), "{all}");
 }
 
 #[test]
