@@ -170,7 +170,7 @@ impl Config {
             Err(e) => {
                 return Err(ConfigError::Usage {
                     argv0,
-                    detail: Some(e.kind().to_string()),
+                    detail: Some(getopt_text(&e)),
                 })
             }
         };
@@ -307,6 +307,28 @@ impl Config {
     }
 }
 
+/// What getopt(3) says before Postfix's usage line: `invalid option --
+/// 'h'` or `option requires an argument -- 's'`; other parse errors in
+/// clap's words.
+fn getopt_text(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    // "-s <sessions>" or "-h": the option letter.
+    let letter = arg
+        .strip_prefix('-')
+        .filter(|rest| !rest.starts_with('-'))
+        .and_then(|rest| rest.chars().next());
+    match (e.kind(), letter) {
+        (ErrorKind::UnknownArgument, Some(c)) => format!("invalid option -- '{c}'"),
+        (ErrorKind::InvalidValue, Some(c)) => format!("option requires an argument -- '{c}'"),
+        (kind, _) if arg.is_empty() => kind.to_string(),
+        (kind, _) => format!("{kind}: {arg}"),
+    }
+}
+
 /// gethostname(2), as Postfix's get_hostname() takes it.
 #[allow(unsafe_code)]
 fn own_hostname() -> String {
@@ -384,6 +406,23 @@ mod tests {
         assert!(err(&[]).starts_with("usage: smtp-source -cdLNov"));
         assert!(err(&["a", "b"]).starts_with("usage: "));
         assert!(err(&["-Z", "a"]).starts_with("usage: "));
+        let detail = |args: &[&str]| {
+            let mut v = vec!["smtp-source"];
+            v.extend_from_slice(args);
+            match Config::from_args(v) {
+                Err(ConfigError::Usage { detail, .. }) => detail,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            detail(&["-h", "x"]).as_deref(),
+            Some("invalid option -- 'h'")
+        );
+        assert_eq!(
+            detail(&["x", "-s"]).as_deref(),
+            Some("option requires an argument -- 's'")
+        );
+        assert_eq!(detail(&[]), None);
     }
 
     #[test]
