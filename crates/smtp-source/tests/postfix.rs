@@ -400,3 +400,56 @@ fn raw_bytes_match_postfix_source() {
         );
     }
 }
+
+fn close_on(verb: &'static str) -> ScriptFn {
+    match verb {
+        "CONNECT" => |_, cmd| match cmd {
+            support::Cmd::Connect => support::Act::Close,
+            _ => support::Act::Silence,
+        },
+        "HELO" => |ctx, cmd| match cmd {
+            support::Cmd::Line(l) if l.starts_with("HELO") || l.starts_with("LHLO") => {
+                support::Act::Close
+            }
+            _ => support::sink(ctx, cmd),
+        },
+        "MAIL" => |ctx, cmd| match cmd {
+            support::Cmd::Line(l) if l.starts_with("MAIL") => support::Act::Close,
+            _ => support::sink(ctx, cmd),
+        },
+        "RCPT" => |ctx, cmd| match cmd {
+            support::Cmd::Line(l) if l.starts_with("RCPT") => support::Act::Close,
+            _ => support::sink(ctx, cmd),
+        },
+        "DATA" => |ctx, cmd| match cmd {
+            support::Cmd::Line(l) if l.starts_with("DATA") => support::Act::Close,
+            _ => support::sink(ctx, cmd),
+        },
+        _ => |ctx, cmd| match cmd {
+            support::Cmd::EndOfData => support::Act::Close,
+            _ => support::sink(ctx, cmd),
+        },
+    }
+}
+
+/// The "lost connection while <phase>" text of every phase, and the
+/// exit status, are Postfix's.
+#[test]
+fn lost_connection_texts_match_postfix_source() {
+    if !require(POSTFIX_SOURCE) {
+        return;
+    }
+    for verb in ["CONNECT", "HELO", "MAIL", "RCPT", "DATA", "."] {
+        for extra in [&[][..], &["-L"][..]] {
+            let mut args = vec!["-M", "client.example"];
+            args.extend_from_slice(extra);
+            let theirs = raw_transcripts(POSTFIX_SOURCE, &args, close_on(verb));
+            let ours = raw_transcripts(support::bin(), &args, close_on(verb));
+            assert!(
+                theirs.1.contains("fatal: lost connection"),
+                "{verb}: {theirs:?}"
+            );
+            assert_eq!(ours.1, theirs.1, "{verb} {extra:?}");
+        }
+    }
+}
