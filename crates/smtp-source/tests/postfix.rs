@@ -311,7 +311,11 @@ type ScriptFn = fn(&support::Ctx, &support::Cmd) -> support::Act;
 
 /// Every byte Postfix's smtp-source sends, compared with ours, through
 /// the recording server (the sink's dump strips CRs; this does not).
-fn raw_transcripts(program: &str, args: &[&str], script: ScriptFn) -> (Vec<String>, String) {
+fn raw_transcripts(
+    program: &str,
+    args: &[&str],
+    script: impl Fn(&support::Ctx, &support::Cmd) -> support::Act + Send + Sync + 'static,
+) -> (Vec<String>, String) {
     let server = support::Server::start(script);
     let mut all: Vec<&str> = args.to_vec();
     all.push(&server.addr);
@@ -450,6 +454,53 @@ fn lost_connection_texts_match_postfix_source() {
                 "{verb}: {theirs:?}"
             );
             assert_eq!(ours.1, theirs.1, "{verb} {extra:?}");
+        }
+    }
+}
+
+/// A server that answers `verb` (or the greeting, or ".") with `reply`.
+fn reject_on(
+    verb: &'static str,
+    reply: &'static str,
+) -> impl Fn(&support::Ctx, &support::Cmd) -> support::Act + Send + Sync + Clone + 'static {
+    move |ctx, cmd| {
+        let hit = match cmd {
+            support::Cmd::Connect => verb == "CONNECT",
+            support::Cmd::EndOfData => verb == ".",
+            support::Cmd::Line(l) => {
+                l.starts_with(verb) || (verb == "HELO" && l.starts_with("LHLO"))
+            }
+        };
+        if hit {
+            support::Act::reply(reply)
+        } else {
+            support::lmtp_sink(ctx, cmd)
+        }
+    }
+}
+
+/// Rejections in every phase, with and without -A (and 421 under -A),
+/// in SMTP and LMTP: the same bytes, texts and exit status as Postfix.
+#[test]
+fn rejections_match_postfix_source() {
+    if !require(POSTFIX_SOURCE) {
+        return;
+    }
+    let phases = ["CONNECT", "HELO", "MAIL", "RCPT", "DATA", "."];
+    for verb in phases {
+        for (extra, reply) in [
+            (&[][..], "550 5.7.1 no"),
+            (&["-L"][..], "550 5.7.1 no"),
+            (&["-A", "-m", "2"][..], "554 5.7.1 no"),
+            (&["-A", "-d", "-m", "2"][..], "451 4.3.0 later"),
+            (&["-A", "-m", "2"][..], "421 4.3.2 closing"),
+            (&["-A", "-d", "-m", "2", "-L"][..], "550 5.1.1 no"),
+        ] {
+            let mut args = vec!["-M", "client.example"];
+            args.extend_from_slice(extra);
+            let theirs = raw_transcripts(POSTFIX_SOURCE, &args, reject_on(verb, reply));
+            let ours = raw_transcripts(support::bin(), &args, reject_on(verb, reply));
+            assert_eq!(ours, theirs, "{verb} {args:?} {reply}");
         }
     }
 }
