@@ -58,11 +58,9 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
     let sessions = config.sessions;
-    let json = config.json.clone();
-    let summary = config.summary;
     // Ctrl-C ends the run with partial figures, but only when a report
     // was asked for; otherwise SIGINT kills the process as it does Postfix.
-    let interruptible = summary || json.is_some();
+    let interruptible = config.summary || config.json.is_some();
     let shared = Arc::new(worker::Shared::new(config, now));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
@@ -124,13 +122,21 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
         elapsed: start.elapsed(),
         interrupted,
     };
-    if summary {
-        eprintln!("{}: {}", shared.config.argv0, report.summary());
-    }
-    if let Some(path) = json {
-        write_json(&report, &path)?;
-    }
     Ok(report)
+}
+
+/// Prints what `--summary` and `--json` ask for.
+///
+/// # Errors
+/// The JSON file cannot be written.
+pub fn print_report(config: &Config, report: &Report) -> Result<(), Error> {
+    if config.summary {
+        eprintln!("{}: {}", config.argv0, report.summary());
+    }
+    match &config.json {
+        Some(path) => write_json(report, path),
+        None => Ok(()),
+    }
 }
 
 fn write_json(report: &Report, path: &str) -> Result<(), Error> {

@@ -26,12 +26,18 @@ fn main() -> ExitCode {
             return fatal(&argv0, &e);
         }
     };
-    let argv0 = config.argv0.clone();
-    match smtp_source::run(config) {
-        // 130 = 128 + SIGINT, what a shell shows for a killed Postfix run.
-        Ok(report) if report.interrupted => ExitCode::from(130),
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => fatal(&argv0, &e),
+    let report = match smtp_source::run(config.clone()) {
+        Ok(r) => r,
+        Err(e) => return fatal(&config.argv0, &e),
+    };
+    if let Err(e) = smtp_source::print_report(&config, &report) {
+        return fatal(&config.argv0, &e);
+    }
+    if report.interrupted {
+        // 128 + SIGINT, what a shell shows for a Postfix run killed by ^C.
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
