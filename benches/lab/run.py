@@ -237,7 +237,7 @@ def main(argv=None):
             "reps": args.reps,
             "seconds": args.seconds,
             "results": ", ".join(f"benches/lab/results/{os.path.basename(p)}" for p in paths.values()),
-            "command": "python3 benches/lab/run.py " + " ".join(quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+            "command": reproduce_command(argv if argv is not None else sys.argv[1:]),
             "caveat": caveat,
         }
         report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
@@ -251,8 +251,20 @@ def main(argv=None):
     return 0
 
 
-def quote(arg):
-    return shlex.quote(arg)
+def reproduce_command(argv):
+    """The command line as given, minus --caveat (prose, not a setting)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--caveat":
+            skip = True
+            continue
+        if arg.startswith("--caveat="):
+            continue
+        kept.append(shlex.quote(arg))
+    return " ".join(["python3 benches/lab/run.py", *kept])
 
 
 if __name__ == "__main__":

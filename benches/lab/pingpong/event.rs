@@ -7,28 +7,30 @@
 //! both and takes the faster as the ceiling.
 
 use std::{
-    cell::Cell,
-    rc::Rc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream, UnixListener, UnixStream},
-    task::LocalSet,
 };
 
 use crate::{
     client::{Config, Outcome},
     script::{Script, DATA_GO, DATA_OK, GREETING, HELO_OK, MAIL_OK, OTHER_OK, QUIT_OK, RCPT_OK},
     server::EndFinder,
-    stream::{Endpoint, IO_TIMEOUT},
+    stream::Endpoint,
 };
 
+/// No timer: the harness bounds every run, and a timer per read would cost
+/// a timer-wheel insertion per round trip.
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
-        .enable_time()
         .build()
         .map_err(|e| format!("runtime: {e}"))
 }
@@ -36,8 +38,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// Serves until killed.
 pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
     let rt = runtime()?;
-    let local = LocalSet::new();
-    local.block_on(&rt, async {
+    rt.block_on(async {
         match endpoint {
             Endpoint::Tcp(addr) => {
                 let std_listener = crate::stream::Listener::bind(endpoint)
@@ -53,7 +54,7 @@ pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
                         .await
                         .map_err(|e| format!("accept: {e}"))?;
                     let _ = s.set_nodelay(true);
-                    tokio::task::spawn_local(async move {
+                    tokio::spawn(async move {
                         let _ = conversation(s).await;
                     });
                 }
@@ -66,7 +67,7 @@ pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
                         .accept()
                         .await
                         .map_err(|e| format!("accept: {e}"))?;
-                    tokio::task::spawn_local(async move {
+                    tokio::spawn(async move {
                         let _ = conversation(s).await;
                     });
                 }
@@ -76,10 +77,7 @@ pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
 }
 
 async fn read_some<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> std::io::Result<usize> {
-    match tokio::time::timeout(IO_TIMEOUT, s.read(buf)).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-    }
+    s.read(buf).await
 }
 
 /// Reads until the buffer ends with CRLF (nobody pipelines). False on EOF.
@@ -144,19 +142,18 @@ async fn skip_data<S: AsyncRead + Unpin>(s: &mut S, chunk: &mut [u8]) -> std::io
 /// The client: `-s` tasks on one thread sharing the `-m` budget.
 pub(crate) fn client(endpoint: &Endpoint, config: &Config) -> Result<Outcome, String> {
     let rt = runtime()?;
-    let local = LocalSet::new();
-    let script = Rc::new(Script::new(&config.helo, config.rcpts, config.body_len));
-    let budget = Rc::new(Cell::new(config.messages));
-    let done = Rc::new(Cell::new(0u64));
+    let script = Arc::new(Script::new(&config.helo, config.rcpts, config.body_len));
+    let budget = Arc::new(AtomicU64::new(config.messages));
+    let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let result: Result<(), String> = local.block_on(&rt, async {
+    let result: Result<(), String> = rt.block_on(async {
         let tasks: Vec<_> = (0..config.sessions)
             .map(|_| {
                 let (script, budget, done) = (script.clone(), budget.clone(), done.clone());
                 let (endpoint, keep_open) = (endpoint.clone(), config.keep_open);
-                tokio::task::spawn_local(async move {
-                    session(&endpoint, &script, keep_open, &budget, &done).await
-                })
+                tokio::spawn(
+                    async move { session(&endpoint, &script, keep_open, &budget, &done).await },
+                )
             })
             .collect();
         for task in tasks {
@@ -165,13 +162,17 @@ pub(crate) fn client(endpoint: &Endpoint, config: &Config) -> Result<Outcome, St
         Ok(())
     });
     result?;
-    Ok(Outcome::new(done.get(), start.elapsed().as_secs_f64()))
+    Ok(Outcome::new(
+        done.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64(),
+    ))
 }
 
-fn claim(budget: &Cell<u64>) -> bool {
-    let left = budget.get();
-    budget.set(left.saturating_sub(1));
-    left > 0
+/// One thread: the atomics are never contended, only `Send` for tokio::spawn.
+fn claim(budget: &AtomicU64) -> bool {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 enum Conn {
@@ -200,8 +201,8 @@ async fn session(
     endpoint: &Endpoint,
     script: &Script,
     keep_open: bool,
-    budget: &Cell<u64>,
-    done: &Cell<u64>,
+    budget: &AtomicU64,
+    done: &AtomicU64,
 ) -> Result<(), String> {
     let mut reply = Vec::with_capacity(256);
     let mut conn: Option<Conn> = None;
@@ -218,7 +219,7 @@ async fn session(
             Conn::Tcp(s) => transaction(s, script, &mut reply).await?,
             Conn::Unix(s) => transaction(s, script, &mut reply).await?,
         }
-        done.set(done.get() + 1);
+        done.fetch_add(1, Ordering::Relaxed);
         if !keep_open {
             quit(conn.take().expect("connected above"), script, &mut reply).await?;
         }
