@@ -81,20 +81,30 @@ def wait_ready(endpoint, server, timeout=15.0):
     raise RuntimeError(f"{server.argv[0]} did not listen within {timeout:.0f} s: {server.log_tail()}")
 
 
+# CPU pinning of (client, server), set by run.py --pin: None, or a pair of
+# CPU lists for taskset, e.g. ("0", "0") for both on one vCPU.
+PIN = None
+
+
+def pinned(argv, cpus):
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
 def run_once(lab, point, config, client_impl, server_impl, messages, rep, timeout):
     """Starts the server, runs the client to completion, stops the server, and
     reports both processes' CPU and peak RSS (wait4 rusage)."""
+    client_cpus, server_cpus = PIN or (None, None)
     tag = lab.tag(f"{config}")
     run = Run(point.name, config, client_impl.name, server_impl.name, rep, messages)
     endpoint = Endpoint.fresh(point.transport, lab.dir, tag)
     dump_dir = lab.fresh_dir(tag + "-dump") if point.dump else None
     server = client = None
     try:
-        server = Child(server_impl.sink_argv(point, endpoint, dump_dir), lab.path(tag + "-server.log"))
+        server = Child(pinned(server_impl.sink_argv(point, endpoint, dump_dir), server_cpus),
+                       lab.path(tag + "-server.log"))
         wait_ready(endpoint, server)
-        client = Child(
-            client_impl.source_argv(point, messages, endpoint), lab.path(tag + "-client.log")
-        )
+        client = Child(pinned(client_impl.source_argv(point, messages, endpoint), client_cpus),
+                       lab.path(tag + "-client.log"))
         if not client.wait(timeout):
             client.stop()
             raise RuntimeError(f"client did not finish {messages} messages in {timeout:.0f} s")

@@ -181,7 +181,8 @@ def markdown(points, summary, scale_rows, meta):
     out.append(f"Measured {meta['date']} on {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
                f"{meta['machine'].get('memory', '?')}, Linux {meta['machine']['kernel']}; "
                f"Postfix {meta['machine']['postfix']}. {meta['reps']} A/B-interleaved repetitions "
-               f"per point, medians; each run sized to about {meta['seconds']:g} s. "
+               f"per point, medians; each run sized to about {meta['seconds']:g} s"
+               f"{'; CPU pinning: ' + meta['pin'] if meta.get('pin', 'none') != 'none' else ''}. "
                f"Results: `{meta['results']}`.")
     if meta.get("caveat"):
         out.append("")
@@ -246,6 +247,8 @@ def markdown(points, summary, scale_rows, meta):
     if scale_rows:
         out.append("")
         out.append(scale_markdown(scale_rows))
+        out.append("")
+        out.append(meta.get("scale_note", ""))
     return "\n".join(out)
 
 

@@ -34,6 +34,7 @@ import impls  # noqa: E402
 import points as pts  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
+import measure  # noqa: E402
 from measure import Lab, calibrate, run_once  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -58,6 +59,8 @@ def parse_args(argv):
                     help='extra flags for our sink, e.g. "--threads 1" (to compare runtimes)')
     ap.add_argument("--ours-source-args", default="", metavar="ARGS",
                     help="extra flags for our source")
+    ap.add_argument("--pin", choices=["none", "same", "split"], default="none",
+                    help="taskset: both processes on CPU 0 (same), client 0 and server 1 (split)")
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "lab", "results"),
                     help="directory for the results CSVs")
     ap.add_argument("--doc", default=None,
@@ -183,6 +186,7 @@ def main(argv=None):
 
     target_dir, pingpong, why_not = build(args)
     procs.LAUNCHER = pingpong
+    measure.PIN = {"none": None, "same": ("0", "0"), "split": ("0", "1")}[args.pin]
     postfix = impls.postfix()
     ours = impls.ours(target_dir, shlex.split(args.ours_sink_args), shlex.split(args.ours_source_args))
     impl_by_name = {
@@ -239,6 +243,8 @@ def main(argv=None):
             "results": ", ".join(f"benches/lab/results/{os.path.basename(p)}" for p in paths.values()),
             "command": reproduce_command(argv if argv is not None else sys.argv[1:]),
             "caveat": caveat,
+            "pin": args.pin,
+            "scale_note": scale_note(hard),
         }
         report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
         log(f"updated {args.doc}")
@@ -249,6 +255,17 @@ def main(argv=None):
     if args.smoke and (failed or not summary):
         return 1
     return 0
+
+
+def scale_note(nofile):
+    import scale
+
+    return (f"RLIMIT_NOFILE raised to its hard limit, {nofile} (the cap on this machine); idle "
+            f"sessions opened by `pingpong hold` processes of at most {scale.HOLD_PER_PROCESS} "
+            f"each, bound to 127.0.0.2, 127.0.0.3, ... so no source address runs short of "
+            f"ephemeral ports; sinks run with `-m` above the session count and `-t 600`; reply "
+            f"times are the median of {scale.RTT_RUNS} new clients' NOOP medians over "
+            f"{scale.RTT_ROUNDS} round trips each.")
 
 
 def reproduce_command(argv):
