@@ -96,13 +96,23 @@ def run_once(lab, point, config, client_impl, server_impl, messages, rep, timeou
     client_cpus, server_cpus = PIN or (None, None)
     tag = lab.tag(f"{config}")
     run = Run(point.name, config, client_impl.name, server_impl.name, rep, messages)
-    endpoint = Endpoint.fresh(point.transport, lab.dir, tag)
     dump_dir = lab.fresh_dir(tag + "-dump") if point.dump else None
-    server = client = None
+    endpoint = server = client = None
     try:
-        server = Child(pinned(server_impl.sink_argv(point, endpoint, dump_dir), server_cpus),
-                       lab.path(tag + "-server.log"))
-        wait_ready(endpoint, server)
+        # A port found free can be taken before the sink binds it: retry on a
+        # new one if the sink exits at start.
+        for attempt in range(3):
+            endpoint = Endpoint.fresh(point.transport, lab.dir, f"{tag}-{attempt}")
+            server = Child(pinned(server_impl.sink_argv(point, endpoint, dump_dir), server_cpus),
+                           lab.path(f"{tag}-server-{attempt}.log"))
+            try:
+                wait_ready(endpoint, server)
+                break
+            except RuntimeError:
+                server.stop()
+                endpoint.cleanup()
+                if attempt == 2:
+                    raise
         client = Child(pinned(client_impl.source_argv(point, messages, endpoint), client_cpus),
                        lab.path(tag + "-client.log"))
         if not client.wait(timeout):
@@ -124,7 +134,8 @@ def run_once(lab, point, config, client_impl, server_impl, messages, rep, timeou
         for child in (client, server):
             if child is not None:
                 child.stop()
-        endpoint.cleanup()
+        if endpoint is not None:
+            endpoint.cleanup()
         if dump_dir:
             shutil.rmtree(dump_dir, ignore_errors=True)
     return run
