@@ -641,3 +641,36 @@ fn sigint(pid: u32) {
     let rc = unsafe { libc::kill(pid, libc::SIGINT) };
     assert_eq!(rc, 0);
 }
+
+#[test]
+fn multi_thread_runtime_delivers_every_message() {
+    for threads in ["1", "2"] {
+        let server = Server::start(sink);
+        let run = source(&[
+            "--threads",
+            threads,
+            "-c",
+            "-s",
+            "4",
+            "-d",
+            "-m",
+            "40",
+            "-M",
+            "h",
+            &server.addr,
+        ]);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        assert!(run.stdout.ends_with("\r40\r\n"), "{run:?}");
+        let all: String = server.records(4).iter().map(|r| r.text()).collect();
+        assert_eq!(all.matches("\r\n.\r\n").count(), 40);
+        // Each message's Message-Id shows a distinct remaining budget.
+        let mut left: Vec<&str> = all
+            .lines()
+            .filter_map(|l| l.strip_prefix("Message-Id: <"))
+            .map(|l| l.split('.').nth(2).unwrap_or(""))
+            .collect();
+        left.sort_unstable();
+        left.dedup();
+        assert!(left.len() > 1, "{left:?}");
+    }
+}
