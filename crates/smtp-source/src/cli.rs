@@ -52,7 +52,7 @@ pub struct Cli {
     /// Host name for HELO/LHLO, default addresses and Message-Id.
     #[arg(short = 'M', value_name = "myhostname", allow_hyphen_values = true)]
     pub myhostname: Option<String>,
-    /// Number the recipients: LOCAL<n>@DOMAIN.
+    /// Number the recipients: LOCALn@DOMAIN, n counting from 0
     #[arg(short = 'N')]
     pub number: bool,
     /// Old mode: no HELO/LHLO and no generated headers.

@@ -26,7 +26,7 @@ pub enum Delay {
 /// Everything a run needs, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// argv[0] as typed, for `<argv0>: fatal: ...`.
+    /// `argv[0]` as typed, for `<argv0>: fatal: ...`.
     pub argv0: String,
     /// Where to connect.
     pub target: Target,
@@ -89,7 +89,7 @@ pub enum ConfigError {
     /// The wrong number of arguments or an unknown option.
     #[error("usage: {argv0} -cdLNov -s sess -l msglen -m msgs -C count -M myhostname -f from -t to -r rcptcount -R delay -w delay host[:port]")]
     Usage {
-        /// argv[0].
+        /// `argv[0]`.
         argv0: String,
         /// clap's explanation, printed before the fatal line.
         detail: Option<String>,
@@ -148,7 +148,7 @@ fn u32_of(n: i64) -> u32 {
 }
 
 impl Config {
-    /// Parses and checks a command line (argv[0] first).
+    /// Parses and checks a command line (`argv[0]` first).
     ///
     /// # Errors
     /// A [`ConfigError`] with Postfix's text.
