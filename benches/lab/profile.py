@@ -26,7 +26,7 @@ import run as lab_run  # noqa: E402
 from measure import Lab, wait_ready  # noqa: E402
 from procs import Child  # noqa: E402
 
-EVENTS = "task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter"
+EVENTS = "task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter"
 DEFAULT_POINTS = ["-s 1 -d", "-s 10 -d", "-s 10", "-s 10 -d -l 102400", "-s 10 -d -D"]
 PAIRS = [
     ("ceiling-threads", "ceiling-threads", "ceiling-threads"),
@@ -114,7 +114,8 @@ def per_msg(stat, messages):
         f"{stat.get('task-clock', 0) * 1000 / messages:6.1f} µs "
         f"{stat.get('raw_syscalls:sys_enter', 0) / messages:5.1f} sysc "
         f"{stat.get('context-switches', 0) / messages:5.2f} cs "
-        f"{stat.get('cpu-migrations', 0) / messages:5.3f} mig"
+        f"{stat.get('cpu-migrations', 0) / messages:5.3f} mig "
+        f"{stat.get('page-faults', 0) / messages:5.2f} pf"
     )
 
 
@@ -143,7 +144,7 @@ def main():
             # Slow pairs get fewer messages so every run stays a few seconds.
             messages = args.messages // (10 if point.body_len >= 102400 or point.dump else 1)
             print(f"== {point.name} (m={messages}); per message: CPU, syscalls, context switches, "
-                  "migrations", flush=True)
+                  "migrations, page faults", flush=True)
             if args.record:
                 # A sink is fed by Postfix's source; a ping-pong server by its own client.
                 client = by_name["postfix"] if args.record in ("ours", "postfix") else by_name[args.record]
