@@ -126,6 +126,8 @@ def main():
     ap.add_argument("--record", choices=["ours", "postfix", "ceiling-threads", "ceiling-tokio"],
                     help="sample this sink with perf record instead of counting")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--doc", help="also write the output into this markdown file's "
+                    "<!-- profile:begin --> ... <!-- profile:end --> block")
     args = ap.parse_args()
     procs.install_cleanup()
     target_dir, pingpong, why_not = lab_run.build(args)
@@ -139,26 +141,45 @@ def main():
     }
     pool = pts.full_matrix() + pts.STANDARD
     lab = Lab()
+    lines = []
+
+    def emit(text):
+        print(text, flush=True)
+        lines.append(text)
+
     try:
         for point in pts.select(args.points, pool):
             # Slow pairs get fewer messages so every run stays a few seconds.
             messages = args.messages // (10 if point.body_len >= 102400 or point.dump else 1)
-            print(f"== {point.name} (m={messages}); per message: CPU, syscalls, context switches, "
-                  "migrations, page faults", flush=True)
+            emit(f"== {point.name} (m={messages}); per message: CPU, syscalls, context switches, "
+                 "migrations, page faults")
             if args.record:
                 # A sink is fed by Postfix's source; a ping-pong server by its own client.
                 client = by_name["postfix"] if args.record in ("ours", "postfix") else by_name[args.record]
                 r = profile_pair(lab, point, client, by_name[args.record], messages, True)
-                print(f"{args.record} sink fed by {client.name}: {r['msgs_per_s']:,.0f} msg/s")
-                print(r["report"])
+                emit(f"{args.record} sink fed by {client.name}: {r['msgs_per_s']:,.0f} msg/s")
+                emit(r["report"])
                 continue
             for config, client, server in PAIRS:
                 r = profile_pair(lab, point, by_name[client], by_name[server], messages, False)
-                print(f"{config:16} {r['msgs_per_s']:8,.0f} msg/s | client {per_msg(r['client'], messages)}"
-                      f" | server {per_msg(r['server'], messages)}", flush=True)
+                emit(f"{config:16} {r['msgs_per_s']:8,.0f} msg/s | client {per_msg(r['client'], messages)}"
+                     f" | server {per_msg(r['server'], messages)}")
     finally:
         procs.kill_all()
         lab.close()
+    if args.doc:
+        write_block(args.doc, "\n".join(["```text", *lines, "```"]))
+
+
+def write_block(path, text):
+    begin, end = "<!-- profile:begin -->", "<!-- profile:end -->"
+    with open(path) as f:
+        doc = f.read()
+    start, stop = doc.find(begin), doc.find(end)
+    if start < 0 or stop < start:
+        raise SystemExit(f"{path}: no {begin} ... {end} block")
+    with open(path, "w") as f:
+        f.write(doc[: start + len(begin)] + "\n" + text + "\n" + doc[stop:])
 
 
 if __name__ == "__main__":

@@ -297,3 +297,75 @@ def update_doc(path, generated):
     text = text[: start + len(BEGIN)] + "\n" + generated.rstrip() + "\n" + text[stop:]
     with open(path, "w") as f:
         f.write(text)
+
+
+# ---------------------------------------------------------------- targets --
+
+NOISE = 0.85  # a ratio between this and 1.0 is within the run-to-run noise
+
+
+def _mark(value, goal, noise=True):
+    if value == "" or value is None:
+        return "—"
+    if value >= goal:
+        return "✓"
+    return "~" if noise and value >= goal * NOISE else "✗"
+
+
+def targets_markdown(points, summary, scale_rows):
+    """The issue's targets, each checked against this run's medians."""
+    by = {(r["point"], r["config"]): r for r in summary}
+    get = lambda p, c, k: by.get((p.name, c), {}).get(k, "")  # noqa: E731
+    out = ["| target | point | measured | |", "|---|---|---:|:-:|"]
+    for p in points:
+        v = get(p, "our-pair", "frac_of_ceiling")
+        out.append(f"| our pair ≥ 90% of the ceiling | `{p.name}` | {_pct(v)} | {_mark(v, 0.9)} |")
+    for p in points:
+        v = get(p, "our-pair", "ratio_vs_postfix")
+        if p.dump:
+            continue
+        goal, what = {0: (1.1, "≥ 1.1× Postfix's pair (small messages)"),
+                      10240: (3.0, "≥ 3× Postfix's pair (10 KiB)"),
+                      102400: (10.0, "≥ 10× Postfix's pair (100 KiB)")}[p.body_len]
+        out.append(f"| our pair {what} | `{p.name}` | {_x(v)} | {_mark(v, goal)} |")
+    for p in points:
+        v = get(p, "our-sink", "ratio_vs_postfix")
+        c = get(p, "our-sink", "cpu_ratio_vs_postfix")
+        cpu = f"{_x(v)} (sink CPU/msg {_x(c)})"
+        if p.dump:
+            out.append(f"| our sink ≥ 5× Postfix's sink with `-D` | `{p.name}` | {cpu} | {_mark(v, 5.0)} |")
+        elif p.body_len:
+            out.append(f"| our sink ≥ 1.5× Postfix's sink | `{p.name}` | {cpu} | {_mark(v, 1.5)} |")
+        else:
+            out.append(f"| our sink never slower than Postfix's | `{p.name}` | {cpu} | {_mark(v, 1.0)} |")
+    for p in points:
+        v = get(p, "our-source", "ratio_vs_postfix")
+        c = get(p, "our-source", "cpu_ratio_vs_postfix")
+        out.append(f"| our source never slower than Postfix's | `{p.name}` | {_x(v)} (source CPU/msg "
+                   f"{_x(c)}) | {_mark(v, 1.0)} |")
+    idle = [r for r in scale_rows if r["test"] == "idle" and r["impl"] == "ours" and r["sessions"] >= 0]
+    if idle:
+        top = max(idle, key=lambda r: r["sessions"])
+        base = min(idle, key=lambda r: r["sessions"])
+        per = top["rss_per_session_kib"]
+        out.append(f"| idle sessions ≤ 16 KiB each | {int(top['sessions']):,} sessions | {per:.1f} KiB | "
+                   f"{'✓' if per <= 16 else '✗'} |")
+        if top["noop_median_us"] != "" and base["noop_median_us"]:
+            growth = top["noop_median_us"] / base["noop_median_us"]
+            out.append(f"| reply time within 2× of an idle sink | {int(top['sessions']):,} sessions | "
+                       f"{base['noop_median_us']:.0f} → {top['noop_median_us']:.0f} µs ({growth:.2f}×) | "
+                       f"{'✓' if growth <= 2 else '✗'} |")
+    return "\n".join(out)
+
+
+def update_block(path, name, text):
+    """Replaces `<!-- name:begin -->` ... `<!-- name:end -->` if the file has it."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    with open(path) as f:
+        doc = f.read()
+    start, stop = doc.find(begin), doc.find(end)
+    if start < 0 or stop < start:
+        return False
+    with open(path, "w") as f:
+        f.write(doc[: start + len(begin)] + "\n" + text.rstrip() + "\n" + doc[stop:])
+    return True

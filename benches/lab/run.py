@@ -247,6 +247,10 @@ def main(argv=None):
             "scale_note": scale_note(hard),
         }
         report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
+        if ours_ok and summary:
+            report.update_block(args.doc, "targets",
+                                f"Checked against the run of {date}.\n\n"
+                                + report.targets_markdown(points, summary, scale_rows))
         log(f"updated {args.doc}")
 
     failed = [r for r in runs if not r.ok]
