@@ -58,23 +58,27 @@ impl Conn {
     }
 
     /// Writes `head` then `body` with vectored writes (one writev when the
-    /// socket takes it all), so the shared body is never copied.
+    /// socket takes it all), so the shared body is never copied. The
+    /// timeout applies to each write, as Postfix's does, so a large message
+    /// over a slow path fails only if the peer stops reading.
     pub async fn write_message(&mut self, head: &[u8], body: &[u8]) -> Result<(), IoFail> {
-        let fut = write_two(&mut self.stream, head, body);
-        match tokio::time::timeout(self.timeout, fut).await {
-            Err(_) => Err(IoFail::Timeout),
-            Ok(r) => r,
-        }
+        write_two(&mut self.stream, head, body, self.timeout).await
     }
 }
 
-async fn write_two(stream: &mut Stream, head: &[u8], body: &[u8]) -> Result<(), IoFail> {
+async fn write_two(
+    stream: &mut Stream,
+    head: &[u8],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(), IoFail> {
     let (mut head, mut body) = (head, body);
     while !head.is_empty() || !body.is_empty() {
         let bufs = [IoSlice::new(head), IoSlice::new(body)];
-        let n = match stream.write_vectored(&bufs).await {
-            Ok(0) | Err(_) => return Err(IoFail::Lost),
-            Ok(n) => n,
+        let n = match tokio::time::timeout(timeout, stream.write_vectored(&bufs)).await {
+            Err(_) => return Err(IoFail::Timeout),
+            Ok(Ok(0) | Err(_)) => return Err(IoFail::Lost),
+            Ok(Ok(n)) => n,
         };
         let from_head = n.min(head.len());
         head = &head[from_head..];

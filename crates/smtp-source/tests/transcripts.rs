@@ -448,6 +448,24 @@ fn timeout_and_lost_connection_name_the_phase() {
 }
 
 #[test]
+fn a_peer_that_stops_reading_times_out_the_message() {
+    let server = Server::start(|ctx, cmd| match cmd {
+        Cmd::Line(l) if l == "DATA" => {
+            Act::ReplyStall(vec!["354 go".to_owned()], Duration::from_secs(6))
+        }
+        _ => sink(ctx, cmd),
+    });
+    // Far more than the socket buffers hold.
+    let run = source(&["--timeout", "1", "-l", "40000000", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!("{}: fatal: timeout while sending message\n", support::bin())
+    );
+    assert!(run.elapsed < Duration::from_secs(5), "{run:?}");
+}
+
+#[test]
 fn every_phase_is_named_on_a_lost_connection() {
     for (verb, phase) in [
         ("CONNECT", "reading server greeting"),

@@ -38,6 +38,9 @@ pub enum Act {
     Close,
     /// Send nothing and keep reading (for timeouts).
     Silence,
+    /// Send these lines, then stop reading for a while (for write
+    /// timeouts).
+    ReplyStall(Vec<String>, Duration),
 }
 
 impl Act {
@@ -338,6 +341,11 @@ fn act_on(conn: &mut Box<dyn Io>, act: &Act, rec: &Mutex<Record>) -> bool {
             true
         }
         Act::Silence => true,
+        Act::ReplyStall(lines, pause) => {
+            send(conn, lines);
+            thread::sleep(*pause);
+            true
+        }
         Act::ReplyClose(lines) => {
             send(conn, lines);
             rec.lock().unwrap().end = End::ServerClosed;
