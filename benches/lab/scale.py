@@ -8,7 +8,6 @@ bound to different 127.0.0.x source addresses so no one address runs out of
 ephemeral ports."""
 
 import json
-import os
 import resource
 import select
 import statistics
