@@ -180,8 +180,10 @@ def markdown(points, summary, scale_rows, meta):
     out = []
     out.append(f"Measured {meta['date']} on {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
                f"{meta['machine'].get('memory', '?')}, Linux {meta['machine']['kernel']}; "
-               f"Postfix {meta['machine']['postfix']}. {meta['reps']} A/B-interleaved repetitions "
-               f"per point, medians; each run sized to about {meta['seconds']:g} s"
+               f"Postfix {meta['machine']['postfix']}; our binaries from {meta.get('revision', '?')}. "
+               f"{meta['reps']} A/B-interleaved repetitions "
+               f"per point, medians; "
+               f"{'each run sized to about %g s' % meta['seconds'] if meta['seconds'] else 'smoke runs of -m 2000'}"
                f"{'; CPU pinning: ' + meta['pin'] if meta.get('pin', 'none') != 'none' else ''}. "
                f"Results: `{meta['results']}`.")
     if meta.get("caveat"):

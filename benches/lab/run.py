@@ -244,6 +244,7 @@ def main(argv=None):
             "command": reproduce_command(argv if argv is not None else sys.argv[1:]),
             "caveat": caveat,
             "pin": args.pin,
+            "revision": revision(),
             "scale_note": scale_note(hard),
         }
         report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
@@ -259,6 +260,17 @@ def main(argv=None):
     if args.smoke and (failed or not summary):
         return 1
     return 0
+
+
+def revision():
+    """The commit our binaries were built from, and whether the tree had edits."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "crates"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + (" with uncommitted changes under crates/" if dirty else "")
 
 
 def scale_note(nofile):
