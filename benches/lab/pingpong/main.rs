@@ -4,12 +4,13 @@
 //! round trips of one lab point's conversation (greeting, HELO, MAIL,
 //! RCPT×r, DATA, headers+body+".", QUIT, a new connection per message unless
 //! `-d`) with no parsing beyond finding line and end-of-data terminators.
-//! Nothing real can be faster on the same machine, so every lab figure is
-//! also shown as a fraction of this one.
+//! A real source and sink do strictly more work for the same exchange, so
+//! every lab figure is also shown as a fraction of this one (the faster of
+//! the two flavours below, at each point).
 //!
-//! It also hosts two small tools of the connection-scale test: `hold` opens
-//! many idle sessions (after EHLO) and keeps them, and `rtt` times a new
-//! client's round trips while they are held.
+//! It also hosts the lab's small tools: `hold` opens many idle sessions
+//! (after EHLO) and keeps them, `rtt` times a new client's round trips while
+//! they are held, and `spawn` runs a program and reports its own rusage.
 //!
 //! Two flavours: blocking `std::net` with one thread per session (the
 //! default: with no pipelining every step is one write and one blocking
