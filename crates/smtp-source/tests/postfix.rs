@@ -504,3 +504,35 @@ fn rejections_match_postfix_source() {
         }
     }
 }
+
+/// Address errors (parsing, families, services, unix paths) and option
+/// errors print what Postfix prints, with the same status.
+#[test]
+fn address_and_option_errors_match_postfix_source() {
+    if !require(POSTFIX_SOURCE) {
+        return;
+    }
+    let cases: [&[&str]; 14] = [
+        &["-6", "127.0.0.1:25"],
+        &["-4", "[::1]:25"],
+        &["[a"],
+        &[":25"],
+        &["127.0.0.1:nosuchsvc"],
+        &["a..b"],
+        &["[::1]x"],
+        &["unix:/nonexistent/sock"],
+        &["-s", "0", "x"],
+        &["-l", "abc", "x"],
+        &["-w", "1", "-R", "1", "x"],
+        &["-M", "a!b", "x"],
+        &["-h", "x"],
+        &[],
+    ];
+    for args in cases {
+        let run = |program: &str| {
+            let r = run_program(program, args, Duration::from_secs(30));
+            (r.code, r.stderr.replace(program, "PROG"))
+        };
+        assert_eq!(run(support::bin()), run(POSTFIX_SOURCE), "{args:?}");
+    }
+}
