@@ -409,6 +409,17 @@ fn w1_paces_connections_and_messages() {
 }
 
 #[test]
+fn random_delay_stays_within_its_interval() {
+    let server = Server::start(sink);
+    let run = source(&["-R", "1", "-d", "-m", "3", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let rec = &server.records(1)[0];
+    assert_eq!(rec.text().matches("MAIL FROM").count(), 3);
+    // Three pauses of 0 or 1 s each (the last before QUIT).
+    assert!(run.elapsed < Duration::from_secs(8), "{run:?}");
+}
+
+#[test]
 fn timeout_and_lost_connection_name_the_phase() {
     let server = Server::start(|_, _| Act::Silence);
     let run = source(&["--timeout", "1", &server.addr]);
