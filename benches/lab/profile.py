@@ -8,6 +8,7 @@ symbols and the kernel/user split.
 
     python3 benches/lab/profile.py                      # default points
     python3 benches/lab/profile.py --points "-s 10 -d -D" --record ours
+    python3 benches/lab/profile.py --callgrind --messages 5000   # instructions/message
 """
 
 import argparse
@@ -98,6 +99,69 @@ def profile_pair(lab, point, client_impl, server_impl, messages, record):
     return result
 
 
+def callgrind_ir(lab, point, role, impl, peer, messages):
+    """User-space instructions of `impl` (the sink if role is "server", else
+    the source) for `messages` messages, counted by callgrind: repeatable on a
+    noisy machine, but blind to the kernel."""
+    tag = lab.tag(f"callgrind-{impl.name}")
+    out = lab.path(tag + ".out")
+    # The file is opened at start (as root) and written at exit (a sink has
+    # become nobody by then), so it must exist and be world-writable.
+    open(out, "w").close()
+    os.chmod(out, 0o666)
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--"]
+    endpoint = impls.Endpoint.fresh(point.transport, lab.dir, tag)
+    dump_dir = lab.fresh_dir(tag + "-dump") if point.dump else None
+    server_impl, client_impl = (impl, peer) if role == "server" else (peer, impl)
+    server_argv = server_impl.sink_argv(point, endpoint, dump_dir)
+    client_argv = client_impl.source_argv(point, messages, endpoint)
+    if role == "server":
+        server_argv = valgrind + server_argv
+    else:
+        client_argv = valgrind + client_argv
+    server = Child(server_argv, lab.path(tag + "-server.log"), measured=False)
+    client = None
+    try:
+        wait_ready(endpoint, server, timeout=60)
+        client = Child(client_argv, lab.path(tag + "-client.log"), measured=False)
+        if not client.wait(600) or client.exit_code != 0:
+            raise RuntimeError(f"client failed: {client.log_tail()}")
+        server.stop(grace=30)
+    finally:
+        for c in (client, server):
+            if c is not None:
+                c.stop(grace=30)
+        endpoint.cleanup()
+    with open(out) as f:
+        for line in f:
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
+
+
+def callgrind_table(lab, point, by_name, messages, emit):
+    """Instructions per message, from the difference of two run lengths so
+    that start-up and exit do not count."""
+    small = max(200, messages // 5)
+    rows = [
+        ("server", "ours", "postfix"),
+        ("server", "postfix", "postfix"),
+        ("server", "ceiling-threads", "ceiling-threads"),
+        ("server", "ceiling-tokio", "ceiling-tokio"),
+        ("client", "ours", "ceiling-threads"),
+        ("client", "postfix", "ceiling-threads"),
+        ("client", "ceiling-threads", "ceiling-threads"),
+        ("client", "ceiling-tokio", "ceiling-tokio"),
+    ]
+    for role, name, peer in rows:
+        impl, other = by_name[name], by_name[peer]
+        big = callgrind_ir(lab, point, role, impl, other, messages)
+        little = callgrind_ir(lab, point, role, impl, other, small)
+        per = (big - little) / (messages - small)
+        what = "sink" if role == "server" else "source"
+        emit(f"{name + ' ' + what:24} {per:10,.0f} instructions per message (user space)")
+
+
 def perf_report(data):
     out = subprocess.run(
         ["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
@@ -125,6 +189,8 @@ def main():
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--record", choices=["ours", "postfix", "ceiling-threads", "ceiling-tokio"],
                     help="sample this sink with perf record instead of counting")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count user-space instructions per message with valgrind instead")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--doc", help="also write the output into this markdown file's "
                     "<!-- profile:begin --> ... <!-- profile:end --> block")
@@ -153,6 +219,9 @@ def main():
             messages = args.messages // (10 if point.body_len >= 102400 or point.dump else 1)
             emit(f"== {point.name} (m={messages}); per message: CPU, syscalls, context switches, "
                  "migrations, page faults")
+            if args.callgrind:
+                callgrind_table(lab, point, by_name, messages, emit)
+                continue
             if args.record:
                 # A sink is fed by Postfix's source; a ping-pong server by its own client.
                 client = by_name["postfix"] if args.record in ("ours", "postfix") else by_name[args.record]
@@ -168,11 +237,12 @@ def main():
         procs.kill_all()
         lab.close()
     if args.doc:
-        write_block(args.doc, "\n".join(["```text", *lines, "```"]))
+        block = "callgrind" if args.callgrind else "profile"
+        write_block(args.doc, block, "\n".join(["```text", *lines, "```"]))
 
 
-def write_block(path, text):
-    begin, end = "<!-- profile:begin -->", "<!-- profile:end -->"
+def write_block(path, name, text):
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     with open(path) as f:
         doc = f.read()
     start, stop = doc.find(begin), doc.find(end)
