@@ -82,7 +82,9 @@ def log(msg):
 
 
 def cargo(*argv):
-    return subprocess.run(["cargo", *argv], cwd=ROOT, capture_output=True, text=True)
+    # Under `cargo test`, CARGO names the cargo that runs us; use the same one.
+    return subprocess.run([os.environ.get("CARGO", "cargo"), *argv], cwd=ROOT,
+                          capture_output=True, text=True)
 
 
 def build(args):
