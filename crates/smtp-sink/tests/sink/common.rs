@@ -37,13 +37,55 @@ pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// A port that was free a moment ago.
+/// A port that is free now, below the kernel's ephemeral range (so that
+/// no client socket of a busy test can take it before the sink binds), and
+/// never handed out twice by this process.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind port 0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    static HANDED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (lo, hi) = (10_000u32, ephemeral_low.max(12_000));
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..10_000 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(lo + seed.wrapping_add(n.wrapping_mul(7919)) % (hi - lo))
+            .expect("below 65536");
+        let mut handed = HANDED.lock().expect("lock");
+        if handed.contains(&port) || listeners(port) > 0 {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.push(port);
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+/// How many sockets listen on `port` (IPv4 and IPv6).
+pub(crate) fn listeners(port: u16) -> usize {
+    let want = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.len() > 3 && cols[1].ends_with(&want) && cols[3] == "0A"
+                })
+                .count()
+        })
+        .sum()
 }
 
 /// A temporary directory that the sink can write to after dropping to
@@ -131,11 +173,20 @@ fn with_user(args: &[&str]) -> Vec<String> {
     v
 }
 
-/// Starts `program` with `args` on a fresh loopback port.
+/// Starts `program` with `args` on a fresh loopback port. Sinks set
+/// SO_REUSEPORT, so a port that another process took at the same moment
+/// would be shared silently: such a start is retried on another port.
 pub(crate) fn start(program: &str, args: &[&str]) -> Sink {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    start_at(program, args, Addr::Tcp(addr), None)
+    for _ in 0..5 {
+        let port = free_port();
+        let addr = Addr::Tcp(format!("127.0.0.1:{port}"));
+        if let Some(sink) = try_start_at(program, args, addr, None) {
+            if listeners(port) == 1 {
+                return sink;
+            }
+        }
+    }
+    panic!("could not get a port of our own");
 }
 
 /// Starts `program` on a unix socket in a new temporary directory.
@@ -151,6 +202,18 @@ pub(crate) fn start_at(
     addr: Addr,
     dir: Option<tempfile::TempDir>,
 ) -> Sink {
+    let shown = format!("{addr:?}");
+    try_start_at(program, args, addr, dir).unwrap_or_else(|| panic!("nothing listens on {shown}"))
+}
+
+/// Starts a sink and waits (bounded) until it listens; `None` if it
+/// exited first or never listened.
+pub(crate) fn try_start_at(
+    program: &str,
+    args: &[&str],
+    addr: Addr,
+    dir: Option<tempfile::TempDir>,
+) -> Option<Sink> {
     let mut argv = with_user(args);
     argv.push(addr.arg());
     argv.push("100".to_owned());
@@ -162,29 +225,31 @@ pub(crate) fn start_at(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {program}: {e}"));
-    let sink = Sink {
+    let mut sink = Sink {
         child: Some(child),
         addr,
         _dir: dir,
         out,
     };
-    wait_listening(&sink.addr);
-    sink
-}
-
-/// Waits (bounded) until the address is in the LISTEN state, without
-/// connecting (a probe connection would count as a session).
-pub(crate) fn wait_listening(addr: &Addr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if is_listening(addr) {
-            return;
+        if is_listening(&sink.addr) {
+            return Some(sink);
+        }
+        let exited = sink
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if exited {
+            return None;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("nothing listens on {addr:?}");
+    None
 }
 
+/// Whether the address is in the LISTEN state (checked without
+/// connecting: a probe connection would count as a session).
 fn is_listening(addr: &Addr) -> bool {
     match addr {
         Addr::Tcp(a) => {
@@ -193,16 +258,7 @@ fn is_listening(addr: &Addr) -> bool {
                 .next()
                 .and_then(|p| p.parse().ok())
                 .expect("port");
-            let want = format!(":{port:04X}");
-            ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap_or_default()
-                    .lines()
-                    .any(|l| {
-                        let cols: Vec<&str> = l.split_whitespace().collect();
-                        cols.len() > 3 && cols[1].ends_with(&want) && cols[3] == "0A"
-                    })
-            })
+            listeners(port) > 0
         }
         Addr::Unix(p) => {
             let path = p.to_string_lossy().into_owned();
@@ -275,6 +331,8 @@ impl Client {
                 {
                     return (out, false)
                 }
+                // A signal (a child exiting, say) is not the server closing.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return (out, true),
             }
         }

@@ -11,10 +11,28 @@ const EHLO_ALL: &str = "250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-A
 const UNKNOWN: &str = "500 5.5.1 Error: unknown command\r\n";
 
 fn check(args: &[&str], chunks: &[&str], want: &str) {
-    let sink = start(OURS, args);
+    let mut sink = start(OURS, args);
     let chunks: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
     let got = converse(&sink.addr, &chunks);
-    assert_eq!(show(&got), show(want.as_bytes()), "args {args:?}");
+    if got != want.as_bytes() {
+        let port = match &sink.addr {
+            Addr::Tcp(a) => a
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0),
+            Addr::Unix(_) => 0,
+        };
+        let listening = listeners(port);
+        let out = stop(&mut sink);
+        panic!(
+            "args {args:?} on {:?} ({listening} listeners)\ngot:  {}\nwant: {}\nstderr: {}",
+            sink.addr,
+            show(&got),
+            show(want.as_bytes()),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
