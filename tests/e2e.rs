@@ -1,0 +1,204 @@
+//! End to end: our smtp-source drives our smtp-sink on loopback, and the
+//! two sides must agree that nothing was lost: every message the sink
+//! answered 250 to is in its dump file, whole.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the workspace's binaries (target/debug), found from
+/// this test's own path so CARGO_TARGET_DIR is respected.
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+struct Sink(Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_sink(args: &[&str], port: u16) -> Sink {
+    let mut cmd = Command::new(bin("smtp-sink"));
+    if is_root() {
+        cmd.args(["-u", "nobody"]);
+    }
+    cmd.args(args).arg(format!("127.0.0.1:{port}")).arg("128");
+    cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+    let sink = Sink(cmd.spawn().expect("start smtp-sink"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sink did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sink
+}
+
+fn run_source(args: &[&str], port: u16) -> Output {
+    let out = Command::new(bin("smtp-source"))
+        .args(args)
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("run smtp-source");
+    assert!(
+        out.status.success(),
+        "smtp-source failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn dump_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    // The sink runs as nobody when the tests run as root.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The -l body as the sink dumps it: CRs removed, with the LF the source's
+/// trailing CRLF leaves.
+fn expected_l_body(len: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut end = 80;
+    let mut block = vec![b'X'; len];
+    while end < len {
+        block[end - 80] = b"0123456789"[(end / 80) % 10];
+        block[end - 2] = b'\r';
+        block[end - 1] = b'\n';
+        end += 80;
+    }
+    body.extend(block.iter().filter(|&&b| b != b'\r'));
+    body.push(b'\n');
+    body
+}
+
+#[test]
+fn every_accepted_message_is_dumped_whole() {
+    let dir = dump_dir();
+    let template = format!("{}/m.", dir.path().display());
+    let port = free_port();
+    let _sink = start_sink(&["-d", &template], port);
+    run_source(
+        &["-s", "5", "-d", "-m", "60", "-l", "5000", "-r", "2"],
+        port,
+    );
+    // The source exits after its last QUIT; give the sink a moment to close
+    // the files of the last transactions (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while files_in(dir.path()).len() < 60 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let files = files_in(dir.path());
+    assert_eq!(files.len(), 60, "one dump per message");
+    let body = expected_l_body(5000);
+    for f in &files {
+        let data = fs::read(f).unwrap();
+        assert!(
+            data.starts_with(b"X-Client-Addr: 127.0.0.1\n"),
+            "{}",
+            f.display()
+        );
+        let rcpts = data.windows(13).filter(|w| w == b"X-Rcpt-Args: ").count();
+        assert_eq!(rcpts, 2, "two recipients recorded in {}", f.display());
+        // Headers end at the first empty line after Received; the body follows.
+        let split = data
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .expect("header/body separator");
+        let rest = &data[split + 2..];
+        assert_eq!(
+            &rest[..rest.len() - 1],
+            &body[..],
+            "body of {}",
+            f.display()
+        );
+        assert_eq!(rest.last(), Some(&b'\n'), "record ends with its empty line");
+    }
+}
+
+#[test]
+fn counts_agree_between_source_and_sink() {
+    let port = free_port();
+    let mut cmd = Command::new(bin("smtp-sink"));
+    if is_root() {
+        cmd.args(["-u", "nobody"]);
+    }
+    let sink = cmd
+        .args(["-c", "-n", "20"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("128")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sink = Sink(sink);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The probe connection above counts as one session.
+    let out = run_source(&["-s", "4", "-m", "19", "--json", "-"], port);
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains("\"messages_sent\":19,"), "{report}");
+    assert!(report.contains("\"accepted\":19,"), "{report}");
+    let status = loop {
+        if let Some(s) = sink.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "sink did not exit after -n 20"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut out = String::new();
+    use std::io::Read;
+    sink.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let last = out.split('\r').rfind(|s| !s.is_empty()).unwrap();
+    assert_eq!(last, "sess=20 quit=19 mesg=19");
+}
