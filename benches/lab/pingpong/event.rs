@@ -76,20 +76,15 @@ pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
     })
 }
 
-async fn read_some<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> std::io::Result<usize> {
-    s.read(buf).await
-}
-
 /// Reads until the buffer ends with CRLF (nobody pipelines). False on EOF.
 async fn read_line<S: AsyncRead + Unpin>(s: &mut S, line: &mut Vec<u8>) -> std::io::Result<bool> {
     line.clear();
-    let mut chunk = [0u8; 4096];
     loop {
-        let n = read_some(s, &mut chunk).await?;
+        // Into the line's spare capacity: nothing to zero.
+        let n = s.read_buf(line).await?;
         if n == 0 {
             return Ok(false);
         }
-        line.extend_from_slice(&chunk[..n]);
         if line.ends_with(b"\r\n") {
             return Ok(true);
         }
@@ -97,8 +92,9 @@ async fn read_line<S: AsyncRead + Unpin>(s: &mut S, line: &mut Vec<u8>) -> std::
 }
 
 async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::Result<()> {
-    let mut line = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut line = Vec::with_capacity(512);
+    // Read into spare capacity (read_buf), so no connection pays for zeroing.
+    let mut chunk = Vec::with_capacity(64 * 1024);
     s.write_all(GREETING).await?;
     loop {
         if !read_line(&mut s, &mut line).await? {
@@ -126,14 +122,15 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::R
 }
 
 /// As in `server::skip_data`: every byte is scanned for the end mark.
-async fn skip_data<S: AsyncRead + Unpin>(s: &mut S, chunk: &mut [u8]) -> std::io::Result<bool> {
+async fn skip_data<S: AsyncRead + Unpin>(s: &mut S, chunk: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut finder = EndFinder::default();
     loop {
-        let n = read_some(s, chunk).await?;
+        chunk.clear();
+        let n = s.read_buf(chunk).await?;
         if n == 0 {
             return Ok(false);
         }
-        if finder.feed(&chunk[..n]) {
+        if finder.feed(chunk) {
             return Ok(true);
         }
     }

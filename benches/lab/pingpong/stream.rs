@@ -133,7 +133,9 @@ impl Listener {
 /// since neither side ever pipelines. Returns false on a clean EOF.
 pub(crate) fn read_line(stream: &mut Stream, buf: &mut Vec<u8>) -> io::Result<bool> {
     buf.clear();
-    let mut chunk = [0u8; 4096];
+    // Small on purpose: zeroing it is part of every round trip's cost, and
+    // no command or reply of the script is longer.
+    let mut chunk = [0u8; 512];
     loop {
         let n = stream.read(&mut chunk)?;
         if n == 0 {
