@@ -296,3 +296,46 @@ fn swaks_with_and_without_pipelining() {
     }
     assert_eq!(sink.wait_counters(|c| c.2 == 2).map(|c| c.2), Some(2));
 }
+
+#[test]
+fn smtpping_measures_every_phase() {
+    if !have("smtpping") {
+        return;
+    }
+    let sink = start(OURS, &["-c"]);
+    let Addr::Tcp(a) = &sink.addr else {
+        unreachable!()
+    };
+    let (host, port) = a.rsplit_once(':').expect("host:port");
+    let child = Command::new("smtpping")
+        .args([
+            "-c",
+            "3",
+            "-w",
+            "50",
+            "-s",
+            "2",
+            "-p",
+            port,
+            "x@example.org",
+        ])
+        .arg(format!("@{host}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("smtpping");
+    let out = wait_child(child, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // One line per message with every phase timed, then the statistics.
+    let pings = text.lines().filter(|l| l.starts_with("seq=")).count();
+    assert_eq!(pings, 3, "{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("seq="))
+            .all(|l| l.contains("datasent=") && l.contains("quit=")),
+        "{text}"
+    );
+    assert!(text.contains("3 e-mail messages transmitted"), "{text}");
+    assert_eq!(sink.wait_counters(|c| c == (3, 3, 3)), Some((3, 3, 3)));
+}
