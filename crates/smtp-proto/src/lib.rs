@@ -29,6 +29,7 @@
 //! * [`DataDecoder`] / [`DotStuffer`]: the DATA phase (RFC 5321 §4.5.2).
 //! * [`message`]: the messages Postfix's smtp-source generates.
 //! * [`time`]: strftime(3) and Postfix's RFC 2822 date.
+//! * [`postfix`]: command-line conventions both programs share (`atoi`).
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -53,6 +54,7 @@ mod error;
 mod limits;
 mod line;
 pub mod message;
+pub mod postfix;
 mod reply;
 mod reply_parser;
 pub mod time;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use smtp_proto::postfix::atoi;
 use thiserror::Error;
 
 use crate::cli::Cli;
@@ -116,24 +117,6 @@ pub struct Config {
     pub syslog_ident: Option<String>,
     /// `--threads`.
     pub threads: usize,
-}
-
-/// C's atoi: leading blanks, an optional sign, then digits; anything else
-/// ends the number, and no digits give 0.
-pub fn atoi(s: &str) -> i64 {
-    let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (neg, digits) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let mut n: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
-    }
-    let n = if neg { -n } else { n };
-    // C's int: values that do not fit wrap or saturate; clamp them.
-    n.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
 }
 
 /// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
@@ -542,21 +525,6 @@ mod tests {
             Err(ConfigError::Fatal(m)) => m,
             Err(ConfigError::Usage { detail, .. }) => format!("usage {detail:?}"),
             Ok(_) => panic!("{args:?} was accepted"),
-        }
-    }
-
-    #[test]
-    fn atoi_is_c_atoi() {
-        for (s, n) in [
-            ("10", 10),
-            ("  7x", 7),
-            ("x", 0),
-            ("-3", -3),
-            ("+4", 4),
-            ("", 0),
-            ("99999999999", i64::from(i32::MAX)),
-        ] {
-            assert_eq!(atoi(s), n, "{s}");
         }
     }
 

@@ -5,7 +5,7 @@
 use std::{ffi::OsString, time::Duration};
 
 use clap::Parser as _;
-use smtp_proto::{client::Protocol, message::Body};
+use smtp_proto::{client::Protocol, message::Body, postfix::atoi};
 
 use crate::{
     cli::Cli,
@@ -113,23 +113,6 @@ fn invalid(text: String) -> ConfigError {
         text,
         warning: None,
     }
-}
-
-/// C's atoi: optional blanks and sign, then digits up to the first
-/// non-digit; anything else is 0.
-pub(crate) fn atoi(s: &str) -> i64 {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let mut v: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        v = v.saturating_mul(10).saturating_add(i64::from(b - b'0'));
-    }
-    let v = if neg { -v } else { v };
-    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
 }
 
 /// A positive count, or Postfix's `bad <what>: <arg>`.
@@ -360,16 +343,6 @@ mod tests {
         let mut v = vec!["smtp-source"];
         v.extend_from_slice(args);
         Config::from_args(v).unwrap()
-    }
-
-    #[test]
-    fn c_atoi() {
-        assert_eq!(atoi("12"), 12);
-        assert_eq!(atoi(" 12abc"), 12);
-        assert_eq!(atoi("abc"), 0);
-        assert_eq!(atoi("-3"), -3);
-        assert_eq!(atoi("+4"), 4);
-        assert_eq!(atoi("99999999999999"), i64::from(i32::MAX));
     }
 
     #[test]
