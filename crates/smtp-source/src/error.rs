@@ -96,12 +96,28 @@ pub fn reject_text(phase: Phase, protocol: Protocol) -> &'static str {
 pub fn reply_text(reply: &Reply) -> String {
     let mut s = format!("{} ", reply.code);
     for (i, line) in reply.lines().enumerate() {
+        // Postfix joins the lines with a newline and its message output
+        // shows every non-printable byte, that newline included, as "?".
         if i > 0 {
-            s.push('\n');
+            s.push('?');
         }
-        s.extend(line.iter().map(|&b| censor(b)));
+        let start = line
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(line.len());
+        s.extend(line[start..].iter().map(|&b| shown(b)));
     }
     s
+}
+
+/// How Postfix's message output shows a byte: printable ASCII as itself,
+/// anything else (tabs included) as "?".
+fn shown(b: u8) -> char {
+    if b.is_ascii_graphic() || b == b' ' {
+        char::from(b)
+    } else {
+        '?'
+    }
 }
 
 /// Postfix's printable(): keep printable ASCII and whitespace.
@@ -128,13 +144,13 @@ mod tests {
 
     #[test]
     fn texts() {
-        let reply = Reply::new(550, &["5.1.1 no", "more\x01"]);
+        let reply = Reply::new(550, &["5.1.1  no", " \tmore\x01\tx"]);
         let e = Error::Rejected {
             phase: Phase::Rcpt,
             protocol: Protocol::Smtp,
             reply,
         };
-        assert_eq!(e.to_string(), "recipient rejected: 550 5.1.1 no\nmore?");
+        assert_eq!(e.to_string(), "recipient rejected: 550 5.1.1  no?more??x");
         let e = Error::Lost {
             phase: Phase::Helo,
             protocol: Protocol::Lmtp,

@@ -495,6 +495,11 @@ fn rejections_match_postfix_source() {
             (&["-A", "-d", "-m", "2"][..], "451 4.3.0 later"),
             (&["-A", "-m", "2"][..], "421 4.3.2 closing"),
             (&["-A", "-d", "-m", "2", "-L"][..], "550 5.1.1 no"),
+            (
+                &[][..],
+                "550-5.1.1  first\r\n550- \tsecond\r\n550  third\x01",
+            ),
+            (&["-A", "-m", "2"][..], "451-4.3.0 a\r\n451 \t b"),
         ] {
             let mut args = vec!["-M", "client.example"];
             args.extend_from_slice(extra);

@@ -246,7 +246,7 @@ fn rejections_without_a_are_fatal_at_once() {
 }
 
 #[test]
-fn multiline_reply_text_is_joined_with_newlines() {
+fn multiline_reply_text_is_shown_as_postfix_shows_it() {
     let server = Server::start(|ctx, cmd| match cmd {
         Cmd::Line(l) if l.starts_with("MAIL") => {
             Act::Reply(vec!["550-first".to_owned(), "550 second".to_owned()])
@@ -258,7 +258,7 @@ fn multiline_reply_text_is_joined_with_newlines() {
     assert_eq!(
         run.stderr,
         format!(
-            "{}: fatal: sender rejected: 550 first\nsecond\n",
+            "{}: fatal: sender rejected: 550 first?second\n",
             support::bin()
         )
     );
