@@ -186,8 +186,9 @@ impl Reply {
         memchr::memchr_iter(b'\n', &self.raw).count()
     }
 
-    /// `code text` of every line, joined with `sep`; for messages such as
-    /// `recipient rejected: 550 5.1.1 no`.
+    /// `code text` of every line, joined with `sep`, for logs and
+    /// reports. (smtp-source's fatal messages use Postfix's own rendering
+    /// instead: code once, lines joined by `?`.)
     pub fn to_text(&self, sep: &str) -> String {
         let mut s = String::new();
         for (i, line) in self.lines().enumerate() {
