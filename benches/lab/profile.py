@@ -217,8 +217,11 @@ def main():
         for point in pts.select(args.points, pool):
             # Slow pairs get fewer messages so every run stays a few seconds.
             messages = args.messages // (10 if point.body_len >= 102400 or point.dump else 1)
-            emit(f"== {point.name} (m={messages}); per message: CPU, syscalls, context switches, "
-                 "migrations, page faults")
+            if args.callgrind:
+                emit(f"== {point.name} (m={messages} and {max(200, messages // 5)})")
+            else:
+                emit(f"== {point.name} (m={messages}); per message: CPU, syscalls, context switches, "
+                     "migrations, page faults")
             if args.callgrind:
                 callgrind_table(lab, point, by_name, messages, emit)
                 continue
