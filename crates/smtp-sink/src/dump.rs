@@ -1,19 +1,28 @@
 //! `-d`/`-D` dump files: Postfix's names, record format and life cycle.
 //!
-//! A transaction's record goes to a file created at MAIL time, named
-//! `strftime(template, MAIL time)` plus 8 hex digits, created with O_EXCL
-//! (a new number on a clash, parent directories made on demand). With
-//! `-d` that file is the dump; an aborted transaction removes it. With
-//! `-D` the file is unlinked at once (it only holds the record until the
-//! end of data), and the finished record is appended to
-//! `strftime(template, MAIL time)`.
+//! With `-d` a transaction's record goes to a file created at MAIL time,
+//! named `strftime(template, MAIL time)` plus 8 hex digits, created with
+//! O_EXCL (a new number on a clash, parent directories made on demand); an
+//! aborted transaction removes it.
+//!
+//! With `-D` the finished record is appended, in one write, to
+//! `strftime(template, MAIL time)`. Postfix builds the record in an
+//! unlinked temporary file and opens, appends and closes the shared file
+//! for every message: about nine system calls, two of them directory
+//! changes. Here the record is kept in memory (spilled to an unlinked
+//! temporary file only past [`SPILL_AT`], so a huge message cannot exhaust
+//! memory), and each thread keeps the shared file open, checking with one
+//! `stat` per record that the path still names it, so a file that was
+//! moved or removed is reopened as Postfix would. The bytes written are
+//! the same.
 //!
 //! The record (see docs/smtp-sink.md) is built by [`crate::conversation`]
 //! with the helpers at the end of this file.
 
+use std::cell::RefCell;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +31,9 @@ use rand::RngCore;
 use smtp_proto::time::{mail_date, LocalTime};
 
 use crate::config::DumpConfig;
+
+/// A `-D` record larger than this moves from memory to a temporary file.
+pub const SPILL_AT: usize = 8 << 20;
 
 /// Where the records of one session go. The conversation calls
 /// `begin` at MAIL, `write` for each piece, then `commit` or `abort`.
@@ -48,17 +60,26 @@ pub trait DumpSink {
 
 /// A record in progress.
 #[derive(Debug)]
-struct Open {
-    file: BufWriter<File>,
-    path: PathBuf,
-    mail_time: i64,
+enum Record {
+    /// `-d`: the dump file itself.
+    File {
+        file: BufWriter<File>,
+        path: PathBuf,
+    },
+    /// `-D`: the record, kept until it is appended whole.
+    Memory { buf: Vec<u8>, mail_time: i64 },
+    /// `-D`, a record past [`SPILL_AT`]: an unlinked temporary file.
+    Spilled {
+        file: BufWriter<File>,
+        mail_time: i64,
+    },
 }
 
 /// The real dump: files on disk.
 #[derive(Debug)]
 pub struct FileDump {
     cfg: Arc<DumpConfig>,
-    open: Option<Open>,
+    open: Option<Record>,
 }
 
 impl FileDump {
@@ -83,103 +104,202 @@ pub fn expand(template: &str, time: i64) -> String {
     LocalTime::from_unix(time).strftime(template)
 }
 
+/// Creates `base` plus 8 random hex digits with O_EXCL, as Postfix's
+/// mail_file_open does: a new number on a clash, parents made on demand.
+fn create_unique(base: &str, mut next_id: impl FnMut() -> u32) -> io::Result<(File, PathBuf, u32)> {
+    for _ in 0..100 {
+        // glibc's rand() is 31 bits wide: names stay 00000000-7fffffff.
+        let id = next_id() & 0x7fff_ffff;
+        let path = PathBuf::from(format!("{base}{id:08x}"));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+        {
+            Ok(file) => return Ok((file, path, id)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => make_parent(&path)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("mail_file_open: something is looping"))
+}
+
 impl DumpSink for FileDump {
     fn begin(&mut self, mail_time: i64, rng: &mut dyn RngCore) -> io::Result<u32> {
         self.abort();
-        let base = expand(&self.cfg.template, mail_time);
-        let mut tries = 0;
-        let (file, path, id) = loop {
-            tries += 1;
-            if tries > 100 {
-                return Err(io::Error::other("mail_file_open: something is looping"));
-            }
-            // glibc's rand() is 31 bits wide: names stay 00000000-7fffffff.
-            let id = rng.next_u32() & 0x7fff_ffff;
-            let path = PathBuf::from(format!("{base}{id:08x}"));
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&path)
-            {
-                Ok(file) => break (file, path, id),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => make_parent(&path)?,
-                Err(e) => return Err(e),
-            }
-        };
         if self.cfg.shared {
-            // The temporary file only holds this record; nothing is left
-            // behind whatever happens to the session.
-            std::fs::remove_file(&path)?;
+            let id = rng.next_u32() & 0x7fff_ffff;
+            self.open = Some(Record::Memory {
+                buf: Vec::with_capacity(4096),
+                mail_time,
+            });
+            return Ok(id);
         }
-        self.open = Some(Open {
+        let base = expand(&self.cfg.template, mail_time);
+        let (file, path, id) = create_unique(&base, || rng.next_u32())?;
+        self.open = Some(Record::File {
             file: BufWriter::with_capacity(32 * 1024, file),
             path,
-            mail_time,
         });
         Ok(id)
     }
 
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match &mut self.open {
-            Some(open) => open.file.write_all(data),
+            Some(Record::File { file, .. } | Record::Spilled { file, .. }) => file.write_all(data),
+            Some(Record::Memory { buf, mail_time }) if buf.len() + data.len() > SPILL_AT => {
+                let mail_time = *mail_time;
+                let mut file = spill(&self.cfg, mail_time, buf)?;
+                file.write_all(data)?;
+                self.open = Some(Record::Spilled { file, mail_time });
+                Ok(())
+            }
+            Some(Record::Memory { buf, .. }) => {
+                buf.extend_from_slice(data);
+                Ok(())
+            }
             None => Err(io::Error::other("no dump file is open")),
         }
     }
 
     fn commit(&mut self) -> io::Result<()> {
-        let Some(open) = self.open.take() else {
-            return Err(io::Error::other("no dump file is open"));
-        };
-        let path = open.path.clone();
-        let result = finish(open, &self.cfg);
-        if result.is_err() && !self.cfg.shared {
-            // A partial per-transaction file is not a dump of the message.
-            let _ = std::fs::remove_file(&path);
+        match self.open.take() {
+            None => Err(io::Error::other("no dump file is open")),
+            Some(Record::File { file, path }) => {
+                let result = file
+                    .into_inner()
+                    .map(drop)
+                    .map_err(io::IntoInnerError::into_error);
+                if result.is_err() {
+                    // A partial per-transaction file is not a dump of the message.
+                    let _ = std::fs::remove_file(&path);
+                }
+                result
+            }
+            Some(Record::Memory { buf, mail_time }) => {
+                append_shared(&expand(&self.cfg.template, mail_time), &buf)
+            }
+            Some(Record::Spilled { file, mail_time }) => {
+                let mut file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                file.seek(SeekFrom::Start(0))?;
+                let mut record = Vec::new();
+                io::Read::read_to_end(&mut file, &mut record)?;
+                append_shared(&expand(&self.cfg.template, mail_time), &record)
+            }
         }
-        result
     }
 
     fn abort(&mut self) {
-        if let Some(open) = self.open.take() {
-            if !self.cfg.shared {
-                let _ = std::fs::remove_file(&open.path);
-            }
+        if let Some(Record::File { path, .. }) = self.open.take() {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }
 
-fn finish(open: Open, cfg: &DumpConfig) -> io::Result<()> {
-    let mut file = open
-        .file
-        .into_inner()
-        .map_err(io::IntoInnerError::into_error)?;
-    if !cfg.shared {
-        return Ok(());
+/// Moves a `-D` record that grew too large into an unlinked temporary file
+/// beside the shared file, as Postfix keeps every record.
+fn spill(cfg: &DumpConfig, mail_time: i64, buf: &[u8]) -> io::Result<BufWriter<File>> {
+    let base = expand(&cfg.template, mail_time);
+    let (file, path, _) = create_unique(&base, rand::random::<u32>)?;
+    std::fs::remove_file(&path)?;
+    let mut file = BufWriter::with_capacity(256 * 1024, file);
+    file.write_all(buf)?;
+    Ok(file)
+}
+
+/// The shared file a thread keeps open, with the identity of the inode it
+/// opened, so that a rename or removal of the path is noticed.
+struct SharedFile {
+    path: String,
+    file: File,
+    dev: u64,
+    ino: u64,
+}
+
+thread_local! {
+    static SHARED: RefCell<Option<SharedFile>> = const { RefCell::new(None) };
+}
+
+/// Appends a whole record to the shared file at `path` in one write, so
+/// that records of concurrent sessions never interleave (O_APPEND makes
+/// each write atomic with respect to the others).
+fn append_shared(path: &str, record: &[u8]) -> io::Result<()> {
+    SHARED.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let still_there = cached.as_ref().is_some_and(|c| {
+            c.path == path
+                && std::fs::metadata(path).is_ok_and(|m| m.dev() == c.dev && m.ino() == c.ino)
+        });
+        if !still_there {
+            *cached = None;
+            let file = open_shared(Path::new(path))?;
+            let meta = file.metadata()?;
+            *cached = Some(SharedFile {
+                path: path.to_owned(),
+                file,
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
+        }
+        let shared = cached.as_mut().expect("opened above");
+        let result = append_or_roll_back(&mut shared.file, record);
+        if result.is_err() {
+            // Open afresh next time rather than trust a file that failed.
+            *cached = None;
+        }
+        result
+    })
+}
+
+/// Writes `record` at the end of `file`. If the disk fills up half-way,
+/// the part already written is cut off again, so the file holds whole
+/// records only: the client gets a 451 for this one, and the records
+/// before it stay readable. The cut assumes nobody else appended in the
+/// meantime, which holds for one sink on its default single thread; with
+/// several writers a failed append may cut theirs instead, or leave ours.
+fn append_or_roll_back(file: &mut File, record: &[u8]) -> io::Result<()> {
+    let mut written = 0;
+    while written < record.len() {
+        match file.write(&record[written..]) {
+            Ok(0) => return roll_back(file, written, io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return roll_back(file, written, e),
+        }
     }
-    let out_path = PathBuf::from(expand(&cfg.template, open.mail_time));
-    let open_shared = || {
+    Ok(())
+}
+
+fn roll_back(file: &File, written: usize, error: io::Error) -> io::Result<()> {
+    if written > 0 {
+        if let Ok(len) = file.metadata().map(|m| m.len()) {
+            let ours = u64::try_from(written).unwrap_or(u64::MAX);
+            if len >= ours {
+                let _ = file.set_len(len - ours);
+            }
+        }
+    }
+    Err(error)
+}
+
+fn open_shared(path: &Path) -> io::Result<File> {
+    let open = || {
         OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o644)
-            .open(&out_path)
+            .open(path)
     };
-    let mut out = match open_shared() {
+    match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            make_parent(&out_path)?;
-            open_shared()?
+            make_parent(path)?;
+            open()
         }
-        other => other?,
-    };
-    file.seek(SeekFrom::Start(0))?;
-    // One write per record, so that concurrent sessions appending to the
-    // same file do not interleave (O_APPEND makes each write atomic).
-    let mut record = Vec::new();
-    io::Read::read_to_end(&mut file, &mut record)?;
-    out.write_all(&record)
+        other => other,
+    }
 }
 
 impl Drop for FileDump {
@@ -422,5 +542,59 @@ mod tests {
             b"one\ntwo\n"
         );
         assert_eq!(std::fs::read_dir(&sub).expect("dir").count(), 1);
+    }
+
+    fn shared(dir: &Path) -> FileDump {
+        FileDump::new(Arc::new(DumpConfig {
+            template: format!("{}/shared", dir.display()),
+            shared: true,
+            start_string: None,
+        }))
+    }
+
+    fn record(d: &mut FileDump, rng: &mut SmallRng, parts: &[&[u8]]) {
+        d.begin(0, rng).expect("begin");
+        for p in parts {
+            d.write(p).expect("write");
+        }
+        d.commit().expect("commit");
+    }
+
+    #[test]
+    fn shared_file_removed_or_renamed_while_running_is_recreated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shared");
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut d = shared(dir.path());
+        record(&mut d, &mut rng, &[b"one\n"]);
+        std::fs::rename(&path, dir.path().join("rotated")).expect("rename");
+        record(&mut d, &mut rng, &[b"two\n"]);
+        std::fs::remove_file(&path).expect("remove");
+        record(&mut d, &mut rng, &[b"three\n"]);
+        record(&mut d, &mut rng, &[b"four\n"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("rotated")).expect("read"),
+            b"one\n"
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), b"three\nfour\n");
+    }
+
+    #[test]
+    fn record_past_the_spill_size_is_appended_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rng = SmallRng::seed_from_u64(4);
+        let mut d = shared(dir.path());
+        let chunk = vec![b'x'; 1 << 20];
+        let mut parts: Vec<&[u8]> = vec![b"head\n"];
+        parts.extend(std::iter::repeat_n(&chunk[..], SPILL_AT / chunk.len() + 2));
+        record(&mut d, &mut rng, &parts);
+        record(&mut d, &mut rng, &[b"small\n"]);
+        let data = std::fs::read(dir.path().join("shared")).expect("read");
+        let big = 5 + chunk.len() * (SPILL_AT / chunk.len() + 2);
+        assert_eq!(data.len(), big + 6);
+        assert!(data.starts_with(b"head\nxxxx"));
+        assert!(data.ends_with(b"xxxxsmall\n"));
+        // The temporary file was unlinked at once: only the shared file.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
     }
 }

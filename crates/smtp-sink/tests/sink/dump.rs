@@ -261,3 +261,94 @@ fn ipv6_clients_are_marked_in_the_record() {
 Received: from v6 ([ipv6:::1])\n\tby smtp-sink (smtp-sink) with SMTP id <ID>;\n\t<DATE>\n\n"
     );
 }
+
+/// A disk that fills up while messages arrive: the sink runs with a file
+/// size limit (`ulimit -f`, SIGXFSZ ignored, so writes past it fail with
+/// EFBIG as they would with ENOSPC). Every message answered 250 must be in
+/// the dump whole, every other one must get 451, and a shared file must
+/// hold whole records only.
+#[test]
+fn filling_disk_loses_no_accepted_message_and_tears_no_record() {
+    // The limit is per file: a large message fails even with -d, where
+    // each message has its own file; small ones fail once a shared file
+    // has grown past it.
+    let small = vec![b'X'; 1000];
+    let large = vec![b'Y'; 30_000];
+    for shared in [false, true] {
+        let dir = open_dir();
+        let wrapper = dir.path().join("limited-sink");
+        std::fs::write(
+            &wrapper,
+            format!("#!/bin/bash\ntrap '' XFSZ\nulimit -f 24\nexec {OURS} \"$@\"\n"),
+        )
+        .expect("write wrapper");
+        let mut perm = std::fs::metadata(&wrapper).expect("meta").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&wrapper, perm).expect("chmod");
+        let dumps = dir.path().join("dumps");
+        std::fs::create_dir(&dumps).expect("mkdir");
+        let mut perm = std::fs::metadata(&dumps).expect("meta").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o777);
+        std::fs::set_permissions(&dumps, perm).expect("chmod");
+        let (flag, template) = if shared {
+            ("-D", format!("{}/shared", dumps.display()))
+        } else {
+            ("-d", format!("{}/m.", dumps.display()))
+        };
+        let wrapper = wrapper.to_string_lossy().into_owned();
+        let sink = start(&wrapper, &[flag, &template]);
+        let mut session = b"EHLO c\r\n".to_vec();
+        for i in 0..60 {
+            session.extend_from_slice(b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n");
+            session.extend_from_slice(if i % 3 == 2 { &large } else { &small });
+            session.extend_from_slice(b"\r\n.\r\n");
+        }
+        session.extend_from_slice(b"QUIT\r\n");
+        let got = String::from_utf8_lossy(&converse(&sink.addr, &[&session])).into_owned();
+        let accepted = got.matches("250 2.0.0 Ok").count();
+        let refused = got
+            .matches("451 4.3.0 Error: dump file write failed")
+            .count();
+        assert_eq!(accepted + refused, 60, "{flag}: {got}");
+        assert!(
+            accepted > 0 && refused > 0,
+            "{flag}: the limit must bite: {got}"
+        );
+        let whole = |record: &[u8]| {
+            record.starts_with(b"X-Client-Addr: ")
+                && [&small, &large].iter().any(|body| {
+                    let tail = [&body[..], b"\n\n"].concat();
+                    record.ends_with(&tail) && record[..record.len() - tail.len()].ends_with(b"\n")
+                })
+        };
+        let found = files(&dumps);
+        if shared {
+            assert_eq!(found.len(), 1, "only the shared file: {found:?}");
+            let data = std::fs::read(&found[0]).expect("read");
+            let records: Vec<&[u8]> = data
+                .split_inclusive(|&b| b == b'\n')
+                .collect::<Vec<_>>()
+                .chunk_by(|_, line| !line.starts_with(b"X-Client-Addr: "))
+                .map(|lines| {
+                    &data[offset(&data, lines[0])
+                        ..offset(&data, lines[lines.len() - 1]) + lines[lines.len() - 1].len()]
+                })
+                .collect();
+            assert_eq!(records.len(), accepted, "one record per 250");
+            assert!(
+                records.iter().all(|r| whole(r)),
+                "a torn record in the shared file"
+            );
+        } else {
+            assert_eq!(found.len(), accepted, "one file per 250: {found:?}");
+            for f in found {
+                assert!(whole(&std::fs::read(&f).expect("read")), "{}", f.display());
+            }
+        }
+    }
+}
+
+/// Where `part` starts inside `whole` (both slices of the same buffer).
+fn offset(whole: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
