@@ -49,17 +49,22 @@ fn run_source(
     (sink, out)
 }
 
+/// The peer exited 0; otherwise its stderr says why.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn smtp_source_sessions_messages_and_counters() {
     if !have(POSTFIX_SOURCE) {
         return;
     }
     let (sink, out) = run_source(&["-c"], &["-s", "20", "-m", "2000"], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let c = sink.wait_counters(|c| c == (2000, 2000, 2000));
     assert_eq!(c, Some((2000, 2000, 2000)));
 }
@@ -74,11 +79,7 @@ fn smtp_source_into_a_multi_threaded_sink() {
         &["-s", "20", "-m", "2000"],
         false,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let c = sink.wait_counters(|c| c == (2000, 2000, 2000));
     assert_eq!(c, Some((2000, 2000, 2000)));
 }
@@ -89,11 +90,7 @@ fn smtp_source_many_messages_per_connection() {
         return;
     }
     let (sink, out) = run_source(&["-c"], &["-d", "-s", "5", "-m", "500"], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let c = sink.wait_counters(|(_, _, m)| m == 500);
     assert_eq!(c.map(|c| c.2), Some(500));
 }
@@ -110,11 +107,7 @@ fn smtp_source_recipients_into_dumps() {
         &["-r", "5", "-s", "4", "-m", "40"],
         false,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(
         sink.wait_counters(|(_, _, m)| m == 40).map(|c| c.2),
         Some(40)
@@ -134,11 +127,7 @@ fn smtp_source_large_messages_lmtp_and_unix() {
         return;
     }
     let (sink, out) = run_source(&["-c"], &["-l", "102400", "-s", "5", "-m", "100"], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(
         sink.wait_counters(|(_, _, m)| m == 100).map(|c| c.2),
         Some(100)
@@ -149,22 +138,14 @@ fn smtp_source_large_messages_lmtp_and_unix() {
         &["-L", "-r", "3", "-s", "5", "-m", "100"],
         true,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(
         sink.wait_counters(|(_, _, m)| m == 100).map(|c| c.2),
         Some(100)
     );
 
     let (sink, out) = run_source(&["-c"], &["-d", "-s", "5", "-m", "300"], true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(
         sink.wait_counters(|(_, _, m)| m == 300).map(|c| c.2),
         Some(300)
@@ -187,18 +168,10 @@ fn smtp_source_against_rejections() {
     );
     // With -A it carries on (RSET, QUIT) and exits 0; nothing is delivered.
     let (sink, out) = run_source(&["-c", "-r", "rcpt"], &["-A", "-s", "2", "-m", "20"], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(sink.wait_counters(|c| c == (20, 20, 0)), Some((20, 20, 0)));
     let (sink, out) = run_source(&["-c", "-f", "mail"], &["-A", "-s", "2", "-m", "20"], false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(sink.wait_counters(|c| c == (20, 20, 0)), Some((20, 20, 0)));
 }
 
@@ -247,11 +220,7 @@ fn python_smtplib_and_raw_pipelining() {
         .spawn()
         .expect("python3");
     let out = wait_child(child, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
     assert_eq!(sink.wait_counters(|c| c == (2, 2, 2)), Some((2, 2, 2)));
 }
