@@ -1,5 +1,6 @@
 //! A sans-IO SMTP/LMTP client session: the conversation of Postfix's
-//! smtp-source as a state machine (postfix-reference.md §1.2-1.3).
+//! smtp-source as a state machine, and the ESMTP client that goes beyond
+//! it (EHLO, PIPELINING, CHUNKING, SIZE, 8BITMIME, SMTPUTF8).
 //!
 //! The session never reads or writes a socket. The runtime that drives it
 //! feeds it the bytes it reads ([`ClientSession::handle_input`]) and asks
@@ -8,33 +9,37 @@
 //! quinn-proto's `Connection` shape applied to SMTP.
 //!
 //! # Model
-//! * Commands of a transaction are *staged* (encoded once into a reused
-//!   buffer) when the runtime starts it, each with the [`Phase`] it belongs
-//!   to. [`poll_transmit`](ClientSession::poll_transmit) moves staged
-//!   commands to the wire and records the reply each one expects in an
-//!   in-flight queue; replies are matched to that queue in order. Without
-//!   PIPELINING one command is in flight at a time, which is what Postfix's
-//!   smtp-source does; the queue is what lets a pipelining mode release a
-//!   whole batch later without a new design.
+//! * Commands are *staged* (encoded once into a reused buffer) when the
+//!   runtime starts a transaction, each with the [`Phase`] it belongs to.
+//!   [`poll_transmit`](ClientSession::poll_transmit) moves staged commands
+//!   to the wire and records the reply each one expects in an ordered
+//!   in-flight queue; replies are matched to that queue in order (RFC 2920
+//!   §3.1: a server answers pipelined commands in the order sent).
+//! * How many commands go in one write is the only thing PIPELINING
+//!   changes. Without it, one command is in flight at a time, which is
+//!   what Postfix's smtp-source does. With it, every staged command goes
+//!   out at once unless a reply that must come first is outstanding: the
+//!   greeting, EHLO/HELO/LHLO, DATA's 354 and QUIT end a group (RFC 2920
+//!   §3.1). After 354 the message content goes first in the next write,
+//!   followed by the next transaction's MAIL, RCPTs and DATA (or QUIT), so
+//!   a steady stream of transactions costs one round trip each.
+//! * With CHUNKING (RFC 3030) the content travels in `BDAT n [LAST]`
+//!   chunks right behind their command, and BDAT ends no group: MAIL, the
+//!   RCPTs and `BDAT n LAST` with the content are one write.
 //! * What to do with a reply that is not the positive one expected is data,
 //!   not code paths: [`Recovery::for_reject`] holds Postfix's `-A` rules
 //!   (RSET after a rejected MAIL or DATA, RSET when every RCPT was
 //!   rejected, close without QUIT on 421/521, count a rejected end of data
-//!   and go on).
-//! * The message content is the runtime's: after 354 the session returns
-//!   [`Transmit::Message`], and the runtime writes its header block and the
-//!   shared body (which ends in `.` CRLF) in one go.
+//!   and go on). Under pipelining, the replies to commands of an aborted
+//!   transaction that were already sent are swallowed (they are expected
+//!   to fail), and a 354 that arrives anyway is answered with an empty
+//!   message.
+//! * The message content is the runtime's: a write is described by a
+//!   [`Transmit`], command bytes plus [`Piece`]s that say where the content
+//!   (in DATA form, or a slice in BDAT form) goes between them, so the
+//!   shared body is written without a copy.
 //!
 //! # Where the next features go
-//! * **PIPELINING** (RFC 2920): a config flag (or the EHLO capability)
-//!   lets `poll_transmit` move every staged command up to and including
-//!   DATA into the buffer at once, pushing each phase on the in-flight
-//!   queue; replies are already matched in order. Under `-A`, replies to
-//!   commands of an aborted transaction that were already sent are then
-//!   swallowed instead of acted on.
-//! * **EHLO**: a phase whose positive reply is read with
-//!   [`Capabilities::from_reply`](crate::Capabilities::from_reply) and
-//!   reported with `Ready`.
 //! * **STARTTLS** (RFC 3207): a staged phase after EHLO; on 220 the session
 //!   waits in a new state while the runtime wraps the stream, then restarts
 //!   at EHLO with the capabilities forgotten (§4.2).
@@ -46,28 +51,89 @@
 //! use smtp_proto::client::{ClientConfig, ClientSession, Event, Protocol, Transmit};
 //!
 //! let mut s = ClientSession::new(ClientConfig::new(Protocol::Smtp, Some(b"vm"), false));
-//! let mut out = BytesMut::new();
+//! let mut tx = Transmit::default();
 //! s.handle_input(&mut BytesMut::from(&b"220 hi\r\n"[..])).unwrap();
-//! assert_eq!(s.poll_transmit(&mut out), Transmit::Command);
-//! assert_eq!(&out[..], b"HELO vm\r\n");
+//! assert!(s.poll_transmit(&mut tx));
+//! assert_eq!(&tx.commands[..], b"HELO vm\r\n");
 //! s.handle_input(&mut BytesMut::from(&b"250 ok\r\n"[..])).unwrap();
-//! assert_eq!(s.poll_event(), Some(Event::Ready));
+//! assert!(matches!(s.poll_event(), Some(Event::Ready(_))));
 //! ```
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, ops::Range};
 
 use bytes::{BufMut, BytesMut};
 
-use crate::{Limits, ParseError, Reply, ReplyCode, ReplyParser, Request};
+use crate::{Capabilities, Extensions, Limits, ParseError, Reply, ReplyCode, ReplyParser, Request};
 
 /// The dialect spoken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
-    /// SMTP (RFC 5321): `HELO`, one end-of-data reply.
+    /// SMTP (RFC 5321): `HELO` or `EHLO`, one end-of-data reply.
     Smtp,
     /// LMTP (RFC 2033): `LHLO`, one end-of-data reply per accepted
     /// recipient.
     Lmtp,
+}
+
+/// The ESMTP features a client asks for. Each is used only when the
+/// server's EHLO/LHLO reply offers it; see [`Negotiated`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Esmtp {
+    /// Greet with `EHLO` instead of `HELO` (LMTP always sends `LHLO`, whose
+    /// reply lists capabilities too). A 5xx to EHLO falls back to HELO
+    /// (RFC 5321 §4.1.4).
+    pub ehlo: bool,
+    /// PIPELINING (RFC 2920): send commands in groups.
+    pub pipelining: bool,
+    /// CHUNKING (RFC 3030): send the content with BDAT, in chunks of this
+    /// many bytes; 0 sends the whole message as one `BDAT n LAST`.
+    pub chunking: Option<u64>,
+    /// SIZE (RFC 1870): announce the message size with MAIL.
+    pub size: bool,
+    /// 8BITMIME (RFC 6152): `BODY=8BITMIME` with MAIL.
+    pub eight_bit_mime: bool,
+    /// SMTPUTF8 (RFC 6531): the `SMTPUTF8` parameter with MAIL.
+    pub smtputf8: bool,
+}
+
+impl Esmtp {
+    /// Whether the greeting must be EHLO (any feature needs it).
+    pub fn wants_ehlo(&self) -> bool {
+        self.ehlo
+            || self.pipelining
+            || self.chunking.is_some()
+            || self.size
+            || self.eight_bit_mime
+            || self.smtputf8
+    }
+}
+
+/// The features in use on this connection: what was asked for and the
+/// server offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Commands go in groups.
+    pub pipelining: bool,
+    /// Content goes with BDAT in chunks of this size (0: one chunk).
+    pub chunking: Option<u64>,
+    /// MAIL carries `SIZE=`.
+    pub size: bool,
+    /// MAIL carries `BODY=8BITMIME`.
+    pub eight_bit_mime: bool,
+    /// MAIL carries `SMTPUTF8`.
+    pub smtputf8: bool,
+}
+
+impl Negotiated {
+    fn new(asked: &Esmtp, caps: &Capabilities) -> Negotiated {
+        Negotiated {
+            pipelining: asked.pipelining && caps.has(Extensions::PIPELINING),
+            chunking: asked.chunking.filter(|_| caps.has(Extensions::CHUNKING)),
+            size: asked.size && caps.size.is_some(),
+            eight_bit_mime: asked.eight_bit_mime && caps.has(Extensions::EIGHT_BIT_MIME),
+            smtputf8: asked.smtputf8 && caps.has(Extensions::SMTPUTF8),
+        }
+    }
 }
 
 /// How a session behaves; fixed for its life.
@@ -75,9 +141,11 @@ pub enum Protocol {
 pub struct ClientConfig {
     /// SMTP or LMTP.
     pub protocol: Protocol,
-    /// The name sent with `HELO`/`LHLO`; `None` sends no greeting command
-    /// at all (Postfix's `-o`).
+    /// The name sent with `HELO`/`EHLO`/`LHLO`; `None` sends no greeting
+    /// command at all (Postfix's `-o`).
     pub helo: Option<Vec<u8>>,
+    /// ESMTP features to use when offered.
+    pub esmtp: Esmtp,
     /// Tolerate non-positive replies and recover (Postfix's `-A`). When
     /// false, the first one ends the session with
     /// [`CloseReason::Rejected`].
@@ -89,11 +157,12 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A configuration with default limits.
+    /// A configuration with default limits and no ESMTP features.
     pub fn new(protocol: Protocol, helo: Option<&[u8]>, tolerate_rejects: bool) -> Self {
         Self {
             protocol,
             helo: helo.map(<[u8]>::to_vec),
+            esmtp: Esmtp::default(),
             tolerate_rejects,
             limits: Limits::default(),
             report_replies: false,
@@ -107,15 +176,24 @@ impl ClientConfig {
 pub enum Phase {
     /// Waiting for the server's greeting.
     Greeting,
+    /// `EHLO` (SMTP with ESMTP features).
+    Ehlo,
     /// `HELO` or `LHLO`.
     Helo,
+    /// `STARTTLS` and the TLS handshake (RFC 3207).
+    Starttls,
+    /// `AUTH` and its exchanges (RFC 4954).
+    Auth,
     /// `MAIL FROM`.
     Mail,
     /// `RCPT TO`.
     Rcpt,
     /// `DATA` and its 354.
     Data,
-    /// The message content and its end-of-data reply (or replies).
+    /// A `BDAT` chunk that is not the last one.
+    Bdat,
+    /// The end of the content and its reply (or replies): after `.`, or
+    /// the `BDAT … LAST` chunk.
     EndOfData,
     /// `RSET`.
     Rset,
@@ -124,29 +202,116 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// How many phases there are: the length of per-phase arrays.
+    pub const COUNT: usize = 12;
+
     /// Every phase, in conversation order.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; Phase::COUNT] = [
         Phase::Greeting,
+        Phase::Ehlo,
         Phase::Helo,
+        Phase::Starttls,
+        Phase::Auth,
         Phase::Mail,
         Phase::Rcpt,
         Phase::Data,
+        Phase::Bdat,
         Phase::EndOfData,
         Phase::Rset,
         Phase::Quit,
     ];
+
+    /// This phase's place in [`Phase::ALL`], for per-phase arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short lower-case name (`greeting`, `ehlo`, … `end-of-data`,
+    /// `quit`) for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Greeting => "greeting",
+            Phase::Ehlo => "ehlo",
+            Phase::Helo => "helo",
+            Phase::Starttls => "starttls",
+            Phase::Auth => "auth",
+            Phase::Mail => "mail",
+            Phase::Rcpt => "rcpt",
+            Phase::Data => "data",
+            Phase::Bdat => "bdat",
+            Phase::EndOfData => "end-of-data",
+            Phase::Rset => "rset",
+            Phase::Quit => "quit",
+        }
+    }
+
+    /// Whether no further command may be sent before this one's reply
+    /// (RFC 2920 §3.1; the greeting, STARTTLS and AUTH likewise).
+    fn ends_group(self) -> bool {
+        matches!(
+            self,
+            Phase::Greeting
+                | Phase::Ehlo
+                | Phase::Helo
+                | Phase::Starttls
+                | Phase::Auth
+                | Phase::Data
+                | Phase::Quit
+        )
+    }
 }
 
-/// What the runtime must write next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transmit {
-    /// Nothing to write now: read, or start a transaction, or stop.
-    Nothing,
-    /// Command bytes were appended to the caller's buffer.
-    Command,
-    /// Write the message content now (header block and body, ending in
-    /// `.` CRLF). The session already counts it as sent.
-    Message,
+/// One part of a write, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// These bytes of [`Transmit::commands`].
+    Commands(Range<usize>),
+    /// The whole message in DATA form: the content dot-stuffed and ending
+    /// in `.` CRLF.
+    DataContent,
+    /// These bytes of the message as it is (BDAT form: not stuffed, no
+    /// terminator). Offsets count from the first byte of the header block.
+    Chunk(Range<u64>),
+}
+
+/// What to write next, filled by [`ClientSession::poll_transmit`]: the
+/// command bytes, and the order in which they and the message content go
+/// out. The runtime keeps one and the session clears it on each poll, so
+/// its buffers are reused.
+#[derive(Debug, Default)]
+pub struct Transmit {
+    /// Encoded commands, referenced by [`Piece::Commands`].
+    pub commands: BytesMut,
+    /// The write, in order.
+    pub pieces: Vec<Piece>,
+}
+
+impl Transmit {
+    fn clear(&mut self) {
+        self.commands.clear();
+        self.pieces.clear();
+    }
+
+    /// Appends command bytes, merging with a preceding command piece.
+    fn push_commands(&mut self, bytes: &[u8]) {
+        let start = self.commands.len();
+        self.commands.put_slice(bytes);
+        let end = self.commands.len();
+        if let Some(Piece::Commands(r)) = self.pieces.last_mut() {
+            if r.end == start {
+                r.end = end;
+                return;
+            }
+        }
+        self.pieces.push(Piece::Commands(start..end));
+    }
+
+    /// Whether the write carries message content.
+    pub fn has_content(&self) -> bool {
+        self.pieces
+            .iter()
+            .any(|p| !matches!(p, Piece::Commands(_)))
+    }
 }
 
 /// How a transaction ended.
@@ -178,8 +343,10 @@ pub enum CloseReason {
 /// What happened; drained with [`ClientSession::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The greeting and HELO/LHLO are done: a transaction may start.
-    Ready,
+    /// The greeting and HELO/EHLO/LHLO are done: a transaction may start.
+    /// Carries what the server announced (empty after HELO, or with no
+    /// greeting command).
+    Ready(Capabilities),
     /// A reply arrived (only with [`ClientConfig::report_replies`]);
     /// reported before what it causes.
     Reply {
@@ -196,7 +363,7 @@ pub enum Event {
         /// The reply.
         reply: Reply,
     },
-    /// A transaction ended; the session is idle again.
+    /// A transaction ended.
     TransactionDone(Outcome),
     /// The session is over; the runtime closes the connection.
     Closed(CloseReason),
@@ -227,8 +394,10 @@ impl Recovery {
             Phase::Greeting => Recovery::Continue,
             Phase::Quit => Recovery::EndTransaction,
             _ if closing => Recovery::Close,
-            Phase::Helo => Recovery::Continue,
-            Phase::Mail | Phase::Data => Recovery::Reset,
+            Phase::Ehlo | Phase::Helo | Phase::Auth => Recovery::Continue,
+            // The session cannot go on in the clear once TLS was asked for.
+            Phase::Starttls => Recovery::Close,
+            Phase::Mail | Phase::Data | Phase::Bdat => Recovery::Reset,
             Phase::Rcpt => Recovery::CountAndContinue,
             Phase::EndOfData | Phase::Rset => Recovery::EndTransaction,
         }
@@ -254,12 +423,11 @@ impl std::error::Error for SequenceError {}
 enum State {
     /// Before the greeting and HELO are through.
     Opening,
-    /// Between transactions.
+    /// A new transaction or QUIT may start (the previous transaction may
+    /// still await its end-of-data replies, under pipelining).
     Idle,
-    /// A transaction (or its RSET) is in progress.
+    /// A transaction is open and no new one may start yet.
     Transaction,
-    /// 354 arrived; the content is the next thing to write.
-    SendMessage,
     /// QUIT staged or sent.
     Quitting,
     /// Over.
@@ -267,19 +435,54 @@ enum State {
 }
 
 /// One command waiting in the stage buffer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Staged {
     phase: Phase,
     len: usize,
+    /// A BDAT chunk's content follows the command.
+    chunk: Option<Range<u64>>,
+    /// Its reply is to be dropped (see [`Expect::swallow`]).
+    swallow: bool,
+}
+
+/// A reply the session waits for.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    phase: Phase,
+    /// The reply answers a command of an aborted transaction: it is read
+    /// and dropped.
+    swallow: bool,
+}
+
+/// Where a transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum TxnState {
+    /// No transaction.
+    #[default]
+    None,
+    /// MAIL to DATA/BDAT staged or in flight.
+    Envelope,
+    /// 354 arrived: the content is the next thing to write.
+    ContentDue,
+    /// The content went out; the end-of-data replies are awaited.
+    ContentSent,
+    /// Aborted: what was sent is being answered, then RSET.
+    Resetting,
 }
 
 /// Bookkeeping of the transaction in progress.
 #[derive(Debug, Clone, Copy, Default)]
 struct Txn {
+    state: TxnState,
+    /// The content's size in BDAT form (for SIZE= and the chunks).
+    content_len: u64,
     rcpts_staged: u32,
     rcpt_replies: u32,
     rcpts_accepted: u32,
     dot_replies_left: u32,
+    /// The first end-of-data reply has been seen (LMTP's BDAT LAST gets
+    /// one reply per accepted recipient, known only by then).
+    dot_seen: bool,
     first_reject: Option<Phase>,
 }
 
@@ -289,16 +492,23 @@ pub struct ClientSession {
     config: ClientConfig,
     parser: ReplyParser,
     state: State,
+    negotiated: Negotiated,
     /// Encoded commands not yet handed out, front first.
     stage: BytesMut,
     stage_pos: usize,
     staged: VecDeque<Staged>,
     /// Replies expected, oldest first.
-    in_flight: VecDeque<Phase>,
+    in_flight: VecDeque<Expect>,
     events: VecDeque<Event>,
+    /// The transaction that replies are for.
     txn: Txn,
+    /// Under pipelining, the transaction staged behind `txn`'s content
+    /// (it becomes `txn` when that one ends).
+    next: Option<Txn>,
     /// The phase of the last command handed out, for naming failures.
     last_phase: Phase,
+    /// MAIL parameters, rebuilt per transaction.
+    params: Vec<u8>,
 }
 
 impl ClientSession {
@@ -306,18 +516,24 @@ impl ClientSession {
     pub fn new(config: ClientConfig) -> Self {
         let parser = ReplyParser::new(config.limits);
         let mut in_flight = VecDeque::with_capacity(8);
-        in_flight.push_back(Phase::Greeting);
+        in_flight.push_back(Expect {
+            phase: Phase::Greeting,
+            swallow: false,
+        });
         Self {
             config,
             parser,
             state: State::Opening,
+            negotiated: Negotiated::default(),
             stage: BytesMut::with_capacity(256),
             stage_pos: 0,
             staged: VecDeque::with_capacity(8),
             in_flight,
             events: VecDeque::with_capacity(4),
             txn: Txn::default(),
+            next: None,
             last_phase: Phase::Greeting,
+            params: Vec::new(),
         }
     }
 
@@ -326,17 +542,29 @@ impl ClientSession {
         &self.config
     }
 
+    /// The ESMTP features in use (all off before [`Event::Ready`]).
+    pub fn negotiated(&self) -> Negotiated {
+        self.negotiated
+    }
+
     /// The phase the session is in: the reply it waits for, else the
-    /// command it sends next, else the last one sent. Runtimes name
-    /// timeouts and lost connections with it.
+    /// content or command it sends next, else the last one sent. Runtimes
+    /// name timeouts and lost connections with it.
     pub fn phase(&self) -> Phase {
-        if let Some(p) = self.in_flight.front() {
-            return *p;
+        if let Some(e) = self.in_flight.front() {
+            return e.phase;
         }
-        if self.state == State::SendMessage {
+        if self.txn.state == TxnState::ContentDue {
             return Phase::EndOfData;
         }
         self.staged.front().map_or(self.last_phase, |s| s.phase)
+    }
+
+    /// Whether the last DATA was answered with 354 and its content is not
+    /// written yet: under pipelining a transaction started now goes out
+    /// behind that content.
+    pub fn content_due(&self) -> bool {
+        self.txn.state == TxnState::ContentDue
     }
 
     /// Whether a transaction or QUIT may start now.
@@ -354,34 +582,76 @@ impl ClientSession {
         self.state != State::Closed && !self.in_flight.is_empty()
     }
 
-    /// Starts a transaction: stages `MAIL FROM:<from>`. Follow with
+    /// Starts a transaction: stages `MAIL FROM:<from>` with the parameters
+    /// negotiated. `content_len` is the message's size as it is (header
+    /// block and body, not stuffed), for `SIZE=` and BDAT. Follow with
     /// [`rcpt`](Self::rcpt) for each recipient and [`data`](Self::data).
     ///
     /// # Errors
     /// [`SequenceError::NotIdle`] unless the session is idle.
-    pub fn mail(&mut self, from: &[u8]) -> Result<(), SequenceError> {
+    pub fn mail(&mut self, from: &[u8], content_len: u64) -> Result<(), SequenceError> {
         if self.state != State::Idle {
             return Err(SequenceError::NotIdle);
         }
         self.state = State::Transaction;
-        self.txn = Txn::default();
+        let txn = Txn {
+            state: TxnState::Envelope,
+            content_len,
+            ..Txn::default()
+        };
+        if self.txn.state == TxnState::None {
+            self.txn = txn;
+        } else {
+            self.next = Some(txn);
+        }
+        self.params.clear();
+        let n = self.negotiated;
+        if n.size {
+            self.params.extend_from_slice(b"SIZE=");
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut n = content_len;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            self.params.extend_from_slice(&digits[at..]);
+        }
+        for (on, param) in [
+            (n.eight_bit_mime, &b"BODY=8BITMIME"[..]),
+            (n.smtputf8, b"SMTPUTF8"),
+        ] {
+            if on {
+                if !self.params.is_empty() {
+                    self.params.push(b' ');
+                }
+                self.params.extend_from_slice(param);
+            }
+        }
+        let params = std::mem::take(&mut self.params);
         self.stage_request(
             Phase::Mail,
             Request::MailFrom {
                 path: from,
-                params: b"",
+                params: &params,
             },
         );
+        self.params = params;
         Ok(())
     }
 
     /// Stages `RCPT TO:<path>`, the path being the concatenation of
     /// `parts` (so a numbered address needs no formatted copy).
     pub fn rcpt(&mut self, parts: &[&[u8]]) {
-        if self.state != State::Transaction {
+        let txn = self.staging_txn();
+        if txn.state != TxnState::Envelope {
             return;
         }
-        self.txn.rcpts_staged += 1;
+        txn.rcpts_staged += 1;
         let start = self.stage.len();
         self.stage.put_slice(b"RCPT TO:<");
         for part in parts {
@@ -391,13 +661,44 @@ impl ClientSession {
         self.staged.push_back(Staged {
             phase: Phase::Rcpt,
             len: self.stage.len() - start,
+            chunk: None,
+            swallow: false,
         });
     }
 
-    /// Stages `DATA`, completing the envelope.
+    /// Completes the envelope: stages `DATA`, or with CHUNKING the `BDAT`
+    /// chunks that carry the content.
     pub fn data(&mut self) {
-        if self.state == State::Transaction {
+        let txn = self.staging_txn();
+        if txn.state != TxnState::Envelope {
+            return;
+        }
+        let total = txn.content_len;
+        let Some(chunk_size) = self.negotiated.chunking else {
             self.stage_request(Phase::Data, Request::Data);
+            return;
+        };
+        let step = if chunk_size == 0 { total } else { chunk_size };
+        let mut at = 0;
+        loop {
+            let end = total.min(at + step);
+            let last = end == total;
+            let start = self.stage.len();
+            Request::Bdat {
+                size: end - at,
+                last,
+            }
+            .encode(&mut self.stage);
+            self.staged.push_back(Staged {
+                phase: if last { Phase::EndOfData } else { Phase::Bdat },
+                len: self.stage.len() - start,
+                chunk: Some(at..end),
+                swallow: false,
+            });
+            if last {
+                break;
+            }
+            at = end;
         }
     }
 
@@ -414,37 +715,52 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Appends what must be written next to `out` (for commands) or says
-    /// that the message content is due.
-    pub fn poll_transmit(&mut self, out: &mut BytesMut) -> Transmit {
-        if self.state == State::Closed || !self.in_flight.is_empty() {
-            return Transmit::Nothing;
+    /// Fills `out` with what must be written next; false when there is
+    /// nothing to write now (read, or start a transaction, or stop).
+    pub fn poll_transmit(&mut self, out: &mut Transmit) -> bool {
+        out.clear();
+        if self.state == State::Closed {
+            return false;
         }
-        if self.state == State::SendMessage {
-            self.state = State::Transaction;
-            self.txn.dot_replies_left = match self.config.protocol {
-                Protocol::Smtp => 1,
-                Protocol::Lmtp => self.txn.rcpts_accepted,
-            };
-            for _ in 0..self.txn.dot_replies_left {
-                self.in_flight.push_back(Phase::EndOfData);
+        let pipelining = self.negotiated.pipelining;
+        if self.txn.state == TxnState::ContentDue && self.in_flight.is_empty() {
+            self.send_content(out);
+            if !pipelining {
+                return true;
             }
-            self.last_phase = Phase::EndOfData;
-            return Transmit::Message;
         }
-        let Some(cmd) = self.staged.pop_front() else {
-            return Transmit::Nothing;
-        };
-        let end = self.stage_pos + cmd.len;
-        out.put_slice(&self.stage[self.stage_pos..end]);
-        self.stage_pos = end;
+        loop {
+            let blocked = if pipelining {
+                self.in_flight.iter().any(|e| e.phase.ends_group())
+            } else {
+                !self.in_flight.is_empty()
+            };
+            if blocked {
+                break;
+            }
+            let Some(cmd) = self.staged.pop_front() else {
+                break;
+            };
+            let end = self.stage_pos + cmd.len;
+            out.push_commands(&self.stage[self.stage_pos..end]);
+            self.stage_pos = end;
+            if let Some(chunk) = cmd.chunk {
+                out.pieces.push(Piece::Chunk(chunk));
+                if cmd.phase == Phase::EndOfData {
+                    self.staging_txn().state = TxnState::ContentSent;
+                }
+            }
+            self.in_flight.push_back(Expect {
+                phase: cmd.phase,
+                swallow: cmd.swallow,
+            });
+            self.last_phase = cmd.phase;
+        }
         if self.staged.is_empty() {
             self.stage.clear();
             self.stage_pos = 0;
         }
-        self.in_flight.push_back(cmd.phase);
-        self.last_phase = cmd.phase;
-        Transmit::Command
+        !out.pieces.is_empty()
     }
 
     /// Takes every complete reply off the front of `buf` that answers a
@@ -466,14 +782,22 @@ impl ClientSession {
     /// Handles one reply to the oldest command in flight; replies that
     /// nobody waits for are ignored.
     pub fn handle_reply(&mut self, reply: Reply) {
-        let Some(phase) = self.in_flight.pop_front() else {
+        let Some(expect) = self.in_flight.pop_front() else {
             return;
         };
+        let phase = expect.phase;
         if self.config.report_replies {
             self.events.push_back(Event::Reply {
                 phase,
                 reply: reply.clone(),
             });
+        }
+        if phase == Phase::EndOfData {
+            self.expand_lmtp_bdat_replies(expect);
+        }
+        if expect.swallow {
+            self.swallowed(phase, &reply);
+            return;
         }
         let positive = match phase {
             Phase::Data => reply.code == ReplyCode::START_DATA,
@@ -481,24 +805,32 @@ impl ClientSession {
             _ => reply.code.is_positive(),
         };
         if positive {
-            self.accepted(phase);
+            self.accepted(phase, &reply);
+            return;
+        }
+        if phase == Phase::Ehlo && reply.code.is_permanent() && reply.code.0 != 521 {
+            // RFC 5321 §4.1.4: a server that does not know EHLO gets HELO.
+            self.stage_greeting(Phase::Helo);
             return;
         }
         let code = reply.code;
-        self.events.push_back(Event::Rejected { phase, reply });
+        self.events.push_back(Event::Rejected {
+            phase,
+            reply: reply.clone(),
+        });
         if !self.config.tolerate_rejects {
             self.close(CloseReason::Rejected);
             return;
         }
         if matches!(
             phase,
-            Phase::Mail | Phase::Rcpt | Phase::Data | Phase::EndOfData
+            Phase::Mail | Phase::Rcpt | Phase::Data | Phase::Bdat | Phase::EndOfData
         ) && self.txn.first_reject.is_none()
         {
             self.txn.first_reject = Some(phase);
         }
         match Recovery::for_reject(phase, code) {
-            Recovery::Continue => self.accepted(phase),
+            Recovery::Continue => self.accepted(phase, &reply),
             Recovery::CountAndContinue => self.rcpt_replied(),
             Recovery::Reset => self.reset(),
             Recovery::EndTransaction => match phase {
@@ -514,9 +846,10 @@ impl ClientSession {
     /// expected (after QUIT, or after the session closed), otherwise the
     /// phase that was cut short, for "lost connection while ...".
     pub fn handle_eof(&mut self) -> Option<Phase> {
+        let quit_only = self.in_flight.iter().all(|e| e.phase == Phase::Quit);
         match self.state {
             State::Closed => None,
-            State::Quitting => {
+            State::Quitting if quit_only && self.staged.is_empty() => {
                 self.close(CloseReason::Quit);
                 None
             }
@@ -529,43 +862,133 @@ impl ClientSession {
         self.events.pop_front()
     }
 
-    fn accepted(&mut self, phase: Phase) {
+    /// The message content (DATA form) goes out now.
+    fn send_content(&mut self, out: &mut Transmit) {
+        out.pieces.push(Piece::DataContent);
+        self.txn.state = TxnState::ContentSent;
+        self.txn.dot_replies_left = match self.config.protocol {
+            Protocol::Smtp => 1,
+            Protocol::Lmtp => self.txn.rcpts_accepted,
+        };
+        for _ in 0..self.txn.dot_replies_left {
+            self.in_flight.push_back(Expect {
+                phase: Phase::EndOfData,
+                swallow: false,
+            });
+        }
+        self.last_phase = Phase::EndOfData;
+    }
+
+    /// LMTP answers the last BDAT once per accepted recipient (RFC 2033
+    /// §4.2 applied to RFC 3030); how many is known only once the RCPT
+    /// replies are in, i.e. when the first of them arrives.
+    fn expand_lmtp_bdat_replies(&mut self, expect: Expect) {
+        if self.config.protocol != Protocol::Lmtp
+            || self.negotiated.chunking.is_none()
+            || self.txn.dot_seen
+        {
+            return;
+        }
+        self.txn.dot_seen = true;
+        let more = self.txn.rcpts_accepted.saturating_sub(1);
+        self.txn.dot_replies_left = self.txn.rcpts_accepted.max(1);
+        for _ in 0..more {
+            self.in_flight.push_front(expect);
+        }
+    }
+
+    /// A reply to a command of an aborted transaction.
+    fn swallowed(&mut self, phase: Phase, reply: &Reply) {
+        if matches!(reply.code.0, 421 | 521) && phase != Phase::Quit {
+            self.close(CloseReason::ServiceClosing);
+            return;
+        }
+        if phase == Phase::Data && reply.code == ReplyCode::START_DATA {
+            // The server took DATA although the envelope failed: end an
+            // empty message before the RSET that is staged.
+            let mut dot = BytesMut::from(&b".\r\n"[..]);
+            dot.extend_from_slice(&self.stage[self.stage_pos..]);
+            self.stage = dot;
+            self.stage_pos = 0;
+            self.staged.push_front(Staged {
+                phase: Phase::EndOfData,
+                len: 3,
+                chunk: None,
+                swallow: true,
+            });
+        }
+    }
+
+    fn accepted(&mut self, phase: Phase, reply: &Reply) {
         match phase {
-            Phase::Greeting => match &self.config.helo {
-                Some(name) => {
-                    let req = match self.config.protocol {
-                        Protocol::Smtp => Request::Helo(name),
-                        Protocol::Lmtp => Request::Lhlo(name),
+            Phase::Greeting => match self.config.helo {
+                Some(_) => {
+                    let first = match self.config.protocol {
+                        Protocol::Lmtp => Phase::Helo,
+                        Protocol::Smtp if self.config.esmtp.wants_ehlo() => Phase::Ehlo,
+                        Protocol::Smtp => Phase::Helo,
                     };
-                    let start = self.stage.len();
-                    req.encode(&mut self.stage);
-                    self.staged.push_back(Staged {
-                        phase: Phase::Helo,
-                        len: self.stage.len() - start,
-                    });
+                    self.stage_greeting(first);
                 }
-                None => self.ready(),
+                None => self.ready(Capabilities::default()),
             },
-            Phase::Helo => self.ready(),
-            Phase::Mail => {}
+            Phase::Ehlo | Phase::Helo => {
+                let greeted_esmtp =
+                    phase == Phase::Ehlo || self.config.protocol == Protocol::Lmtp;
+                let caps = if greeted_esmtp && reply.code.is_positive() {
+                    Capabilities::from_reply(reply)
+                } else {
+                    Capabilities::default()
+                };
+                self.ready(caps);
+            }
+            Phase::Starttls | Phase::Auth | Phase::Mail => {}
             Phase::Rcpt => {
                 self.txn.rcpts_accepted += 1;
                 self.rcpt_replied();
             }
-            Phase::Data => self.state = State::SendMessage,
+            Phase::Data => {
+                self.txn.state = TxnState::ContentDue;
+                if self.negotiated.pipelining {
+                    // The next transaction may be staged now, to go out
+                    // behind the content.
+                    self.state = State::Idle;
+                }
+            }
+            Phase::Bdat => {}
             Phase::EndOfData => self.dot_replied(),
             Phase::Rset => self.finish_transaction(),
             Phase::Quit => self.close(CloseReason::Quit),
         }
     }
 
-    fn ready(&mut self) {
+    /// The transaction whose commands are being staged: the newest.
+    fn staging_txn(&mut self) -> &mut Txn {
+        self.next.as_mut().unwrap_or(&mut self.txn)
+    }
+
+    fn stage_greeting(&mut self, phase: Phase) {
+        let Some(name) = self.config.helo.take() else {
+            return;
+        };
+        let req = match (self.config.protocol, phase) {
+            (Protocol::Lmtp, _) => Request::Lhlo(&name),
+            (Protocol::Smtp, Phase::Ehlo) => Request::Ehlo(&name),
+            _ => Request::Helo(&name),
+        };
+        self.stage_request(phase, req);
+        self.config.helo = Some(name);
+    }
+
+    fn ready(&mut self, caps: Capabilities) {
+        self.negotiated = Negotiated::new(&self.config.esmtp, &caps);
         self.state = State::Idle;
-        self.events.push_back(Event::Ready);
+        self.events.push_back(Event::Ready(caps));
     }
 
     /// After each RCPT reply: when the last one is in and none was
-    /// accepted, DATA is replaced by RSET (Postfix sends no DATA then).
+    /// accepted, the transaction is reset (Postfix sends no DATA then;
+    /// under pipelining the DATA already sent is expected to fail).
     fn rcpt_replied(&mut self) {
         self.txn.rcpt_replies += 1;
         if self.txn.rcpt_replies == self.txn.rcpts_staged && self.txn.rcpts_accepted == 0 {
@@ -581,21 +1004,29 @@ impl ClientSession {
     }
 
     fn finish_transaction(&mut self) {
-        self.clear_stage();
-        self.in_flight.clear();
         let outcome = match self.txn.first_reject {
             Some(phase) => Outcome::Rejected { phase },
             None => Outcome::Delivered {
                 recipients: self.txn.rcpts_accepted,
             },
         };
-        self.state = State::Idle;
+        self.txn = self.next.take().unwrap_or_default();
+        if self.state == State::Transaction && self.txn.state == TxnState::None {
+            self.state = State::Idle;
+        }
         self.events.push_back(Event::TransactionDone(outcome));
     }
 
-    /// Drops what is left of the transaction and stages RSET.
+    /// Drops what is left of the transaction and stages RSET; replies to
+    /// its commands already sent are swallowed.
     fn reset(&mut self) {
         self.clear_stage();
+        for e in &mut self.in_flight {
+            if e.phase != Phase::Quit {
+                e.swallow = true;
+            }
+        }
+        self.txn.state = TxnState::Resetting;
         self.state = State::Transaction;
         self.stage_request(Phase::Rset, Request::Rset);
     }
@@ -619,6 +1050,8 @@ impl ClientSession {
         self.staged.push_back(Staged {
             phase,
             len: self.stage.len() - start,
+            chunk: None,
+            swallow: false,
         });
     }
 }
@@ -640,7 +1073,7 @@ mod tests {
         let mut sent = Vec::new();
         let mut events = Vec::new();
         let mut script = script.iter();
-        let mut out = BytesMut::new();
+        let mut out = Transmit::default();
         let mut started = 0;
         for _ in 0..1000 {
             while let Some(ev) = s.poll_event() {
@@ -652,7 +1085,7 @@ mod tests {
             if s.is_idle() {
                 if started < txns {
                     started += 1;
-                    s.mail(b"a@b").unwrap();
+                    s.mail(b"a@b", 10).unwrap();
                     for i in 0..rcpts {
                         let n = i.to_string();
                         s.rcpt(&[b"r", n.as_bytes(), b"@d"]);
@@ -662,23 +1095,19 @@ mod tests {
                     s.quit().unwrap();
                 }
             }
-            match s.poll_transmit(&mut out) {
-                Transmit::Command => {
-                    sent.push(
-                        String::from_utf8(out.to_vec())
+            if s.poll_transmit(&mut out) {
+                assert_eq!(out.pieces.len(), 1, "one at a time: {out:?}");
+                match &out.pieces[0] {
+                    Piece::Commands(_) => sent.push(
+                        String::from_utf8(out.commands.to_vec())
                             .unwrap()
                             .trim_end()
                             .to_owned(),
-                    );
-                    out.clear();
-                    assert_eq!(
-                        s.poll_transmit(&mut out),
-                        Transmit::Nothing,
-                        "one at a time"
-                    );
+                    ),
+                    Piece::DataContent => sent.push("MSG".to_owned()),
+                    Piece::Chunk(r) => panic!("chunk {r:?}"),
                 }
-                Transmit::Message => sent.push("MSG".to_owned()),
-                Transmit::Nothing => {}
+                assert!(!s.poll_transmit(&mut out), "one at a time");
             }
             if s.wants_read() {
                 match script.next() {
@@ -734,7 +1163,7 @@ mod tests {
         assert_eq!(
             events,
             [
-                Event::Ready,
+                Event::Ready(Capabilities::default()),
                 Event::TransactionDone(Outcome::Delivered { recipients: 1 }),
                 Event::Closed(CloseReason::Quit)
             ]
@@ -757,12 +1186,12 @@ mod tests {
         let mut s = ClientSession::new(smtp(false));
         let mut buf = BytesMut::from(&b"220-a\r\n22"[..]);
         s.handle_input(&mut buf).unwrap();
-        assert_eq!(s.poll_transmit(&mut BytesMut::new()), Transmit::Nothing);
+        let mut out = Transmit::default();
+        assert!(!s.poll_transmit(&mut out));
         buf.extend_from_slice(b"0 b\r\n");
         s.handle_input(&mut buf).unwrap();
-        let mut out = BytesMut::new();
-        assert_eq!(s.poll_transmit(&mut out), Transmit::Command);
-        assert_eq!(&out[..], b"HELO vm\r\n");
+        assert!(s.poll_transmit(&mut out));
+        assert_eq!(&out.commands[..], b"HELO vm\r\n");
     }
 
     #[test]
@@ -939,27 +1368,29 @@ mod tests {
     fn lmtp_all_accepted_needs_all_replies() {
         let cfg = ClientConfig::new(Protocol::Lmtp, Some(b"vm"), false);
         let mut s = ClientSession::new(cfg);
-        let mut out = BytesMut::new();
+        let mut out = Transmit::default();
         let feed = |s: &mut ClientSession, r: &str| {
             s.handle_input(&mut BytesMut::from(r.as_bytes())).unwrap();
         };
         feed(&mut s, "220 x\r\n");
         s.poll_transmit(&mut out);
         feed(&mut s, "250 x\r\n");
-        s.mail(b"a").unwrap();
+        s.mail(b"a", 1).unwrap();
         s.rcpt(&[b"x"]);
         s.rcpt(&[b"y"]);
         s.data();
         for r in ["250 a\r\n", "250 b\r\n", "250 c\r\n", "354 d\r\n"] {
-            assert_eq!(s.poll_transmit(&mut out), Transmit::Command);
+            assert!(s.poll_transmit(&mut out));
+            assert_eq!(out.pieces.len(), 1);
             feed(&mut s, r);
         }
-        assert_eq!(s.poll_transmit(&mut out), Transmit::Message);
+        assert!(s.poll_transmit(&mut out));
+        assert_eq!(out.pieces, [Piece::DataContent]);
         assert_eq!(s.phase(), Phase::EndOfData);
         // Both replies in one read.
         feed(&mut s, "250 1\r\n250 2\r\n");
         assert!(s.is_idle());
-        assert_eq!(s.poll_event(), Some(Event::Ready));
+        assert!(matches!(s.poll_event(), Some(Event::Ready(c)) if &c.greeting[..] == b"x"));
         assert_eq!(
             s.poll_event(),
             Some(Event::TransactionDone(Outcome::Delivered { recipients: 2 }))
@@ -972,7 +1403,7 @@ mod tests {
         assert_eq!(s.handle_eof(), Some(Phase::Greeting));
         s.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..]))
             .unwrap();
-        s.poll_transmit(&mut BytesMut::new());
+        s.poll_transmit(&mut Transmit::default());
         assert_eq!(s.handle_eof(), Some(Phase::Helo));
     }
 
@@ -999,7 +1430,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(events[2], Event::Ready);
+        assert_eq!(events[2], Event::Ready(Capabilities::default()));
     }
 
     /// The whole reply stream of a `-d` conversation, fed one byte at a
@@ -1010,7 +1441,7 @@ mod tests {
             250 m\r\n550 r\r\n250 rset\r\n221 bye\r\n";
         let drive = |chunk: usize| {
             let mut s = ClientSession::new(ClientConfig::new(Protocol::Smtp, Some(b"h"), true));
-            let (mut input, mut buf, mut out) = (replies, BytesMut::new(), BytesMut::new());
+            let (mut input, mut buf, mut out) = (replies, BytesMut::new(), Transmit::default());
             let (mut sent, mut events, mut txns) = (Vec::new(), Vec::new(), 0);
             for _ in 0..10_000 {
                 while let Some(e) = s.poll_event() {
@@ -1022,18 +1453,19 @@ mod tests {
                 if s.is_idle() {
                     if txns < 2 {
                         txns += 1;
-                        s.mail(b"f").unwrap();
+                        s.mail(b"f", 1).unwrap();
                         s.rcpt(&[b"t"]);
                         s.data();
                     } else {
                         s.quit().unwrap();
                     }
                 }
-                match s.poll_transmit(&mut out) {
-                    Transmit::Message => sent.extend_from_slice(b"MSG\r\n"),
-                    _ => {
-                        sent.extend_from_slice(&out);
-                        out.clear();
+                if s.poll_transmit(&mut out) {
+                    for piece in &out.pieces {
+                        match piece {
+                            Piece::Commands(r) => sent.extend_from_slice(&out.commands[r.clone()]),
+                            _ => sent.extend_from_slice(b"MSG\r\n"),
+                        }
                     }
                 }
                 let n = chunk.min(input.len());
@@ -1058,7 +1490,7 @@ mod tests {
     #[test]
     fn start_needs_idle() {
         let mut s = ClientSession::new(smtp(false));
-        assert_eq!(s.mail(b"x"), Err(SequenceError::NotIdle));
+        assert_eq!(s.mail(b"x", 1), Err(SequenceError::NotIdle));
         assert_eq!(s.quit(), Err(SequenceError::NotIdle));
     }
 

@@ -3,8 +3,9 @@
 //!
 //! A message on the wire is a small per-message header block followed by a
 //! body that is the same for every message. [`Body::render`] builds the body
-//! once, already stuffed and terminated with `.` CRLF; [`HeaderBlock`] writes
-//! the headers of one message into a reused buffer.
+//! once, already stuffed and terminated with `.` CRLF, for DATA, and
+//! [`Body::render_raw`] once as it is, for BDAT; [`HeaderBlock`] writes the
+//! headers of one message into a reused buffer.
 
 use std::io::Write as _;
 
@@ -28,16 +29,24 @@ const DEFAULT_BODY: &[u8] =
     b"La de da de da 1.\r\nLa de da de da 2.\r\nLa de da de da 3.\r\nLa de da de da 4.\r\n";
 
 impl Body {
-    /// The body bytes as sent after the header block, ending in `.` CRLF.
+    /// The body bytes as sent after the header block with DATA: the
+    /// content of [`render_raw`](Self::render_raw), dot-stuffed and
+    /// ending in `.` CRLF (RFC 5321 §4.5.2).
+    pub fn render(&self) -> Bytes {
+        crate::data::stuff(&self.render_raw())
+    }
+
+    /// The body as it is, the form BDAT sends (RFC 3030): not stuffed, no
+    /// terminator, ending in CRLF.
     ///
     /// A file's lines are split at LF and a CR before the LF is dropped, so
     /// a CRLF file is sent with CRLF (Postfix would send CR CR LF).
-    pub fn render(&self) -> Bytes {
+    pub fn render_raw(&self) -> Bytes {
         let mut out = BytesMut::new();
         match self {
             Body::Default => out.put_slice(DEFAULT_BODY),
             Body::Generated(len) => {
-                out.reserve(len + 5);
+                out.reserve(len + 2);
                 write_generated(*len, &mut out);
                 out.put_slice(b"\r\n");
             }
@@ -46,17 +55,12 @@ impl Body {
                 out.reserve(content.len() + content.len() / 32 + 8);
                 let content = content.strip_suffix(b"\n").unwrap_or(content);
                 for line in content.split(|&b| b == b'\n') {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    if line.first() == Some(&b'.') {
-                        out.put_u8(b'.');
-                    }
-                    out.put_slice(line);
+                    out.put_slice(line.strip_suffix(b"\r").unwrap_or(line));
                     out.put_slice(b"\r\n");
                 }
                 out.put_slice(b"\r\n");
             }
         }
-        out.put_slice(b".\r\n");
         out.freeze()
     }
 

@@ -173,3 +173,22 @@ fn postfix_l250_data_section_is_422_bytes() {
     out.extend_from_slice(&Body::Generated(250).render());
     assert_eq!(out.len() - 2, 422);
 }
+
+/// The BDAT form is the DATA form without stuffing and terminator.
+#[test]
+fn raw_form_is_the_unstuffed_data_form() {
+    for body in [
+        Body::Default,
+        Body::Generated(250),
+        Body::File(b".leading dot\n..two dots\r\n.\nlast".to_vec()),
+        Body::File(Vec::new()),
+    ] {
+        let raw = body.render_raw();
+        assert!(raw.ends_with(b"\r\n"));
+        assert_eq!(body.render(), smtp_proto::stuff(&raw), "{body:?}");
+    }
+    assert_eq!(
+        &Body::File(b".a\n..b\n".to_vec()).render_raw()[..],
+        b".a\r\n..b\r\n\r\n"
+    );
+}
