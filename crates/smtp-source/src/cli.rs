@@ -91,6 +91,25 @@ pub struct Cli {
     /// Write the report as JSON to this file, or stdout with "-".
     #[arg(long, value_name = "path|-")]
     pub json: Option<String>,
+    /// Greet with EHLO and read the server's capabilities (LMTP: LHLO).
+    #[arg(long)]
+    pub ehlo: bool,
+    /// Send commands in groups when the server offers PIPELINING.
+    #[arg(long)]
+    pub pipelining: bool,
+    /// Send the message with BDAT when CHUNKING is offered, in chunks of
+    /// BYTES (default: the whole message in one BDAT LAST).
+    #[arg(long, value_name = "BYTES", num_args = 0..=1, require_equals = true, default_missing_value = "0")]
+    pub chunking: Option<String>,
+    /// Announce the message size (SIZE=n) when SIZE is offered.
+    #[arg(long)]
+    pub size: bool,
+    /// Send BODY=8BITMIME when 8BITMIME is offered.
+    #[arg(long = "8bitmime")]
+    pub eight_bit_mime: bool,
+    /// Send the SMTPUTF8 parameter when offered; allows UTF-8 in -f and -t.
+    #[arg(long)]
+    pub smtputf8: bool,
     /// Runtime threads: 0 runs everything on the main thread.
     #[arg(long, value_name = "N")]
     pub threads: Option<String>,

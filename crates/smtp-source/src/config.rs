@@ -5,7 +5,11 @@
 use std::{ffi::OsString, time::Duration};
 
 use clap::Parser as _;
-use smtp_proto::{client::Protocol, message::Body, postfix::atoi};
+use smtp_proto::{
+    client::{Esmtp, Protocol},
+    message::Body,
+    postfix::atoi,
+};
 
 use crate::{
     cli::Cli,
@@ -80,6 +84,8 @@ pub struct Config {
     pub json: Option<String>,
     /// `--threads` (None: the measured default).
     pub threads: Option<usize>,
+    /// The ESMTP features asked for (`--ehlo`, `--pipelining`, ...).
+    pub esmtp: Esmtp,
 }
 
 /// Why the command line was refused. The Display text follows
@@ -171,7 +177,7 @@ impl Config {
                 invalid(format!(
                     "open {}: {}",
                     path.display(),
-                    crate::error::strerror(&e)
+                    smtp_net::strerror(&e)
                 ))
             })?;
             body = Body::File(content);
@@ -225,6 +231,37 @@ impl Config {
                 _ => return Err(invalid(format!("bad thread count: {t}"))),
             },
         };
+        let chunking = match &cli.chunking {
+            None => None,
+            Some(b) => match b.trim().parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => return Err(invalid(format!("bad chunk size: {b}"))),
+            },
+        };
+        let esmtp = Esmtp {
+            ehlo: cli.ehlo,
+            pipelining: cli.pipelining,
+            chunking,
+            size: cli.size,
+            eight_bit_mime: cli.eight_bit_mime,
+            smtputf8: cli.smtputf8,
+        };
+        if esmtp.wants_ehlo() && !esmtp.smtputf8 {
+            // Postfix's mode sends any bytes, as Postfix does; an ESMTP
+            // client must not send UTF-8 without SMTPUTF8 (RFC 6531 §3.4).
+            for (opt, addr) in [("-f", &cli.from), ("-t", &cli.to)] {
+                if addr.as_ref().is_some_and(|a| !a.is_ascii()) {
+                    return Err(invalid(format!(
+                        "{opt} address is not ASCII: use --smtputf8 to send UTF-8 addresses"
+                    )));
+                }
+            }
+        }
+        if esmtp.wants_ehlo() && cli.old {
+            return Err(invalid(
+                "-o sends no greeting: it cannot be used with ESMTP options".to_owned(),
+            ));
+        }
         if cli.target.len() != 1 {
             return Err(ConfigError::Usage {
                 argv0,
@@ -286,6 +323,7 @@ impl Config {
             summary: cli.summary,
             json: cli.json,
             threads,
+            esmtp,
         })
     }
 }

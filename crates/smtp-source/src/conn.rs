@@ -1,12 +1,12 @@
 //! One connection's I/O: reads into a reused buffer and whole writes,
 //! every one under the I/O timeout (Postfix: 300 s on each read or write).
+//! Generic over the stream, so TCP, unix sockets and TLS share it.
 
 use std::{io::IoSlice, time::Duration};
 
 use bytes::BytesMut;
+use smtp_net::Transport;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-use crate::connect::Stream;
 
 /// How an I/O step failed; the worker names the phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,18 +17,23 @@ pub enum IoFail {
     Lost,
 }
 
+/// The most slices handed to one `writev`: a pipelined group with its
+/// content needs a handful; a message in many BDAT chunks is written in
+/// several calls.
+const MAX_SLICES: usize = 32;
+
 /// A connected stream with its read buffer.
 #[derive(Debug)]
-pub struct Conn {
-    stream: Stream,
+pub struct Conn<S> {
+    stream: S,
     /// Bytes read and not yet parsed.
     pub rbuf: BytesMut,
     timeout: Duration,
 }
 
-impl Conn {
+impl<S: Transport> Conn<S> {
     /// Wraps a connected stream.
-    pub fn new(stream: Stream, timeout: Duration) -> Self {
+    pub fn new(stream: S, timeout: Duration) -> Self {
         Self {
             stream,
             rbuf: BytesMut::with_capacity(4096),
@@ -48,41 +53,65 @@ impl Conn {
         }
     }
 
-    /// Writes all of `buf` (one command, normally one syscall).
-    pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), IoFail> {
-        match tokio::time::timeout(self.timeout, self.stream.write_all(buf)).await {
-            Err(_) => Err(IoFail::Timeout),
-            Ok(Err(_)) => Err(IoFail::Lost),
-            Ok(Ok(())) => Ok(()),
-        }
-    }
-
-    /// Writes `head` then `body` with vectored writes (one writev when the
+    /// Writes `parts` in order with vectored writes (one `writev` when the
     /// socket takes it all), so the shared body is never copied. The
     /// timeout applies to each write, as Postfix's does, so a large message
     /// over a slow path fails only if the peer stops reading.
-    pub async fn write_message(&mut self, head: &[u8], body: &[u8]) -> Result<(), IoFail> {
-        write_two(&mut self.stream, head, body, self.timeout).await
+    pub async fn write_parts(&mut self, parts: &mut [&[u8]]) -> Result<(), IoFail> {
+        let mut at = 0;
+        loop {
+            while at < parts.len() && parts[at].is_empty() {
+                at += 1;
+            }
+            if at == parts.len() {
+                return Ok(());
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = (parts.len() - at).min(MAX_SLICES);
+            for (slice, part) in slices.iter_mut().zip(&parts[at..at + n]) {
+                *slice = IoSlice::new(part);
+            }
+            let write = self.stream.write_vectored(&slices[..n]);
+            let mut written = match tokio::time::timeout(self.timeout, write).await {
+                Err(_) => return Err(IoFail::Timeout),
+                Ok(Ok(0) | Err(_)) => return Err(IoFail::Lost),
+                Ok(Ok(n)) => n,
+            };
+            while written > 0 {
+                let part = &mut parts[at];
+                if written < part.len() {
+                    *part = &part[written..];
+                    break;
+                }
+                written -= part.len();
+                at += 1;
+            }
+        }
     }
 }
 
-async fn write_two(
-    stream: &mut Stream,
-    head: &[u8],
-    body: &[u8],
-    timeout: Duration,
-) -> Result<(), IoFail> {
-    let (mut head, mut body) = (head, body);
-    while !head.is_empty() || !body.is_empty() {
-        let bufs = [IoSlice::new(head), IoSlice::new(body)];
-        let n = match tokio::time::timeout(timeout, stream.write_vectored(&bufs)).await {
-            Err(_) => return Err(IoFail::Timeout),
-            Ok(Ok(0) | Err(_)) => return Err(IoFail::Lost),
-            Ok(Ok(n)) => n,
-        };
-        let from_head = n.min(head.len());
-        head = &head[from_head..];
-        body = &body[n - from_head..];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many parts, more than one writev takes, and a reader slower than
+    /// the writer: every byte arrives, in order.
+    #[tokio::test]
+    async fn parts_arrive_whole_and_in_order() {
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let mut conn = Conn::new(smtp_net::Stream::Unix(a), Duration::from_secs(30));
+        let big = vec![b'x'; 300_000];
+        let pieces: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; usize::from(i) % 7]).collect();
+        let mut parts: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        parts.insert(50, &big);
+        let want: Vec<u8> = parts.concat();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        conn.write_parts(&mut parts).await.unwrap();
+        drop(conn);
+        assert_eq!(reader.await.unwrap(), want);
     }
-    Ok(())
 }

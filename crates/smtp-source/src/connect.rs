@@ -3,29 +3,13 @@
 //! SO_SNDBUF and SO_RCVBUF before connect(), SO_KEEPALIVE on IPv4 only (as
 //! sane_connect does), and a non-blocking connect.
 
-use std::{
-    io,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{io, time::Duration};
 
+pub use smtp_net::Stream;
 use socket2::{Domain, SockAddr, Socket, Type};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpStream, UnixStream},
-};
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::target::Target;
-
-/// A connected stream of either family.
-#[derive(Debug)]
-pub enum Stream {
-    /// TCP.
-    Tcp(TcpStream),
-    /// AF_UNIX.
-    Unix(UnixStream),
-}
 
 /// Connects to `target` once, within `timeout`.
 ///
@@ -67,79 +51,11 @@ pub async fn connect(
         Target::Unix(_) => Stream::Unix(UnixStream::from_std(sock.into())?),
     };
     if pending {
-        let ready = async {
-            match &stream {
-                Stream::Tcp(s) => s.writable().await,
-                Stream::Unix(s) => s.writable().await,
-            }
-        };
-        tokio::time::timeout(timeout, ready)
+        tokio::time::timeout(timeout, stream.connected())
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-        let err = match &stream {
-            Stream::Tcp(s) => s.take_error()?,
-            Stream::Unix(s) => s.take_error()?,
-        };
-        if let Some(e) = err {
-            return Err(e);
-        }
     }
     Ok(stream)
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
 }
 
 #[cfg(test)]

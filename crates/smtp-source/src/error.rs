@@ -3,6 +3,7 @@
 
 use std::io;
 
+pub use smtp_net::strerror;
 use smtp_proto::{
     client::{Phase, Protocol},
     ParseError, Reply,
@@ -65,11 +66,15 @@ pub enum Error {
 pub fn io_text(phase: Phase, protocol: Protocol) -> &'static str {
     match (phase, protocol) {
         (Phase::Greeting, _) => "reading server greeting",
+        (Phase::Ehlo, _) => "sending EHLO",
         (Phase::Helo, Protocol::Smtp) => "sending HELO",
         (Phase::Helo, Protocol::Lmtp) => "sending LHLO",
+        (Phase::Starttls, _) => "sending STARTTLS",
+        (Phase::Auth, _) => "sending AUTH",
         (Phase::Mail, _) => "sending sender",
         (Phase::Rcpt, _) => "sending recipient",
         (Phase::Data, _) => "sending DATA command",
+        (Phase::Bdat, _) => "sending BDAT chunk",
         (Phase::EndOfData, _) => "sending message",
         (Phase::Rset, _) => "sending RSET",
         (Phase::Quit, _) => "sending QUIT",
@@ -80,11 +85,15 @@ pub fn io_text(phase: Phase, protocol: Protocol) -> &'static str {
 pub fn reject_text(phase: Phase, protocol: Protocol) -> &'static str {
     match (phase, protocol) {
         (Phase::Greeting, _) => "rejected at server banner",
+        (Phase::Ehlo, _) => "EHLO rejected",
         (Phase::Helo, Protocol::Smtp) => "HELO rejected",
         (Phase::Helo, Protocol::Lmtp) => "LHLO rejected",
+        (Phase::Starttls, _) => "STARTTLS rejected",
+        (Phase::Auth, _) => "authentication rejected",
         (Phase::Mail, _) => "sender rejected",
         (Phase::Rcpt, _) => "recipient rejected",
         (Phase::Data, _) => "data rejected",
+        (Phase::Bdat, _) => "BDAT chunk rejected",
         (Phase::EndOfData, _) => "end of data rejected",
         (Phase::Rset, _) => "rset rejected",
         (Phase::Quit, _) => "quit rejected",
@@ -129,14 +138,6 @@ pub(crate) fn censor(b: u8) -> char {
     }
 }
 
-/// The strerror(3) text of an I/O error, without Rust's "(os error N)".
-pub fn strerror(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) if e.raw_os_error().is_some() => s[..i].to_owned(),
-        _ => s,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -34,14 +34,7 @@ pub const DEFAULT_THREADS: usize = 0;
 /// The first fatal error of any session; the run stops there.
 pub fn run(config: Config) -> Result<Report, Error> {
     let threads = config.threads.unwrap_or(DEFAULT_THREADS);
-    let mut builder = if threads == 0 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
-    let rt = builder.enable_all().build().map_err(|source| Error::Io {
+    let rt = smtp_net::build_runtime(threads).map_err(|source| Error::Io {
         what: "runtime".to_owned(),
         source,
     })?;

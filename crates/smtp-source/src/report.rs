@@ -19,30 +19,11 @@ pub struct Stats {
     /// Transactions whose end of data was accepted.
     pub accepted: u64,
     /// Transactions that failed, by the phase of their first rejection.
-    pub failed_by_phase: [u64; 8],
+    pub failed_by_phase: [u64; Phase::COUNT],
     /// Non-positive replies, by phase (every RCPT counts).
-    pub rejects_by_phase: [u64; 8],
+    pub rejects_by_phase: [u64; Phase::COUNT],
     /// Sessions closed by a 421/521 reply under `-A`.
     pub service_closing: u64,
-}
-
-/// Index of a phase in the per-phase arrays.
-pub fn phase_index(phase: Phase) -> usize {
-    Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0)
-}
-
-/// Short name of a phase in reports.
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Greeting => "greeting",
-        Phase::Helo => "helo",
-        Phase::Mail => "mail",
-        Phase::Rcpt => "rcpt",
-        Phase::Data => "data",
-        Phase::EndOfData => "end-of-data",
-        Phase::Rset => "rset",
-        Phase::Quit => "quit",
-    }
 }
 
 impl Stats {
@@ -54,9 +35,9 @@ impl Stats {
         self.messages_sent += other.messages_sent;
         self.accepted += other.accepted;
         self.service_closing += other.service_closing;
-        for i in 0..8 {
-            self.failed_by_phase[i] += other.failed_by_phase[i];
-            self.rejects_by_phase[i] += other.rejects_by_phase[i];
+        for p in Phase::ALL {
+            self.failed_by_phase[p.index()] += other.failed_by_phase[p.index()];
+            self.rejects_by_phase[p.index()] += other.rejects_by_phase[p.index()];
         }
     }
 }
@@ -89,12 +70,12 @@ impl Report {
     fn rejects(&self) -> String {
         let parts: Vec<String> = Phase::ALL
             .iter()
-            .filter(|p| self.stats.rejects_by_phase[phase_index(**p)] > 0)
+            .filter(|p| self.stats.rejects_by_phase[p.index()] > 0)
             .map(|p| {
                 format!(
                     "{} {}",
-                    phase_name(*p),
-                    self.stats.rejects_by_phase[phase_index(*p)]
+                    p.name(),
+                    self.stats.rejects_by_phase[p.index()]
                 )
             })
             .collect();
@@ -130,10 +111,10 @@ impl Report {
     /// The report as a JSON object (`--json`).
     pub fn to_json(&self) -> String {
         let s = &self.stats;
-        let by_phase = |a: &[u64; 8]| {
+        let by_phase = |a: &[u64; Phase::COUNT]| {
             let fields: Vec<String> = Phase::ALL
                 .iter()
-                .map(|p| format!("\"{}\":{}", phase_name(*p), a[phase_index(*p)]))
+                .map(|p| format!("\"{}\":{}", p.name(), a[p.index()]))
                 .collect();
             format!("{{{}}}", fields.join(","))
         };
@@ -170,7 +151,7 @@ mod tests {
             ..Stats::default()
         };
         let mut b = a.clone();
-        b.rejects_by_phase[phase_index(Phase::Rcpt)] = 3;
+        b.rejects_by_phase[Phase::Rcpt.index()] = 3;
         a.merge(&b);
         assert_eq!(a.connections, 2);
         assert_eq!(a.messages_sent, 4);

@@ -6,13 +6,17 @@
 //! Each worker owns its connection, its reused buffers and its [`Stats`];
 //! the only shared state is atomics (budget, recipient numbers, `-c`).
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
 use bytes::{Bytes, BytesMut};
+use smtp_net::Stream;
 use smtp_proto::{
-    client::{ClientConfig, ClientSession, CloseReason, Event, Outcome, Phase, Transmit},
+    client::{ClientConfig, ClientSession, CloseReason, Event, Outcome, Phase, Piece, Transmit},
     message::HeaderBlock,
-    Reply,
+    Capabilities, Extensions, Reply,
 };
 
 use crate::{
@@ -22,7 +26,7 @@ use crate::{
     error::{reject_text, reply_text, strerror, Error},
     output::Output,
     plan::{itoa, pause, Budget, RcptNumbers},
-    report::{phase_index, Stats},
+    report::Stats,
 };
 
 /// What every worker shares, built once per run.
@@ -30,8 +34,10 @@ use crate::{
 pub struct Shared {
     /// The configuration.
     pub config: Config,
-    /// The body, rendered and stuffed once, ending in `.` CRLF.
+    /// The body for DATA, rendered and stuffed once, ending in `.` CRLF.
     pub body: Bytes,
+    /// The body for BDAT: as it is, rendered once.
+    pub raw_body: Bytes,
     /// The Date header value, computed once per run as Postfix does.
     pub date: Vec<u8>,
     /// `-m`.
@@ -49,12 +55,15 @@ pub struct Shared {
     /// the next connect wait (its SYN is retried) instead.
     connect_gate: tokio::sync::Mutex<()>,
     client: ClientConfig,
+    /// A missing ESMTP feature is reported once per run, not per session.
+    warned_missing: AtomicBool,
 }
 
 impl Shared {
     /// Renders what is shared.
     pub fn new(config: Config, now_unix: i64) -> Self {
         let body = config.body.render();
+        let raw_body = config.body.render_raw();
         let date = smtp_proto::time::mail_date(now_unix).into_bytes();
         let output = Output::new(&config.argv0, config.verbose > 0, config.counter);
         let mut client = ClientConfig::new(
@@ -63,8 +72,10 @@ impl Shared {
             config.tolerate_rejects,
         );
         client.report_replies = config.verbose > 0;
+        client.esmtp = config.esmtp;
         Self {
             body,
+            raw_body,
             date,
             budget: Budget::new(config.messages),
             numbers: RcptNumbers::default(),
@@ -72,14 +83,36 @@ impl Shared {
             pid: std::process::id(),
             connect_gate: tokio::sync::Mutex::new(()),
             client,
+            warned_missing: AtomicBool::new(false),
             config,
+        }
+    }
+
+    /// Says once per run which asked-for features the server lacks.
+    fn check_offered(&self, caps: &Capabilities) {
+        let asked = &self.config.esmtp;
+        let mut missing = Vec::new();
+        if asked.pipelining && !caps.has(Extensions::PIPELINING) {
+            missing.push("PIPELINING (sending one command at a time)");
+        }
+        if asked.chunking.is_some() && !caps.has(Extensions::CHUNKING) {
+            missing.push("CHUNKING (sending DATA)");
+        }
+        if asked.smtputf8 && !caps.has(Extensions::SMTPUTF8) {
+            missing.push("SMTPUTF8 (MAIL without it)");
+        }
+        if !missing.is_empty() && !self.warned_missing.swap(true, Ordering::Relaxed) {
+            self.output.warning(&format!(
+                "server does not offer {}",
+                missing.join(", ")
+            ));
         }
     }
 }
 
 /// A live connection and the conversation on it.
 struct Link {
-    conn: Conn,
+    conn: Conn<Stream>,
     session: ClientSession,
 }
 
@@ -92,12 +125,15 @@ struct Worker<'s> {
     /// Message-Id's second number: Postfix shows the socket's fd; ours is
     /// a per-session number in the same range (3, 4, ...).
     conn_number: u32,
-    /// Reused buffers: commands out, header block, To: address.
-    out: BytesMut,
+    /// Reused buffers: what to write, header blocks, To: address.
+    tx: Transmit,
+    /// The header block of the message whose content goes out next.
     head: BytesMut,
+    /// Under pipelining, the header block of a transaction started while
+    /// `head`'s content was still due; it moves to `head` once that content
+    /// is written.
+    next_head: Option<BytesMut>,
     to: Vec<u8>,
-    /// The number of the last recipient of the transaction, for To:.
-    last_rcpt: Option<u64>,
 }
 
 /// Runs one session until the budget is used up, counting into `stats`
@@ -112,10 +148,10 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
         shared,
         stats,
         link: None,
-        out: BytesMut::with_capacity(512),
+        tx: Transmit::default(),
         head: BytesMut::with_capacity(512),
+        next_head: None,
         to: Vec::with_capacity(64),
-        last_rcpt: None,
     };
     loop {
         if !w.shared.budget.claim() {
@@ -176,23 +212,39 @@ impl Worker<'_> {
             return Ok(());
         };
         let cfg = &self.shared.config;
-        if link.session.mail(&cfg.sender).is_err() {
+        if !link.session.is_idle() {
             return Ok(());
         }
         self.stats.transactions += 1;
-        if cfg.number_recipients {
-            let first = self.shared.numbers.take(cfg.recipients);
-            let mut digits = [0u8; 20];
-            for n in first..first + u64::from(cfg.recipients) {
-                let num = itoa(n, &mut digits);
-                link.session.rcpt(&[&cfg.rcpt_local, num, &cfg.rcpt_domain]);
-            }
-            self.last_rcpt = Some(first + u64::from(cfg.recipients) - 1);
+        let first = cfg
+            .number_recipients
+            .then(|| self.shared.numbers.take(cfg.recipients));
+        let last_rcpt = first.map(|f| f + u64::from(cfg.recipients) - 1);
+        // The header block is rendered now: SIZE= and BDAT need its
+        // length. Behind a content still due, it waits in `next_head`.
+        let head = if link.session.content_due() {
+            self.next_head.get_or_insert_with(BytesMut::new)
         } else {
-            for _ in 0..cfg.recipients {
-                link.session.rcpt(&[&cfg.recipient]);
+            &mut self.head
+        };
+        render_head(&self.shared, self.conn_number, last_rcpt, head, &mut self.to);
+        let content_len = (head.len() + self.shared.raw_body.len()) as u64;
+        link.session
+            .mail(&cfg.sender, content_len)
+            .expect("the session is idle");
+        match first {
+            Some(first) => {
+                let mut digits = [0u8; 20];
+                for n in first..first + u64::from(cfg.recipients) {
+                    let num = itoa(n, &mut digits);
+                    link.session.rcpt(&[&cfg.rcpt_local, num, &cfg.rcpt_domain]);
+                }
             }
-            self.last_rcpt = None;
+            None => {
+                for _ in 0..cfg.recipients {
+                    link.session.rcpt(&[&cfg.recipient]);
+                }
+            }
         }
         link.session.data();
         self.drive().await
@@ -209,7 +261,8 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Runs the conversation until the session is idle or closed.
+    /// Runs the conversation until the session is idle (a transaction or
+    /// QUIT may start) or closed.
     async fn drive(&mut self) -> Result<(), Error> {
         let protocol = self.shared.config.protocol;
         loop {
@@ -217,47 +270,43 @@ impl Worker<'_> {
                 return Ok(());
             };
             while let Some(event) = link.session.poll_event() {
+                if let Event::Ready(caps) = &event {
+                    self.shared.check_offered(caps);
+                }
                 on_event(&self.shared, self.stats, event)?;
             }
             if link.session.is_closed() {
                 self.link = None;
                 return Ok(());
             }
-            let sent = match link.session.poll_transmit(&mut self.out) {
-                Transmit::Command => {
-                    if self.shared.output.verbose() {
-                        let line = self.out.strip_suffix(b"\r\n").unwrap_or(&self.out);
-                        self.shared.output.info(line);
+            if link.session.is_idle() {
+                // A content still due waits for the next transaction's
+                // commands (or QUIT), to share their write.
+                return Ok(());
+            }
+            if link.session.poll_transmit(&mut self.tx) {
+                let phase = link.session.phase();
+                let sent = write_transmit(
+                    &self.shared,
+                    &mut link.conn,
+                    &self.tx,
+                    &self.head,
+                )
+                .await
+                .map_err(|f| io_error(f, phase, protocol))?;
+                if sent.contents > 0 {
+                    if let Some(next) = self.next_head.take() {
+                        self.head = next;
                     }
-                    let r = link.conn.write_all(&self.out).await;
-                    self.out.clear();
-                    r.map_err(|f| io_error(f, link.session.phase(), protocol))?;
-                    true
                 }
-                Transmit::Message => {
-                    let head = render_head(
-                        &self.shared,
-                        self.conn_number,
-                        self.last_rcpt,
-                        &mut self.head,
-                        &mut self.to,
-                    );
-                    let r = link.conn.write_message(head, &self.shared.body).await;
-                    r.map_err(|f| io_error(f, Phase::EndOfData, protocol))?;
-                    self.stats.messages_sent += 1;
-                    if self.shared.output.verbose() {
-                        self.shared.output.info(b".");
-                    }
+                self.stats.messages_sent += sent.contents;
+                for _ in 0..sent.contents {
                     self.shared.output.message_sent();
-                    true
                 }
-                Transmit::Nothing => false,
-            };
+                continue;
+            }
             if !link.session.wants_read() {
-                if sent {
-                    continue;
-                }
-                // Idle (or nothing left to do): back to the caller.
+                // Nothing to write and nothing to wait for.
                 return Ok(());
             }
             link.session
@@ -295,6 +344,90 @@ impl Worker<'_> {
     }
 }
 
+/// What a write carried.
+struct Sent {
+    /// Messages whose content went out whole (DATA content, or a last
+    /// BDAT chunk).
+    contents: u64,
+}
+
+/// Writes one [`Transmit`] in order: commands, and the message content
+/// (header block + shared body) without copying it. With `-v`, each
+/// command line is shown as it is sent and a message as ".", in the order
+/// they go out; a write that starts with a message's content is shown once
+/// written, as Postfix shows its end of data.
+async fn write_transmit(
+    shared: &Shared,
+    conn: &mut Conn<Stream>,
+    tx: &Transmit,
+    head: &[u8],
+) -> Result<Sent, IoFail> {
+    let verbose = shared.output.verbose();
+    let content_first = !matches!(tx.pieces.first(), Some(Piece::Commands(_)));
+    if verbose && !content_first {
+        show(shared, tx);
+    }
+    let mut parts: [&[u8]; 64] = [&[]; 64];
+    let mut n = 0;
+    let mut contents = 0;
+    for piece in &tx.pieces {
+        if n + 2 > parts.len() {
+            // Many small BDAT chunks: write what is gathered so far.
+            conn.write_parts(&mut parts[..n]).await?;
+            n = 0;
+        }
+        match piece {
+            Piece::Commands(r) => {
+                parts[n] = &tx.commands[r.clone()];
+                n += 1;
+            }
+            Piece::DataContent => {
+                parts[n] = head;
+                parts[n + 1] = &shared.body;
+                n += 2;
+                contents += 1;
+            }
+            Piece::Chunk(r) => {
+                let (start, end) = (r.start as usize, r.end as usize);
+                let h = head.len();
+                if start < h {
+                    parts[n] = &head[start..end.min(h)];
+                    n += 1;
+                }
+                if end > h {
+                    parts[n] = &shared.raw_body[start.max(h) - h..end - h];
+                    n += 1;
+                }
+                if end as u64 == (h + shared.raw_body.len()) as u64 {
+                    contents += 1;
+                }
+            }
+        }
+    }
+    conn.write_parts(&mut parts[..n]).await?;
+    if verbose && content_first {
+        show(shared, tx);
+    }
+    Ok(Sent { contents })
+}
+
+/// `-v`: the lines of a write.
+fn show(shared: &Shared, tx: &Transmit) {
+    for piece in &tx.pieces {
+        match piece {
+            Piece::Commands(r) => {
+                for line in tx.commands[r.clone()].split_inclusive(|&b| b == b'\n') {
+                    shared
+                        .output
+                        .info(line.strip_suffix(b"\r\n").unwrap_or(line));
+                }
+            }
+            Piece::DataContent => shared.output.info(b"."),
+            Piece::Chunk(_) => {}
+        }
+    }
+}
+
 fn io_error(f: IoFail, phase: Phase, protocol: smtp_proto::client::Protocol) -> Error {
     match f {
         IoFail::Timeout => Error::Timeout { phase, protocol },
@@ -302,19 +435,19 @@ fn io_error(f: IoFail, phase: Phase, protocol: smtp_proto::client::Protocol) -> 
     }
 }
 
-/// Writes the header block of this message into `head` (empty under -o
-/// and -F) and returns it.
-fn render_head<'a>(
+/// Writes the header block of a message into `head` (empty under -o and
+/// -F).
+fn render_head(
     shared: &Shared,
     conn_number: u32,
     last_rcpt: Option<u64>,
-    head: &'a mut BytesMut,
+    head: &mut BytesMut,
     to: &mut Vec<u8>,
-) -> &'a [u8] {
+) {
     head.clear();
     let cfg = &shared.config;
     if !cfg.headers {
-        return &head[..];
+        return;
     }
     let to_addr: &[u8] = match last_rcpt {
         Some(n) => {
@@ -342,16 +475,15 @@ fn render_head<'a>(
         subject: cfg.subject.as_deref(),
     }
     .write(head);
-    &head[..]
 }
 
 fn on_event(shared: &Shared, stats: &mut Stats, event: Event) -> Result<(), Error> {
     let protocol = shared.config.protocol;
     match event {
-        Event::Ready => {}
+        Event::Ready(_) => {}
         Event::Reply { reply, .. } => print_reply(&shared.output, &reply),
         Event::Rejected { phase, reply } => {
-            stats.rejects_by_phase[phase_index(phase)] += 1;
+            stats.rejects_by_phase[phase.index()] += 1;
             if !shared.config.tolerate_rejects {
                 return Err(Error::Rejected {
                     phase,
@@ -367,7 +499,7 @@ fn on_event(shared: &Shared, stats: &mut Stats, event: Event) -> Result<(), Erro
         }
         Event::TransactionDone(Outcome::Delivered { .. }) => stats.accepted += 1,
         Event::TransactionDone(Outcome::Rejected { phase }) => {
-            stats.failed_by_phase[phase_index(phase)] += 1;
+            stats.failed_by_phase[phase.index()] += 1;
         }
         Event::Closed(CloseReason::ServiceClosing) => stats.service_closing += 1,
         Event::Closed(_) => {}
