@@ -206,6 +206,18 @@ pub struct Cli {
     /// Delay the reply to a command: command:delay[:odds].
     #[arg(short = 'W', long = "delay", value_name = "CMD:DELAY[:ODDS]", action = ArgAction::Append, allow_hyphen_values = true)]
     pub delays: Vec<String>,
+    /// Announce CHUNKING and accept BDAT (RFC 3030); "bdat" may then be
+    /// named in -f -q -Q -r -s -W.
+    #[arg(long = "chunking")]
+    pub chunking: bool,
+    /// Announce SMTPUTF8 (RFC 6531); the dump keeps UTF-8 addresses of a
+    /// MAIL that carries SMTPUTF8.
+    #[arg(long = "smtputf8")]
+    pub smtputf8: bool,
+    /// Announce "SIZE BYTES" and answer 552 to a MAIL SIZE= or a message
+    /// larger than that.
+    #[arg(long = "size", value_name = "BYTES", allow_hyphen_values = true)]
+    pub size: Option<String>,
     /// Tokio worker threads: 0 = one thread that also accepts (the default),
     /// N > 0 = a multi-threaded runtime with N workers.
     #[arg(long = "threads", value_name = "N", default_value_t = 0)]

@@ -117,6 +117,13 @@ pub struct Config {
     pub syslog_ident: Option<String>,
     /// `--threads`.
     pub threads: usize,
+    /// `--chunking`: BDAT is accepted and CHUNKING announced.
+    pub chunking: bool,
+    /// `--smtputf8`: SMTPUTF8 is announced and UTF-8 addresses are dumped
+    /// as sent.
+    pub smtputf8: bool,
+    /// `--size`: the largest message accepted, in bytes.
+    pub size_limit: Option<u64>,
 }
 
 /// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
@@ -165,16 +172,31 @@ pub fn unescape(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Looks a command name of `-f -q -Q -r -s -W` up. "bdat" is a name only
+/// with `--chunking`: without it the sink refuses it as Postfix's does.
+fn lookup(name: &str, chunking: bool) -> Result<SinkCmd, ConfigError> {
+    SinkCmd::lookup(name.as_bytes())
+        .filter(|c| chunking || *c != SinkCmd::Bdat)
+        .ok_or_else(|| ConfigError::Fatal(format!("unknown command: {name}")))
+}
+
 /// Splits a command list on commas and white space (Postfix's
 /// CHARS_COMMA_SP) and looks each name up.
-fn commands(list: &str) -> Result<Vec<SinkCmd>, ConfigError> {
+fn commands(list: &str, chunking: bool) -> Result<Vec<SinkCmd>, ConfigError> {
     list.split([',', ' ', '\t', '\r', '\n'])
         .filter(|w| !w.is_empty())
-        .map(|w| {
-            SinkCmd::lookup(w.as_bytes())
-                .ok_or_else(|| ConfigError::Fatal(format!("unknown command: {w}")))
-        })
+        .map(|w| lookup(w, chunking))
         .collect()
+}
+
+/// `--size`: decimal digits only, more than 0 (SIZE 0 would announce "no
+/// limit", which is what leaving the option out means).
+fn size_limit(value: &str) -> Result<u64, ConfigError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && value.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ConfigError::Fatal(format!("bad size limit: {value}")))
 }
 
 /// Checks a -b/-B reply: it starts with `first` and has exactly three
@@ -314,7 +336,11 @@ impl Config {
             None => None,
         };
 
+        let size_limit = cli.size.as_deref().map(size_limit).transpose()?;
+        let chunking = cli.chunking;
+
         let mut policy = Policy::default();
+        policy.rule_mut(SinkCmd::Bdat).enabled = chunking;
         if cli.no_xclient {
             policy.rule_mut(SinkCmd::Xclient).enabled = false;
         }
@@ -322,27 +348,27 @@ impl Config {
             policy.rule_mut(SinkCmd::Xforward).enabled = false;
         }
         for list in &cli.hard {
-            for cmd in commands(list)? {
+            for cmd in commands(list, chunking)? {
                 policy.rule_mut(cmd).hard = true;
             }
         }
         for list in &cli.soft {
-            for cmd in commands(list)? {
+            for cmd in commands(list, chunking)? {
                 policy.rule_mut(cmd).soft = true;
             }
         }
         for list in &cli.drop {
-            for cmd in commands(list)? {
+            for cmd in commands(list, chunking)? {
                 policy.rule_mut(cmd).drop = true;
             }
         }
         for list in &cli.close {
-            for cmd in commands(list)? {
+            for cmd in commands(list, chunking)? {
                 policy.rule_mut(cmd).close = true;
             }
         }
         for list in &cli.syslog {
-            for cmd in commands(list)? {
+            for cmd in commands(list, chunking)? {
                 policy.rule_mut(cmd).syslog = true;
             }
         }
@@ -360,7 +386,7 @@ impl Config {
                     },
                 )
             } else {
-                parse_delay(spec)?
+                parse_delay(spec, chunking)?
             };
             policy.rule_mut(cmd).delay = delay;
         }
@@ -410,6 +436,9 @@ impl Config {
             xforward: !cli.no_xforward,
             enhanced_status_codes: !cli.no_enhanced,
             dsn: !cli.no_dsn,
+            size: size_limit,
+            smtputf8: cli.smtputf8,
+            chunking,
             soft: &soft,
             hard: &hard,
         });
@@ -463,12 +492,15 @@ impl Config {
             verbose: cli.verbose,
             syslog_ident,
             threads: cli.threads,
+            chunking,
+            smtputf8: cli.smtputf8,
+            size_limit,
         })
     }
 }
 
 /// Parses `cmd:delay[:odds]` with Postfix's checks and texts.
-fn parse_delay(spec: &str) -> Result<(SinkCmd, Delay), ConfigError> {
+fn parse_delay(spec: &str, chunking: bool) -> Result<(SinkCmd, Delay), ConfigError> {
     // mystrtok with ":" skips empty fields.
     let mut fields = spec.split(':').filter(|f| !f.is_empty());
     let (Some(cmd), Some(delay)) = (fields.next(), fields.next()) else {
@@ -484,8 +516,7 @@ fn parse_delay(spec: &str) -> Result<(SinkCmd, Delay), ConfigError> {
         let after_delay = &after_cmd[delay.len()..];
         after_delay.strip_prefix(':').unwrap_or(after_delay)
     };
-    let cmd = SinkCmd::lookup(cmd.as_bytes())
-        .ok_or_else(|| ConfigError::Fatal(format!("unknown command: {cmd}")))?;
+    let cmd = lookup(cmd, chunking)?;
     let delay = atoi(delay);
     let odds = if odds_text.is_empty() {
         0
@@ -589,6 +620,47 @@ mod tests {
         ] {
             assert_eq!(fatal(args), text, "{args:?}");
         }
+    }
+
+    #[test]
+    fn esmtp_options_and_their_errors() {
+        for (args, text) in [
+            (&["--size", "0", ":25", "1"][..], "bad size limit: 0"),
+            (&["--size", "-5", ":25", "1"], "bad size limit: -5"),
+            (&["--size", "+5", ":25", "1"], "bad size limit: +5"),
+            (&["--size", "1k", ":25", "1"], "bad size limit: 1k"),
+            (
+                &["--size", "99999999999999999999", ":25", "1"],
+                "bad size limit: 99999999999999999999",
+            ),
+            // Without --chunking "bdat" is no command name, as in Postfix.
+            (&["-f", "bdat", ":25", "1"], "unknown command: bdat"),
+            (&["-s", "mail,BDAT", ":25", "1"], "unknown command: BDAT"),
+            (&["-W", "bdat:1", ":25", "1"], "unknown command: bdat"),
+        ] {
+            assert_eq!(fatal(args), text, "{args:?}");
+        }
+        let c = cfg(&[":25", "1"]).expect("valid");
+        assert!(!c.chunking && !c.smtputf8 && c.size_limit.is_none());
+        assert!(c.policy.enabled(b"bdat").is_none());
+        let c = cfg(&[
+            "-f",
+            "bdat",
+            "-W",
+            "bdat:2",
+            "--chunking",
+            "--smtputf8",
+            "--size",
+            "1048576",
+            ":25",
+            "1",
+        ])
+        .expect("valid");
+        assert!(c.chunking && c.smtputf8);
+        assert_eq!(c.size_limit, Some(1_048_576));
+        assert_eq!(c.policy.enabled(b"BDAT"), Some(SinkCmd::Bdat));
+        assert!(c.policy.rule(SinkCmd::Bdat).hard);
+        assert_eq!(c.policy.rule(SinkCmd::Bdat).delay.seconds, 2);
     }
 
     #[test]

@@ -10,16 +10,23 @@
 //! docs/smtp-sink.md: a delayed reply stops the processing of pipelined
 //! input until it is sent (Postfix answers out of order and loses one), a
 //! dump failure gives 451 instead of killing the process.
+//!
+//! The ESMTP additions are opt-in (`--chunking`, `--smtputf8`, `--size`);
+//! without them not a byte of output changes. A BDAT chunk is streamed:
+//! its bytes are counted off the read buffer (and dumped) as they arrive,
+//! so a client announcing gigabytes costs no more memory than one read.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use memchr::memchr;
 use rand::rngs::SmallRng;
 use rand::RngCore;
-use smtp_proto::{CommandParser, DataDecoder, DataEvent, DataMode, Limits};
+use smtp_proto::{
+    BdatArgs, Command, CommandParser, DataDecoder, DataEvent, DataMode, Limits, Verb,
+};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -47,6 +54,50 @@ pub enum Step {
     Close,
     /// `-M` reached: the process exits once the output is sent.
     Exit,
+}
+
+/// How the end of a message is answered (before `-f .`/`-r .` apply).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum EndOfData {
+    /// 250 (per recipient under LMTP).
+    #[default]
+    Ok,
+    /// The dump failed: 451.
+    DumpFailed,
+    /// `--size` was exceeded: 552.
+    TooBig,
+}
+
+/// A BDAT chunk whose bytes are being read.
+#[derive(Debug, Clone)]
+struct Chunk {
+    /// Bytes of the chunk still to come.
+    remaining: u64,
+    /// What its end brings.
+    end: ChunkEnd,
+    /// `-W bdat:...`: seconds to hold the reply back once the chunk is read.
+    delay: u32,
+}
+
+/// What the end of a BDAT chunk brings. It is decided when the BDAT line
+/// arrives, as the transaction cannot change while the chunk is read.
+#[derive(Debug, Clone)]
+enum ChunkEnd {
+    /// Refused (`-f`, `-r`, 503): this reply; the content was discarded.
+    Refused(Bytes),
+    /// Accepted, more chunks to come: `250 2.0.0 Ok: <size> bytes`.
+    More(u64),
+    /// The LAST chunk: the end of the message, answered as "." is.
+    Last,
+}
+
+/// A reply that a [`Step::Delay`] holds back.
+#[derive(Debug)]
+enum Held {
+    /// A command's reply (the arguments as received).
+    Reply(SinkCmd, Bytes),
+    /// The reply at the end of a BDAT chunk.
+    ChunkEnd(ChunkEnd),
 }
 
 /// A dump transaction in progress.
@@ -77,9 +128,22 @@ pub struct Conversation<D: DumpSink> {
     client: ClientAddr,
     dump: Option<D>,
     txn: Option<Txn>,
-    /// The last end of data could not be dumped.
-    dot_failed: bool,
-    delayed: Option<(SinkCmd, Bytes)>,
+    /// How the last end of data is answered.
+    dot_outcome: EndOfData,
+    /// `--chunking`: a BDAT chunk is being read.
+    chunk: Option<Chunk>,
+    /// `--chunking`: this transaction has accepted a BDAT chunk, so DATA is
+    /// refused and the Received header, `-A` and `-H` are behind it.
+    bdat: bool,
+    /// `--size`: message bytes received so far (unstuffed, CRLF included,
+    /// as RFC 1870 counts them).
+    content_bytes: u64,
+    /// `--size`: `content_bytes` went past the limit.
+    too_big: bool,
+    /// `--smtputf8` and the MAIL carried SMTPUTF8: the dump keeps UTF-8
+    /// in the MAIL and RCPT arguments.
+    utf8: bool,
+    delayed: Option<Held>,
     exit_pending: bool,
     out: BytesMut,
     rng: SmallRng,
@@ -106,6 +170,14 @@ pub fn printable(args: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
+/// [`printable`] as `Bytes`, without a copy when nothing changes.
+fn shown(args: &Bytes) -> Bytes {
+    match printable(args) {
+        Cow::Borrowed(_) => args.clone(),
+        Cow::Owned(v) => Bytes::from(v),
+    }
+}
+
 /// Cuts at the first NUL, as Postfix's C strings end there.
 fn c_str(b: &Bytes) -> Bytes {
     match memchr(0, b) {
@@ -124,7 +196,8 @@ impl<D: DumpSink> Conversation<D> {
         rng: SmallRng,
         syslog: Option<SyslogHook>,
     ) -> Self {
-        let mode = if dump.is_some() {
+        // --size counts the unstuffed content, which only Unstuff yields.
+        let mode = if dump.is_some() || cfg.size_limit.is_some() {
             DataMode::Unstuff
         } else {
             DataMode::CountOnly
@@ -141,7 +214,12 @@ impl<D: DumpSink> Conversation<D> {
             client,
             dump,
             txn: None,
-            dot_failed: false,
+            dot_outcome: EndOfData::Ok,
+            chunk: None,
+            bdat: false,
+            content_bytes: 0,
+            too_big: false,
+            utf8: false,
             delayed: None,
             exit_pending: false,
             out: BytesMut::new(),
@@ -157,10 +235,10 @@ impl<D: DumpSink> Conversation<D> {
         &mut self.out
     }
 
-    /// Whether the conversation is inside DATA (the shell reads bigger
-    /// chunks then).
+    /// Whether the conversation is inside DATA or a BDAT chunk (the shell
+    /// reads bigger chunks then).
     pub fn in_data(&self) -> bool {
-        self.in_data
+        self.in_data || self.chunk.is_some()
     }
 
     /// The connection opened: the `connect` pseudo-command (greeting).
@@ -175,6 +253,12 @@ impl<D: DumpSink> Conversation<D> {
         loop {
             if self.in_data {
                 if let Some(step) = self.data(buf, now) {
+                    return step;
+                }
+                continue;
+            }
+            if self.chunk.is_some() {
+                if let Some(step) = self.chunk_data(buf, now) {
                     return step;
                 }
                 continue;
@@ -196,17 +280,19 @@ impl<D: DumpSink> Conversation<D> {
 
     /// Sends the reply that a [`Step::Delay`] held back.
     pub fn resume(&mut self, now: i64) -> Step {
-        let Some((cmd, args)) = self.delayed.take() else {
-            return Step::Read;
+        let step = match self.delayed.take() {
+            None => return Step::Read,
+            Some(Held::Reply(cmd, args)) => self.respond(cmd, &args, now),
+            Some(Held::ChunkEnd(end)) => self.chunk_end(end, now),
         };
-        let step = self.respond(cmd, &args, now);
-        if self.exit_pending {
+        // A LAST chunk may still have a delayed "." reply to come.
+        if self.exit_pending && !matches!(step, Some(Step::Delay(_))) {
             return Step::Exit;
         }
         step.unwrap_or(Step::Read)
     }
 
-    /// `-A`: the premature reply after 354.
+    /// `-A`: the premature reply after 354 (or at the first BDAT).
     pub fn abort_data(&mut self) {
         self.out.put_slice(replies::ABORT);
     }
@@ -224,29 +310,171 @@ impl<D: DumpSink> Conversation<D> {
             match self.decoder.parse(buf) {
                 Ok(None) => return Some(Step::Read),
                 Ok(Some(DataEvent::Skipped(_))) => {}
-                Ok(Some(DataEvent::Chunk(chunk))) => self.dump_write_data(&chunk),
+                Ok(Some(DataEvent::Chunk(chunk))) => self.content(&chunk),
                 Ok(Some(DataEvent::End)) => break,
                 Err(never) => match never {},
             }
         }
         self.in_data = false;
+        self.end_of_message(true, now)
+    }
+
+    /// The end of a message, after "." (`typed_dot`, which `-v` logs as
+    /// the command line it is) or a LAST chunk: returns `None` when
+    /// command reading goes on.
+    fn end_of_message(&mut self, typed_dot: bool, now: i64) -> Option<Step> {
         // Postfix finishes the dump, resets the transaction and counts the
-        // message, then handles "." as a command.
-        self.dot_failed = false;
+        // message, then handles "." as a command. An oversized message
+        // was dropped from the dump when it went past the limit; it is
+        // still counted, as `-c` and `-M` count every message that arrived
+        // (a `-f .` or a failed dump does not uncount one either).
+        self.dot_outcome = EndOfData::Ok;
         if let Some(txn) = self.txn.take() {
-            self.dot_failed = txn.failed || self.dump_finish().is_err();
+            if txn.failed || self.dump_finish().is_err() {
+                self.dot_outcome = EndOfData::DumpFailed;
+            }
+        }
+        if self.too_big {
+            self.dot_outcome = EndOfData::TooBig;
         }
         self.in_mail = false;
+        self.new_message();
         if self.stats.message() == MessageOutcome::Exit {
             self.exit_pending = true;
         }
-        if self.cfg.verbose > 0 {
+        if typed_dot && self.cfg.verbose > 0 {
             info!(".");
         }
         let step = self.dispatch(SinkCmd::Dot, b".", Bytes::new(), now);
         if self.exit_pending && !matches!(step, Some(Step::Delay(_))) {
             return Some(Step::Exit);
         }
+        step
+    }
+
+    /// Forgets the content state of the message: BDAT seen, size counted.
+    fn new_message(&mut self) {
+        self.bdat = false;
+        self.content_bytes = 0;
+        self.too_big = false;
+    }
+
+    /// Message content (unstuffed DATA, or BDAT chunk bytes as sent):
+    /// counted against `--size`, then dumped without its CRs.
+    fn content(&mut self, data: &[u8]) {
+        if let Some(limit) = self.cfg.size_limit {
+            let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+            self.content_bytes = self.content_bytes.saturating_add(len);
+            if self.content_bytes > limit && !self.too_big {
+                // This message will get 552 and no record: drop the record
+                // now rather than keep writing a message of any size.
+                self.too_big = true;
+                self.dump_drop();
+            }
+        }
+        if !self.too_big {
+            self.dump_write_data(data);
+        }
+    }
+
+    /// Bytes of the BDAT chunk being read, off the front of `buf`: never
+    /// more than the chunk has left, and nothing is kept (the dump gets
+    /// them at once). Returns `None` once the chunk has been answered and
+    /// command reading goes on.
+    fn chunk_data(&mut self, buf: &mut BytesMut, now: i64) -> Option<Step> {
+        let chunk = self.chunk.as_mut()?;
+        let n = usize::try_from(chunk.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let taken = u64::try_from(n).unwrap_or(u64::MAX);
+        chunk.remaining = chunk.remaining.saturating_sub(taken);
+        let keep = !matches!(chunk.end, ChunkEnd::Refused(_));
+        let done = chunk.remaining == 0;
+        if keep && n > 0 {
+            self.content(&buf[..n]);
+        }
+        buf.advance(n);
+        if !done {
+            return Some(Step::Read);
+        }
+        let chunk = self.chunk.take()?;
+        if chunk.delay > 0 {
+            self.delayed = Some(Held::ChunkEnd(chunk.end));
+            return Some(Step::Delay(Duration::from_secs(u64::from(chunk.delay))));
+        }
+        self.chunk_end(chunk.end, now)
+    }
+
+    /// The reply once a chunk has been read.
+    fn chunk_end(&mut self, end: ChunkEnd, now: i64) -> Option<Step> {
+        match end {
+            ChunkEnd::Refused(reply) => {
+                self.out.put_slice(&reply);
+                None
+            }
+            ChunkEnd::More(size) => {
+                replies::chunk_ok(size, &mut self.out);
+                None
+            }
+            ChunkEnd::Last => self.end_of_message(false, now),
+        }
+    }
+
+    /// BDAT (`--chunking`): decides now what its chunk brings; the reply
+    /// follows once the chunk has been read, even when it is an error,
+    /// because the chunk's bytes are on their way regardless (RFC 3030).
+    fn bdat(&mut self, args: &Bytes, action: Action) -> Option<Step> {
+        match action {
+            Action::Drop => return Some(Step::Close),
+            Action::Close421 => {
+                self.out.put_slice(replies::CLOSING);
+                return Some(Step::Close);
+            }
+            Action::Hard | Action::Soft | Action::Delay(_) | Action::Normal => {}
+        }
+        let cmd = Command {
+            verb: Verb::Bdat,
+            name: Bytes::from_static(b"BDAT"),
+            args: args.clone(),
+        };
+        let Ok(BdatArgs { size, last }) = cmd.bdat() else {
+            // Without a size nobody knows where the chunk ends, so the
+            // input cannot be read as commands again.
+            self.out.put_slice(replies::BDAT_SYNTAX);
+            return Some(Step::Close);
+        };
+        let refused = |reply: &'static [u8]| ChunkEnd::Refused(Bytes::from_static(reply));
+        let end = match action {
+            Action::Hard => ChunkEnd::Refused(self.cfg.replies.hard.clone()),
+            Action::Soft => ChunkEnd::Refused(self.cfg.replies.soft.clone()),
+            _ if !self.in_mail => refused(replies::NEED_MAIL),
+            _ if self.rcpts <= 0 => refused(replies::NEED_RCPT),
+            _ if last => ChunkEnd::Last,
+            _ => ChunkEnd::More(size),
+        };
+        let delay = match action {
+            Action::Delay(secs) => secs,
+            _ => 0,
+        };
+        let mut step = None;
+        if !matches!(end, ChunkEnd::Refused(_)) && !self.bdat {
+            // The first chunk of a transaction stands where DATA's 354
+            // does: the Received header goes first, and -A and -H act.
+            self.bdat = true;
+            self.write_received();
+            if let Some(secs) = self.cfg.abort_delay {
+                return Some(Step::Abort(Duration::from_secs(u64::from(secs))));
+            }
+            if self.cfg.data_read_delay > 0 {
+                let secs = u64::from(self.cfg.data_read_delay);
+                step = Some(Step::Stall(Duration::from_secs(secs)));
+            }
+        }
+        self.chunk = Some(Chunk {
+            remaining: size,
+            end,
+            delay,
+        });
         step
     }
 
@@ -276,10 +504,9 @@ impl<D: DumpSink> Conversation<D> {
             self.out.put_slice(replies::UNKNOWN);
             return None;
         };
-        let args = match printable(&args) {
-            Cow::Borrowed(_) => args,
-            Cow::Owned(v) => Bytes::from(v),
-        };
+        // The arguments go on as received; each use censors them as it
+        // needs (printable() for logs and the dump, UTF-8 kept for a
+        // --smtputf8 transaction's dump).
         self.dispatch(cmd, &name, args, now)
     }
 
@@ -288,16 +515,23 @@ impl<D: DumpSink> Conversation<D> {
         let rule = *self.cfg.policy.rule(cmd);
         if rule.syslog {
             if let Some(log) = &self.syslog {
-                let mut line = Vec::with_capacity(typed.len() + 1 + args.len().min(100));
+                let shown = printable(&args);
+                let mut line = Vec::with_capacity(typed.len() + 1 + shown.len().min(100));
                 line.extend_from_slice(typed);
                 line.push(b' ');
-                line.extend_from_slice(&args[..args.len().min(100)]);
+                line.extend_from_slice(&shown[..shown.len().min(100)]);
                 log(&line);
             }
         }
-        let rng = &mut self.rng;
-        let mut draw = || ((u64::from(rng.next_u32()) * 100) >> 32) as u32;
-        match self.cfg.policy.decide(cmd, &mut draw) {
+        let action = {
+            let rng = &mut self.rng;
+            let mut draw = || ((u64::from(rng.next_u32()) * 100) >> 32) as u32;
+            self.cfg.policy.decide(cmd, &mut draw)
+        };
+        if cmd == SinkCmd::Bdat {
+            return self.bdat(&args, action);
+        }
+        match action {
             Action::Drop => Some(Step::Close),
             Action::Close421 => {
                 self.out.put_slice(replies::CLOSING);
@@ -315,7 +549,7 @@ impl<D: DumpSink> Conversation<D> {
             }
             Action::Delay(0) | Action::Normal => self.respond(cmd, &args, now),
             Action::Delay(secs) => {
-                self.delayed = Some((cmd, args));
+                self.delayed = Some(Held::Reply(cmd, args));
                 Some(Step::Delay(Duration::from_secs(u64::from(secs))))
             }
         }
@@ -355,8 +589,9 @@ impl<D: DumpSink> Conversation<D> {
                     self.out.put_slice(&self.cfg.replies.ehlo);
                 }
                 if self.dump.is_some() {
-                    let skip = args.iter().take_while(|b| dump::is_c_space(**b)).count();
-                    self.helo_args = Some(args.slice(skip..));
+                    let shown = shown(args);
+                    let skip = shown.iter().take_while(|b| dump::is_c_space(**b)).count();
+                    self.helo_args = Some(shown.slice(skip..));
                 }
             }
             SinkCmd::Xclient
@@ -371,8 +606,15 @@ impl<D: DumpSink> Conversation<D> {
                     self.out.put_slice(replies::NESTED_MAIL);
                     return None;
                 }
+                let (declared, utf8) = self.mail_params(args);
+                if matches!((declared, self.cfg.size_limit), (Some(d), Some(l)) if d > l) {
+                    self.out.put_slice(replies::TOO_BIG);
+                    return None;
+                }
                 self.in_mail = true;
                 self.rcpts = 0;
+                self.new_message();
+                self.utf8 = utf8;
                 self.out.put_slice(replies::MAIL_OK);
                 self.dump_begin(args, now);
             }
@@ -384,7 +626,7 @@ impl<D: DumpSink> Conversation<D> {
                 self.rcpts = self.rcpts.saturating_add(1);
                 self.out.put_slice(replies::RCPT_OK);
                 if self.txn.is_some() {
-                    let line = dump::rcpt_line(args);
+                    let line = dump::rcpt_line(&self.dump_args(args));
                     self.dump_write(&line);
                 }
             }
@@ -393,18 +635,13 @@ impl<D: DumpSink> Conversation<D> {
                     self.out.put_slice(replies::NEED_RCPT);
                     return None;
                 }
-                self.out.put_slice(replies::DATA_GO);
-                if let Some(txn) = self.txn {
-                    let received = dump::received(
-                        &self.client,
-                        self.helo_args.as_deref(),
-                        &self.cfg.hostname,
-                        self.proto,
-                        txn.id,
-                        txn.mail_time,
-                    );
-                    self.dump_write(&received);
+                if self.bdat {
+                    // RFC 3030: a message goes by DATA or by BDAT, not both.
+                    self.out.put_slice(replies::DATA_AFTER_BDAT);
+                    return None;
                 }
+                self.out.put_slice(replies::DATA_GO);
+                self.write_received();
                 if let Some(secs) = self.cfg.abort_delay {
                     return Some(Step::Abort(Duration::from_secs(u64::from(secs))));
                 }
@@ -416,11 +653,11 @@ impl<D: DumpSink> Conversation<D> {
                 }
             }
             SinkCmd::Dot => {
-                let failed = std::mem::take(&mut self.dot_failed);
-                let ok = match (failed, self.cfg.lmtp) {
-                    (true, _) => replies::DUMP_FAILED,
-                    (false, true) => replies::LMTP_OK,
-                    (false, false) => replies::OK,
+                let ok = match (std::mem::take(&mut self.dot_outcome), self.cfg.lmtp) {
+                    (EndOfData::TooBig, _) => replies::TOO_BIG,
+                    (EndOfData::DumpFailed, _) => replies::DUMP_FAILED,
+                    (EndOfData::Ok, true) => replies::LMTP_OK,
+                    (EndOfData::Ok, false) => replies::OK,
                 };
                 if self.cfg.lmtp {
                     while self.count_down_rcpt() {
@@ -439,18 +676,79 @@ impl<D: DumpSink> Conversation<D> {
                 self.stats.quit();
                 return Some(Step::Close);
             }
+            // Answered when its chunk has been read (`bdat`, `chunk_end`),
+            // never from here.
+            SinkCmd::Bdat => {}
         }
         None
+    }
+
+    /// The SIZE= value and whether SMTPUTF8 is among the MAIL parameters,
+    /// looked for only when `--size` or `--smtputf8` needs them. A MAIL
+    /// that does not parse, or a SIZE= that is not a number, counts as
+    /// having neither, since the sink accepts any MAIL; a number too large
+    /// for u64 is over any limit.
+    fn mail_params(&self, args: &Bytes) -> (Option<u64>, bool) {
+        if self.cfg.size_limit.is_none() && !self.cfg.smtputf8 {
+            return (None, false);
+        }
+        let cmd = Command {
+            verb: Verb::Mail,
+            name: Bytes::from_static(b"MAIL"),
+            args: args.clone(),
+        };
+        let Ok(from) = cmd.mail_from() else {
+            return (None, false);
+        };
+        let size = from
+            .params
+            .get("SIZE")
+            .flatten()
+            .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+            .map(|v| {
+                std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(u64::MAX)
+            });
+        let utf8 = self.cfg.smtputf8 && from.params.get("SMTPUTF8").is_some();
+        (size, utf8)
+    }
+
+    /// MAIL and RCPT arguments as the dump writes them.
+    fn dump_args<'a>(&self, args: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.utf8 {
+            dump::printable_utf8(args)
+        } else {
+            printable(args)
+        }
     }
 
     /// Postfix's mail_cmd_reset: leaves the transaction (not the rcpt
     /// counter) and drops an unfinished dump.
     fn mail_reset(&mut self) {
         self.in_mail = false;
+        self.new_message();
         if self.txn.take().is_some() {
             if let Some(d) = &mut self.dump {
                 d.abort();
             }
+        }
+    }
+
+    /// The Received header, where the message content starts (at 354, or
+    /// at the first BDAT chunk).
+    fn write_received(&mut self) {
+        if let Some(txn) = self.txn {
+            let received = dump::received(
+                &self.client,
+                self.helo_args.as_deref(),
+                &self.cfg.hostname,
+                self.proto,
+                txn.id,
+                txn.mail_time,
+            );
+            self.dump_write(&received);
         }
     }
 
@@ -468,12 +766,17 @@ impl<D: DumpSink> Conversation<D> {
                     .dump
                     .as_ref()
                     .and_then(|d| d.start_string.as_deref());
+                let shown = if self.utf8 {
+                    dump::printable_utf8(args)
+                } else {
+                    printable(args)
+                };
                 let head = dump::head(
                     start,
                     &self.client,
                     self.proto,
                     self.helo_args.as_deref(),
-                    args,
+                    &shown,
                 );
                 self.dump_write(&head);
             }
@@ -513,6 +816,17 @@ impl<D: DumpSink> Conversation<D> {
             warn!("dump file write: {e}");
             txn.failed = true;
             d.abort();
+        }
+    }
+
+    /// Drops the record of this transaction (`--size` exceeded); the end
+    /// of data then gets 552, not 451.
+    fn dump_drop(&mut self) {
+        if let (Some(txn), Some(d)) = (&mut self.txn, &mut self.dump) {
+            if !txn.failed {
+                txn.failed = true;
+                d.abort();
+            }
         }
     }
 
@@ -1001,6 +1315,568 @@ Subject: hi\n\n.dot\nbarecr\n\n",
         (out, records, step != Step::Read)
     }
 
+    const MAIL_OK: &str = "250 2.1.0 Ok\r\n";
+    const RCPT_OK: &str = "250 2.1.5 Ok\r\n";
+    const OK: &str = "250 2.0.0 Ok\r\n";
+    const NEED_MAIL: &str = "503 5.5.1 Error: need MAIL command\r\n";
+    const NEED_RCPT: &str = "503 5.5.1 Error: need RCPT command\r\n";
+    const SYNTAX: &str = "501 5.5.4 Syntax: BDAT size [LAST]\r\n";
+    const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed limit\r\n";
+    const DATA_GO: &str = "354 End data with <CR><LF>.<CR><LF>\r\n";
+
+    /// The records a conversation has committed so far.
+    fn records(c: &Conversation<MemDump>) -> Vec<Vec<u8>> {
+        c.dump
+            .as_ref()
+            .map(|d| d.records.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn bdat_sequencing_and_replies() {
+        let ch: &[&str] = &["--chunking"];
+        // (options, input, replies after the greeting, last step)
+        let table: &[(&[&str], &str, String, Step)] = &[
+            // Without MAIL or RCPT the chunk is refused but still read: the
+            // "NOOP\r\n" inside it is not a command.
+            (
+                ch,
+                "BDAT 6\r\nNOOP\r\nNOOP\r\n",
+                format!("{NEED_MAIL}{OK}"),
+                Step::Read,
+            ),
+            (
+                ch,
+                "MAIL FROM:<a>\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n",
+                format!("{MAIL_OK}{NEED_RCPT}{OK}"),
+                Step::Read,
+            ),
+            // Chunks, an empty one, then LAST; the transaction is then over.
+            (
+                ch,
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 3\r\nabcBDAT 0\r\nBDAT 2 LAST\r\nde\
+                 RCPT TO:<b>\r\nBDAT 1\r\nx",
+                format!(
+                    "{MAIL_OK}{RCPT_OK}250 2.0.0 Ok: 3 bytes\r\n250 2.0.0 Ok: 0 bytes\r\n{OK}\
+                     {NEED_MAIL}{NEED_MAIL}"
+                ),
+                Step::Read,
+            ),
+            (
+                ch,
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 0 LAST\r\nNOOP\r\n",
+                format!("{MAIL_OK}{RCPT_OK}{OK}{OK}"),
+                Step::Read,
+            ),
+            // LAST in any case, blanks around the arguments.
+            (
+                ch,
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nbdat \t2  lAsT \r\nxy",
+                format!("{MAIL_OK}{RCPT_OK}{OK}"),
+                Step::Read,
+            ),
+            // DATA inside a BDAT transaction is refused; the transaction
+            // goes on, and DATA works again in the next one.
+            (
+                ch,
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 1\r\nxDATA\r\nBDAT 1 LAST\r\ny\
+                 MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\n",
+                format!(
+                    "{MAIL_OK}{RCPT_OK}250 2.0.0 Ok: 1 bytes\r\n503 5.5.1 Error: DATA after BDAT\r\n\
+                     {OK}{MAIL_OK}{RCPT_OK}{DATA_GO}{OK}"
+                ),
+                Step::Read,
+            ),
+            // RSET ends the transaction half-way.
+            (
+                ch,
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 1\r\nxRSET\r\nBDAT 1 LAST\r\ny",
+                format!("{MAIL_OK}{RCPT_OK}250 2.0.0 Ok: 1 bytes\r\n250 2.1.0 Ok\r\n{NEED_MAIL}"),
+                Step::Read,
+            ),
+            // A chunk that is not complete yet is not answered yet.
+            (
+                ch,
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 10 LAST\r\n123456789",
+                format!("{MAIL_OK}{RCPT_OK}"),
+                Step::Read,
+            ),
+            // Malformed arguments: 501, and the session ends there.
+            (ch, "BDAT\r\nNOOP\r\n", SYNTAX.to_owned(), Step::Close),
+            (ch, "BDAT x\r\nNOOP\r\n", SYNTAX.to_owned(), Step::Close),
+            (ch, "BDAT +1\r\n", SYNTAX.to_owned(), Step::Close),
+            (ch, "BDAT -1\r\n", SYNTAX.to_owned(), Step::Close),
+            (ch, "BDAT 1 FIRST\r\n", SYNTAX.to_owned(), Step::Close),
+            (ch, "BDAT 1 LAST x\r\n", SYNTAX.to_owned(), Step::Close),
+            (
+                ch,
+                "BDAT 123456789012345678901234567890\r\n",
+                SYNTAX.to_owned(),
+                Step::Close,
+            ),
+            // Without --chunking BDAT is unknown, and what follows is read
+            // as commands, as today.
+            (
+                &[],
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 6 LAST\r\nNOOP\r\n",
+                format!("{MAIL_OK}{RCPT_OK}500 5.5.1 Error: unknown command\r\n{OK}"),
+                Step::Read,
+            ),
+            // -f/-r: the chunk is read and refused, with no side effect:
+            // the transaction is still open for DATA.
+            (
+                &["--chunking", "-f", "bdat"],
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 6 LAST\r\nNOOP\r\nDATA\r\n.\r\n",
+                format!("{MAIL_OK}{RCPT_OK}500 5.3.0 Error: command failed\r\n{DATA_GO}{OK}"),
+                Step::Read,
+            ),
+            (
+                &["--chunking", "-r", "BDAT", "-b", "451 4.3.2 later"],
+                "BDAT 2\r\nxy",
+                "451 4.3.2 later\r\n".to_owned(),
+                Step::Read,
+            ),
+            // -q and -Q act at once, without waiting for the chunk.
+            (
+                &["--chunking", "-q", "bdat"],
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 100\r\n",
+                format!("{MAIL_OK}{RCPT_OK}"),
+                Step::Close,
+            ),
+            (
+                &["--chunking", "-Q", "bdat"],
+                "BDAT 100\r\n",
+                "421 4.0.0 Server closing connection\r\n".to_owned(),
+                Step::Close,
+            ),
+            // The LAST chunk is answered as "." is, "." rules included.
+            (
+                &["--chunking", "-f", "."],
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 1\r\nxBDAT 1 LAST\r\ny",
+                format!("{MAIL_OK}{RCPT_OK}250 2.0.0 Ok: 1 bytes\r\n500 5.3.0 Error: command failed\r\n"),
+                Step::Read,
+            ),
+            (
+                &["--chunking", "-q", "."],
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 1 LAST\r\nyNOOP\r\n",
+                format!("{MAIL_OK}{RCPT_OK}"),
+                Step::Close,
+            ),
+        ];
+        for (args, input, want, step) in table {
+            let (out, got_step) = run(&mut conv(args), input.as_bytes());
+            assert_eq!(
+                (out.as_str(), got_step),
+                (format!("{GREET}{want}").as_str(), *step),
+                "{args:?} {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bdat_is_in_data_until_its_chunk_is_read() {
+        let mut c = conv(&["--chunking"]);
+        let (_, step) = run(&mut c, b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 5 LAST\r\nab");
+        assert_eq!(step, Step::Read);
+        assert!(c.in_data(), "the shell must read 64 KiB at a time");
+        let mut buf = BytesMut::from(&b"cde"[..]);
+        assert_eq!(c.input(&mut buf, 0), Step::Read);
+        assert!(!c.in_data());
+        assert_eq!(&c.output().split()[..], OK.as_bytes());
+    }
+
+    #[test]
+    fn a_huge_chunk_is_streamed_not_buffered() {
+        // 1 GiB announced, fed in 64 KiB reads: each read is used up at
+        // once, so the buffer never grows past one read.
+        let mut c = conv(&["--chunking", "--size", "2000000000"]);
+        let (_, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 1073741824 LAST\r\n",
+        );
+        assert_eq!(step, Step::Read);
+        let piece = vec![b'x'; 64 * 1024];
+        let mut buf = BytesMut::with_capacity(piece.len());
+        for _ in 0..(1 << 14) {
+            assert!(c.in_data());
+            buf.extend_from_slice(&piece);
+            assert_eq!(c.input(&mut buf, 0), Step::Read);
+            assert!(buf.is_empty());
+            assert!(buf.capacity() <= 2 * piece.len(), "{}", buf.capacity());
+        }
+        assert!(!c.in_data());
+        assert_eq!(&c.output().split()[..], OK.as_bytes());
+    }
+
+    #[test]
+    fn bdat_delays_abort_and_stall() {
+        // -W bdat: the reply waits, after the chunk has been read.
+        let mut c = conv(&["--chunking", "-W", "bdat:2"]);
+        let (out, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 3\r\nabcNOOP\r\n",
+        );
+        assert_eq!(out, format!("{GREET}{MAIL_OK}{RCPT_OK}"));
+        assert_eq!(step, Step::Delay(Duration::from_secs(2)));
+        assert_eq!(c.resume(0), Step::Read);
+        let mut rest = BytesMut::from(&b"NOOP\r\n"[..]);
+        assert_eq!(c.input(&mut rest, 0), Step::Read);
+        assert_eq!(
+            &c.output().split()[..],
+            format!("250 2.0.0 Ok: 3 bytes\r\n{OK}").as_bytes()
+        );
+        // A delayed LAST chunk, then a delayed "." reply, then -M's exit.
+        let mut c = conv(&["--chunking", "-W", "bdat:1", "-W", ".:3", "-M", "1"]);
+        let (_, step) = run(&mut c, b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 0 LAST\r\n");
+        assert_eq!(step, Step::Delay(Duration::from_secs(1)));
+        assert_eq!(c.resume(0), Step::Delay(Duration::from_secs(3)));
+        assert!(c.output().is_empty());
+        assert_eq!(c.resume(0), Step::Exit);
+        assert_eq!(&c.output().split()[..], OK.as_bytes());
+        // -A acts at the first accepted chunk, before reading it.
+        let mut c = conv(&["--chunking", "-A", "3", "-d", "x"]);
+        let (out, step) = run(
+            &mut c,
+            b"BDAT 1\r\nxMAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 2\r\nxy",
+        );
+        assert_eq!(out, format!("{GREET}{NEED_MAIL}{MAIL_OK}{RCPT_OK}"));
+        assert_eq!(step, Step::Abort(Duration::from_secs(3)));
+        c.abort_data();
+        assert_eq!(&c.output().split()[..], b"550 This violates SMTP\r\n");
+        c.close();
+        assert!(records(&c).is_empty());
+        // -H stalls before the first chunk's data, not before later ones.
+        let mut c = conv(&["--chunking", "-H", "2"]);
+        let (out, step) = run(&mut c, b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 2\r\nxy");
+        assert_eq!(out, format!("{GREET}{MAIL_OK}{RCPT_OK}"));
+        assert_eq!(step, Step::Stall(Duration::from_secs(2)));
+        let mut rest = BytesMut::from(&b"xyBDAT 1 LAST\r\nz"[..]);
+        assert_eq!(c.input(&mut rest, 0), Step::Read);
+        assert_eq!(
+            &c.output().split()[..],
+            format!("250 2.0.0 Ok: 2 bytes\r\n{OK}").as_bytes()
+        );
+    }
+
+    #[test]
+    fn bdat_last_ends_the_message_like_end_of_data() {
+        let mut c = conv(&["--chunking", "-M", "1", "-d", "x"]);
+        let (out, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 3 LAST\r\nabcNOOP\r\n",
+        );
+        assert_eq!(out, format!("{GREET}{MAIL_OK}{RCPT_OK}{OK}"));
+        assert_eq!(step, Step::Exit);
+        assert_eq!(records(&c).len(), 1);
+        // A failed dump: 451 at the end, as for DATA.
+        let mut c = conv(&["--chunking", "-d", "x"]);
+        c.dump.as_mut().expect("dump").fail_writes = true;
+        let (out, _) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 1\r\nxBDAT 1 LAST\r\ny",
+        );
+        assert!(
+            out.ends_with("250 2.0.0 Ok: 1 bytes\r\n451 4.3.0 Error: dump file write failed\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn lmtp_bdat_last_is_answered_once_per_recipient() {
+        let lmtp_ok = "250 2.2.0 Ok\r\n";
+        let input = "LHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nRCPT TO:<d>\r\n\
+                     BDAT 2\r\nxyBDAT 1 LAST\r\nz";
+        let out = replies(&["-L", "--chunking"], input);
+        assert!(
+            out.ends_with(&format!(
+                "{RCPT_OK}250 2.0.0 Ok: 2 bytes\r\n{}",
+                lmtp_ok.repeat(3)
+            )),
+            "{out}"
+        );
+        let out = replies(&["-L", "--chunking", "--size", "2"], input);
+        assert!(
+            out.ends_with(&format!("250 2.0.0 Ok: 2 bytes\r\n{}", TOO_BIG.repeat(3))),
+            "{out}"
+        );
+        let out = replies(&["-L", "--chunking", "-r", "."], input);
+        assert!(
+            out.ends_with(&"450 4.3.0 Error: command failed\r\n".repeat(3)),
+            "{out}"
+        );
+        // A refused LAST chunk is one reply.
+        let out = replies(&["-L", "--chunking", "-f", "bdat"], input);
+        assert!(
+            out.ends_with(&format!(
+                "{RCPT_OK}{}",
+                "500 5.3.0 Error: command failed\r\n".repeat(2)
+            )),
+            "{out}"
+        );
+    }
+
+    /// A pipelined batch with chunks that look like commands and end
+    /// markers, a chunk split by a CR, a refused chunk, and two messages.
+    fn bdat_batch() -> Vec<u8> {
+        let mut input = b"EHLO x\r\nBDAT 4\r\nRSETMAIL FROM:<a>\r\nRCPT TO:<b>\r\n".to_vec();
+        for (chunk, last) in [
+            (&b"BDAT 3\r\n\r\n.\r\nQUIT\r\n\r"[..], false),
+            (b"", false),
+            (b"\nline\r\n..two dots\r\n", false),
+            (b"end\r\n", true),
+        ] {
+            let tail = if last { " LAST" } else { "" };
+            input.extend_from_slice(format!("BDAT {}{tail}\r\n", chunk.len()).as_bytes());
+            input.extend_from_slice(chunk);
+        }
+        input.extend_from_slice(b"MAIL FROM:<c>\r\nRCPT TO:<d>\r\nBDAT 2 LAST\r\nokNOOP\r\nQU");
+        input
+    }
+
+    #[test]
+    fn bdat_framing_does_not_depend_on_where_reads_split() {
+        let input = bdat_batch();
+        for args in [
+            &["--chunking", "-d", "x"][..],
+            &["--chunking", "-L", "-D", "x", "--size", "40"],
+        ] {
+            let whole = run_split(args, &input, &[]);
+            for cut in 0..=input.len() {
+                assert_eq!(run_split(args, &input, &[cut]), whole, "{args:?} cut {cut}");
+            }
+            let every: Vec<usize> = (0..input.len()).collect();
+            assert_eq!(
+                run_split(args, &input, &every),
+                whole,
+                "{args:?} byte by byte"
+            );
+        }
+        let (out, records, closed) = run_split(&["--chunking", "-d", "x"], &input, &[]);
+        let want = [
+            GREET.to_owned(),
+            "250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n\
+             250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n\
+             250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-CHUNKING\r\n250 \r\n"
+                .to_owned(),
+            NEED_MAIL.to_owned(),
+            MAIL_OK.to_owned(),
+            RCPT_OK.to_owned(),
+            "250 2.0.0 Ok: 20 bytes\r\n250 2.0.0 Ok: 0 bytes\r\n250 2.0.0 Ok: 19 bytes\r\n"
+                .to_owned(),
+            OK.to_owned(),
+            MAIL_OK.to_owned(),
+            RCPT_OK.to_owned(),
+            OK.to_owned(),
+            OK.to_owned(),
+        ]
+        .concat();
+        assert_eq!(String::from_utf8_lossy(&out), want);
+        assert!(!closed);
+        assert_eq!(records.len(), 2);
+        let rec = String::from_utf8_lossy(&records[0]).into_owned();
+        assert!(
+            rec.ends_with("\nBDAT 3\n\n.\nQUIT\n\nline\n..two dots\nend\n\n"),
+            "{rec}"
+        );
+        assert!(records[1].ends_with(b"\nok\n"));
+    }
+
+    #[test]
+    fn a_message_dumps_the_same_by_data_and_by_bdat() {
+        let message: &[u8] =
+            b"Subject: hi\r\n\r\n.leading dot\r\n..two\r\n.\r\nbare\rcr and bare\nlf\r\n\r\n.x\r\nlast\r\n";
+        let stuffed = smtp_proto::stuff(message);
+        let head = b"EHLO c\r\nMAIL FROM:<a> SMTPUTF8\r\nRCPT TO:<b>\r\n";
+        let by_data = [&head[..], b"DATA\r\n", &stuffed].concat();
+        let cut = 17;
+        let by_bdat = [
+            &head[..],
+            format!("BDAT {cut}\r\n").as_bytes(),
+            &message[..cut],
+            format!("BDAT {} LAST\r\n", message.len() - cut).as_bytes(),
+            &message[cut..],
+        ]
+        .concat();
+        for extra in [
+            &[][..],
+            &["-L"],
+            &["--size", "10000"],
+            &["--smtputf8"],
+            &["-S", "START\\n"],
+        ] {
+            for dump in ["-d", "-D"] {
+                let args: Vec<&str> = ["--chunking", dump, "x"]
+                    .iter()
+                    .chain(extra)
+                    .copied()
+                    .collect();
+                let (out_d, rec_d, _) = run_split(&args, &by_data, &[]);
+                let (out_b, rec_b, _) = run_split(&args, &by_bdat, &[]);
+                assert_eq!(
+                    rec_d.len(),
+                    1,
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&out_d)
+                );
+                assert_eq!(
+                    rec_b.len(),
+                    1,
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&out_b)
+                );
+                assert_eq!(
+                    String::from_utf8_lossy(&rec_d[0]),
+                    String::from_utf8_lossy(&rec_b[0]),
+                    "{args:?}"
+                );
+                assert!(rec_d[0].ends_with(
+                    b"\nSubject: hi\n\n.leading dot\n..two\n.\nbarecr and bare\nlf\n\n.x\nlast\n\n"
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn size_limit_on_mail_and_on_content() {
+        let size: &[&str] = &["--size", "20"];
+        // MAIL SIZE= over the limit: 552 and no transaction.
+        for (param, want) in [
+            ("SIZE=21", TOO_BIG),
+            ("size=123456789012345678901234567890", TOO_BIG),
+            ("SIZE=20", MAIL_OK),
+            ("SIZE=", MAIL_OK),
+            ("SIZE=x1", MAIL_OK),
+            ("BODY=8BITMIME", MAIL_OK),
+        ] {
+            let input = format!("MAIL FROM:<a> {param}\r\nRCPT TO:<b>\r\n");
+            let want_rcpt = if want == MAIL_OK { RCPT_OK } else { NEED_MAIL };
+            assert_eq!(
+                replies(size, &input),
+                format!("{GREET}{want}{want_rcpt}"),
+                "{param}"
+            );
+        }
+        // Without --size, any SIZE= is fine, as today.
+        assert_eq!(
+            replies(&[], "MAIL FROM:<a> SIZE=999999999999\r\n"),
+            format!("{GREET}{MAIL_OK}")
+        );
+        // Content: unstuffed, CRLFs included. 20 bytes pass even with
+        // stuffed dots on the wire; 21 do not, by DATA or by BDAT.
+        let twenty = "..x\r\n..x\r\n1234567890\r\n"; // 8 + 12 unstuffed, 22 sent
+        let over = "1234567890123456789\r\n"; // 21
+        let mt = "MAIL FROM:<a>\r\nRCPT TO:<b>\r\n";
+        for (args, input, want) in [
+            (
+                size,
+                format!("{mt}DATA\r\n{twenty}.\r\n"),
+                format!("{DATA_GO}{OK}"),
+            ),
+            (
+                size,
+                format!("{mt}DATA\r\n{over}.\r\n"),
+                format!("{DATA_GO}{TOO_BIG}"),
+            ),
+            (
+                &["--size", "20", "--chunking"][..],
+                format!("{mt}BDAT 10\r\n0123456789BDAT 10 LAST\r\n0123456789"),
+                format!("250 2.0.0 Ok: 10 bytes\r\n{OK}"),
+            ),
+            (
+                &["--size", "20", "--chunking"][..],
+                format!("{mt}BDAT 10\r\n0123456789BDAT 11\r\n0123456789xBDAT 0 LAST\r\n"),
+                format!("250 2.0.0 Ok: 10 bytes\r\n250 2.0.0 Ok: 11 bytes\r\n{TOO_BIG}"),
+            ),
+        ] {
+            for dump in [false, true] {
+                let mut args = args.to_vec();
+                if dump {
+                    args.extend(["-d", "x"]);
+                }
+                let mut c = conv(&args);
+                let input = format!("{input}{mt}DATA\r\nsmall\r\n.\r\n");
+                let (out, _) = run(&mut c, input.as_bytes());
+                assert_eq!(
+                    out,
+                    format!("{GREET}{MAIL_OK}{RCPT_OK}{want}{MAIL_OK}{RCPT_OK}{DATA_GO}{OK}"),
+                    "{args:?} {input:?}"
+                );
+                if dump {
+                    // The oversized message leaves no record; the next is whole.
+                    let recs = records(&c);
+                    let n = if want.contains("552") { 1 } else { 2 };
+                    assert_eq!(recs.len(), n, "{args:?}");
+                    assert!(recs[n - 1].ends_with(b"\nsmall\n\n"));
+                }
+            }
+        }
+        // -M counts an oversized message: it arrived, whatever its reply.
+        let mut c = conv(&["--size", "1", "-M", "1"]);
+        let (out, step) = run(
+            &mut c,
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nxx\r\n.\r\n",
+        );
+        assert!(out.ends_with(TOO_BIG), "{out}");
+        assert_eq!(step, Step::Exit);
+    }
+
+    #[test]
+    fn smtputf8_keeps_utf8_addresses_in_the_dump() {
+        let input = "EHLO x\r\nMAIL FROM:<us\u{e9}r@exa\u{308}mple.\u{4f8b}> SMTPUTF8\r\n\
+                     RCPT TO:<\u{7528}\u{6237}@b\u{fc}cher.example>\r\nRCPT TO:<c\x01\u{85}>\r\n\
+                     DATA\r\nSubject: \u{e9}t\u{e9}\r\n.\r\n";
+        let rec = |args: &[&str], input: &str| {
+            let mut c = conv(args);
+            let (out, _) = run(&mut c, input.as_bytes());
+            assert!(out.ends_with(OK), "{out}");
+            String::from_utf8(records(&c)[0].clone()).expect("UTF-8 record")
+        };
+        let got = rec(&["--smtputf8", "-d", "x"], input);
+        assert!(
+            got.contains(
+                "X-Mail-Args: <us\u{e9}r@exa\u{308}mple.\u{4f8b}> SMTPUTF8\n\
+                 X-Rcpt-Args: <\u{7528}\u{6237}@b\u{fc}cher.example>\nX-Rcpt-Args: <c???>\n"
+            ),
+            "{got}"
+        );
+        assert!(got.ends_with("\nSubject: \u{e9}t\u{e9}\n\n"), "{got}");
+        // Without the MAIL parameter, or without --smtputf8, Postfix's
+        // printable() as today.
+        for (args, input) in [
+            (
+                &["--smtputf8", "-d", "x"][..],
+                input.replace(" SMTPUTF8", ""),
+            ),
+            (&["-d", "x"][..], input.to_owned()),
+        ] {
+            let got = rec(args, &input);
+            assert!(got.contains("X-Mail-Args: <us??r@exa??mple.???>"), "{got}");
+            assert!(
+                got.contains("X-Rcpt-Args: <??????@b??cher.example>\n"),
+                "{got}"
+            );
+        }
+        let ehlo = replies(&["--smtputf8"], "EHLO x\r\n");
+        assert!(
+            ehlo.ends_with("250-DSN\r\n250-SMTPUTF8\r\n250 \r\n"),
+            "{ehlo}"
+        );
+        let ehlo = replies(
+            &["--smtputf8", "--chunking", "--size", "99", "-p"],
+            "EHLO x\r\n",
+        );
+        assert!(
+            ehlo.starts_with(&format!(
+                "{GREET}250-smtp-sink\r\n250-SIZE 99\r\n250-8BITMIME\r\n"
+            )),
+            "{ehlo}"
+        );
+        assert!(
+            ehlo.ends_with("250-DSN\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 \r\n"),
+            "{ehlo}"
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn replies_do_not_depend_on_how_input_is_split(
@@ -1023,9 +1899,34 @@ Subject: hi\n\n.dot\nbarecr\n\n",
         }
 
         #[test]
+        fn bdat_replies_do_not_depend_on_how_input_is_split(
+            words in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    &b"EHLO x\r\n"[..], b"MAIL FROM:<a>\r\n", b"RCPT TO:<b>\r\n", b"DATA\r\n",
+                    b".\r\n", b"BDAT 5\r\n", b"BDAT 0\r\n", b"BDAT 3 LAST\r\n", b"BDAT 0 LAST\r\n",
+                    b"RSET\r\n", b"\r", b"\n", b"x", b"QUIT\r\n", b"BDAT y\r\n",
+                ]),
+                0..60,
+            ),
+            cuts in proptest::collection::vec(0usize..10_000, 0..20),
+            lmtp in proptest::bool::ANY,
+        ) {
+            let input: Vec<u8> = words.concat();
+            let args: &[&str] = if lmtp {
+                &["--chunking", "-L", "-d", "x", "--size", "9"]
+            } else {
+                &["--chunking", "-D", "x"]
+            };
+            let whole = run_split(args, &input, &[]);
+            let split = run_split(args, &input, &cuts);
+            proptest::prop_assert_eq!(whole, split);
+        }
+
+        #[test]
         fn no_input_makes_it_panic(input in proptest::collection::vec(proptest::num::u8::ANY, 0..3000)) {
             let _ = run_split(&[], &input, &[7, 100, 2047]);
             let _ = run_split(&["-L", "-D", "x"], &input, &[1]);
+            let _ = run_split(&["--chunking", "--size", "5", "-d", "x"], &input, &[3, 90]);
         }
     }
 }

@@ -19,6 +19,7 @@
 //! The record (see docs/smtp-sink.md) is built by [`crate::conversation`]
 //! with the helpers at the end of this file.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -421,6 +422,33 @@ pub fn received(
     out
 }
 
+/// The MAIL and RCPT arguments of a `--smtputf8` transaction (its MAIL
+/// carried SMTPUTF8) as the dump writes them: printable ASCII and every
+/// well-formed UTF-8 character that is not a control character are kept,
+/// so internationalised addresses stay readable. As with Postfix's
+/// printable(), every other byte (controls, DEL, C1 controls, malformed
+/// UTF-8) becomes "?", one per byte, so that no argument can break a
+/// record line.
+pub fn printable_utf8(args: &[u8]) -> Cow<'_, [u8]> {
+    if args.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Cow::Borrowed(args);
+    }
+    let mut out = Vec::with_capacity(args.len());
+    for chunk in args.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let len = c.len_utf8();
+            if c.is_control() {
+                out.resize(out.len() + len, b'?');
+            } else {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+        out.resize(out.len() + chunk.invalid().len(), b'?');
+    }
+    Cow::Owned(out)
+}
+
 /// Calls `out` with the pieces of `data` between its CRs: the dump keeps
 /// every byte of the message except CR.
 pub fn without_cr(data: &[u8], out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
@@ -471,6 +499,32 @@ mod tests {
         );
         let r = received(&ClientAddr::local(), Some(b"x  "), b"h", "ESMTP", 1, 0);
         assert!(r.starts_with(b"Received: from x   ([local])\n"));
+    }
+
+    #[test]
+    fn printable_utf8_keeps_characters_and_censors_controls() {
+        for (input, want) in [
+            (&b"<a@b> SMTPUTF8"[..], &b"<a@b> SMTPUTF8"[..]),
+            (
+                "<us\u{e9}r@b\u{fc}cher.example>".as_bytes(),
+                "<us\u{e9}r@b\u{fc}cher.example>".as_bytes(),
+            ),
+            (
+                "<\u{7528}\u{6237}@\u{1f4e7}>".as_bytes(),
+                "<\u{7528}\u{6237}@\u{1f4e7}>".as_bytes(),
+            ),
+            (b"a\tb\nc\x7fd", b"a?b?c?d"),
+            // A C1 control (U+0085, two bytes) and malformed UTF-8.
+            (b"a\xc2\x85b\xff\xc3(", b"a??b??("),
+            (b"\xe2\x82", b"??"),
+        ] {
+            assert_eq!(
+                &printable_utf8(input)[..],
+                want,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 
     #[test]

@@ -42,11 +42,15 @@ pub enum SinkCmd {
     Vrfy,
     /// QUIT.
     Quit,
+    /// BDAT (RFC 3030). Not in Postfix's table: it exists only with
+    /// `--chunking`, so that without it the sink knows exactly Postfix's
+    /// commands.
+    Bdat,
 }
 
 impl SinkCmd {
-    /// Every command, in Postfix's table order.
-    pub const ALL: [SinkCmd; 15] = [
+    /// Every command: Postfix's table order, then our additions.
+    pub const ALL: [SinkCmd; 16] = [
         SinkCmd::Connect,
         SinkCmd::Helo,
         SinkCmd::Ehlo,
@@ -62,6 +66,7 @@ impl SinkCmd {
         SinkCmd::Noop,
         SinkCmd::Vrfy,
         SinkCmd::Quit,
+        SinkCmd::Bdat,
     ];
 
     /// The name used in command lists, lower case.
@@ -82,6 +87,7 @@ impl SinkCmd {
             SinkCmd::Noop => "noop",
             SinkCmd::Vrfy => "vrfy",
             SinkCmd::Quit => "quit",
+            SinkCmd::Bdat => "bdat",
         }
     }
 
@@ -151,18 +157,19 @@ pub enum Action {
 /// The per-command rules of a sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    rules: [CmdRule; 15],
+    rules: [CmdRule; SinkCmd::ALL.len()],
 }
 
 impl Default for Policy {
     /// Postfix's initial table: HELO, EHLO, LHLO and the greeting are
-    /// disabled until the protocol is chosen; everything else is enabled.
+    /// disabled until the protocol is chosen; everything else is enabled,
+    /// except BDAT, which only `--chunking` enables.
     fn default() -> Self {
-        let mut rules = [CmdRule::default(); 15];
+        let mut rules = [CmdRule::default(); SinkCmd::ALL.len()];
         for cmd in SinkCmd::ALL {
             rules[cmd.index()].enabled = !matches!(
                 cmd,
-                SinkCmd::Connect | SinkCmd::Helo | SinkCmd::Ehlo | SinkCmd::Lhlo
+                SinkCmd::Connect | SinkCmd::Helo | SinkCmd::Ehlo | SinkCmd::Lhlo | SinkCmd::Bdat
             );
         }
         Policy { rules }
@@ -233,8 +240,17 @@ mod tests {
         assert_eq!(SinkCmd::lookup(b"MaIl"), Some(SinkCmd::Mail));
         assert_eq!(SinkCmd::lookup(b"."), Some(SinkCmd::Dot));
         assert_eq!(SinkCmd::lookup(b"CONNECT"), Some(SinkCmd::Connect));
+        assert_eq!(SinkCmd::lookup(b"BdAt"), Some(SinkCmd::Bdat));
         assert_eq!(SinkCmd::lookup(b"expn"), None);
         assert_eq!(SinkCmd::lookup(b""), None);
+    }
+
+    #[test]
+    fn all_lists_each_command_at_its_table_index() {
+        for (i, cmd) in SinkCmd::ALL.into_iter().enumerate() {
+            assert_eq!(cmd.index(), i, "{cmd}");
+            assert_eq!(SinkCmd::lookup(cmd.name().as_bytes()), Some(cmd));
+        }
     }
 
     #[test]
@@ -249,6 +265,7 @@ mod tests {
             (b".", Some(SinkCmd::Dot)),
             (b"quit", Some(SinkCmd::Quit)),
             (b"starttls", None),
+            (b"bdat", None),
         ] {
             assert_eq!(p.enabled(name), expected, "{:?}", name);
         }

@@ -2,10 +2,11 @@
 //!
 //! The texts are Postfix's smtp-sink's, byte for byte, including its quirks
 //! (the last EHLO line is `250 ` with a trailing space; enhanced codes are
-//! sent even with `-E`).
+//! sent even with `-E`). The replies that only `--chunking` and `--size`
+//! can cause are ours (Postfix's sink has neither), worded like smtpd's.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use smtp_proto::{encode_reply, ReplyCode};
+use smtp_proto::{encode_reply, Capabilities, Extensions, ReplyCode};
 
 /// MAIL accepted.
 pub const MAIL_OK: &[u8] = b"250 2.1.0 Ok\r\n";
@@ -38,6 +39,22 @@ pub const EMPTY: &[u8] = b"500 5.5.2 Error: unknown command\r\n";
 /// The end of data when the dump could not be written (not in Postfix,
 /// which exits instead).
 pub const DUMP_FAILED: &[u8] = b"451 4.3.0 Error: dump file write failed\r\n";
+/// `--chunking`: DATA in a transaction that BDAT has started (RFC 3030
+/// forbids mixing them).
+pub const DATA_AFTER_BDAT: &[u8] = b"503 5.5.1 Error: DATA after BDAT\r\n";
+/// `--chunking`: BDAT arguments that are not `size [LAST]`. The session is
+/// closed after it: without a size, the chunk cannot be skipped.
+pub const BDAT_SYNTAX: &[u8] = b"501 5.5.4 Syntax: BDAT size [LAST]\r\n";
+/// `--size`: a MAIL SIZE= or a message over the limit.
+pub const TOO_BIG: &[u8] = b"552 5.3.4 Message size exceeds fixed limit\r\n";
+
+/// `--chunking`: the reply to a BDAT chunk that is not the last one.
+pub fn chunk_ok(size: u64, out: &mut BytesMut) {
+    use std::fmt::Write;
+    // Formatted in place, no allocation. Writing to a BytesMut cannot
+    // fail (it grows), so the Result carries nothing.
+    let _ = write!(out, "250 2.0.0 Ok: {size} bytes\r\n");
+}
 
 /// What the configurable replies depend on.
 #[derive(Debug)]
@@ -63,6 +80,12 @@ pub struct ReplyOptions<'a> {
     pub enhanced_status_codes: bool,
     /// See `pipelining`.
     pub dsn: bool,
+    /// `--size`: announce `SIZE <n>`.
+    pub size: Option<u64>,
+    /// `--smtputf8`: announce SMTPUTF8.
+    pub smtputf8: bool,
+    /// `--chunking`: announce CHUNKING.
+    pub chunking: bool,
     /// `-b`, without CRLF.
     pub soft: &'a [u8],
     /// `-B`, without CRLF.
@@ -91,6 +114,37 @@ fn line(text: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// The EHLO/LHLO keywords for these options. `Capabilities::render` puts
+/// Postfix's smtp-sink keywords in its order, and SIZE, SMTPUTF8 and
+/// CHUNKING where Postfix's smtpd announces them.
+fn capabilities(o: &ReplyOptions<'_>) -> Capabilities {
+    let mut extensions = Extensions::EMPTY;
+    for (on, ext) in [
+        (o.pipelining, Extensions::PIPELINING),
+        (o.eight_bit_mime, Extensions::EIGHT_BIT_MIME),
+        (o.enhanced_status_codes, Extensions::ENHANCED_STATUS_CODES),
+        (o.dsn, Extensions::DSN),
+        (o.smtputf8, Extensions::SMTPUTF8),
+        (o.chunking, Extensions::CHUNKING),
+    ] {
+        if on {
+            extensions.insert(ext);
+        }
+    }
+    let attrs = |on: bool, text: &'static [u8]| on.then(|| Bytes::from_static(text));
+    Capabilities {
+        greeting: Bytes::copy_from_slice(o.hostname),
+        extensions,
+        size: o.size,
+        auth: o
+            .auth
+            .then(|| vec![Bytes::from_static(b"PLAIN"), Bytes::from_static(b"LOGIN")]),
+        xclient: attrs(o.xclient, b"NAME HELO"),
+        xforward: attrs(o.xforward, b"NAME ADDR PROTO HELO"),
+        unknown: Vec::new(),
+    }
+}
+
 impl Replies {
     /// Encodes every reply for these options.
     pub fn new(o: &ReplyOptions<'_>) -> Replies {
@@ -106,24 +160,9 @@ impl Replies {
         };
         let mut helo = BytesMut::new();
         encode_reply(ReplyCode::OK, &[o.hostname], &mut helo);
-        let mut lines: Vec<&[u8]> = vec![o.hostname];
-        for (on, kw) in [
-            (o.pipelining, &b"PIPELINING"[..]),
-            (o.eight_bit_mime, b"8BITMIME"),
-            (o.auth, b"AUTH PLAIN LOGIN"),
-            (o.xclient, b"XCLIENT NAME HELO"),
-            (o.xforward, b"XFORWARD NAME ADDR PROTO HELO"),
-            (o.enhanced_status_codes, b"ENHANCEDSTATUSCODES"),
-            (o.dsn, b"DSN"),
-        ] {
-            if on {
-                lines.push(kw);
-            }
-        }
-        // Postfix ends the list with "250 " and nothing after it.
-        lines.push(b"");
         let mut ehlo = BytesMut::new();
-        encode_reply(ReplyCode::OK, &lines, &mut ehlo);
+        // Postfix ends the list with "250 " and nothing after it.
+        capabilities(o).render(true, &mut ehlo);
         Replies {
             greeting,
             helo: helo.freeze(),
@@ -150,6 +189,9 @@ mod tests {
             xforward: all,
             enhanced_status_codes: all,
             dsn: all,
+            size: None,
+            smtputf8: false,
+            chunking: false,
             soft: b"450 4.3.0 Error: command failed",
             hard: b"500 5.3.0 Error: command failed",
         }
@@ -168,6 +210,83 @@ mod tests {
         assert_eq!(&r.ehlo[..], b"250-smtp-sink\r\n250 \r\n");
         assert_eq!(&r.greeting[..], b"220 smtp-sink ESMTP\r\n");
         assert_eq!(&r.helo[..], b"250 smtp-sink\r\n");
+    }
+
+    /// The hand-built list this module had before it used
+    /// `Capabilities::render`: Postfix's smtp-sink's order, as its source
+    /// writes it.
+    fn postfix_ehlo(o: &ReplyOptions<'_>) -> Vec<u8> {
+        let mut lines: Vec<&[u8]> = vec![o.hostname];
+        for (on, kw) in [
+            (o.pipelining, &b"PIPELINING"[..]),
+            (o.eight_bit_mime, b"8BITMIME"),
+            (o.auth, b"AUTH PLAIN LOGIN"),
+            (o.xclient, b"XCLIENT NAME HELO"),
+            (o.xforward, b"XFORWARD NAME ADDR PROTO HELO"),
+            (o.enhanced_status_codes, b"ENHANCEDSTATUSCODES"),
+            (o.dsn, b"DSN"),
+        ] {
+            if on {
+                lines.push(kw);
+            }
+        }
+        lines.push(b"");
+        let mut out = BytesMut::new();
+        encode_reply(ReplyCode::OK, &lines, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn rendered_list_is_postfix_s_for_every_flag_combination() {
+        for bits in 0u32..128 {
+            let on = |i: u32| bits & (1 << i) != 0;
+            for hostname in [&b"smtp-sink"[..], b"", b"host name.example"] {
+                let o = ReplyOptions {
+                    hostname,
+                    pipelining: on(0),
+                    eight_bit_mime: on(1),
+                    auth: on(2),
+                    xclient: on(3),
+                    xforward: on(4),
+                    enhanced_status_codes: on(5),
+                    dsn: on(6),
+                    ..opts(false)
+                };
+                assert_eq!(
+                    &Replies::new(&o).ehlo[..],
+                    &postfix_ehlo(&o)[..],
+                    "flags {bits:07b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn new_keywords_go_where_smtpd_puts_them() {
+        let o = ReplyOptions {
+            size: Some(10_240_000),
+            smtputf8: true,
+            chunking: true,
+            ..opts(true)
+        };
+        assert_eq!(
+            &Replies::new(&o).ehlo[..],
+            &b"250-smtp-sink\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n\
+250-AUTH PLAIN LOGIN\r\n250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n\
+250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 \r\n"[..]
+        );
+        let o = ReplyOptions {
+            size: Some(1),
+            chunking: true,
+            ..opts(false)
+        };
+        assert_eq!(
+            &Replies::new(&o).ehlo[..],
+            b"250-smtp-sink\r\n250-SIZE 1\r\n250-CHUNKING\r\n250 \r\n"
+        );
+        let mut out = BytesMut::new();
+        chunk_ok(4096, &mut out);
+        assert_eq!(&out[..], b"250 2.0.0 Ok: 4096 bytes\r\n");
     }
 
     #[test]
