@@ -5,6 +5,7 @@
 mod common;
 mod differential;
 mod dump;
+mod esmtp;
 mod interop;
 mod replies;
 mod timing;
