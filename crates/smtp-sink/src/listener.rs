@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use smtp_net::Stream;
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
@@ -16,7 +17,7 @@ use tracing::{info, warn};
 use crate::config::{Config, Family, ListenAddr};
 use crate::dump::ClientAddr;
 use crate::error::Error;
-use crate::session::{self, Conn};
+use crate::session;
 use crate::Shared;
 
 /// A bound and listening socket, not yet attached to a runtime.
@@ -28,13 +29,7 @@ pub enum Bound {
     Unix(std::os::unix::net::UnixListener),
 }
 
-/// strerror(3) text of an I/O error, as Postfix's `%m` prints it.
-pub fn strerror(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
-        None => e.to_string(),
-    }
-}
+pub use smtp_net::strerror;
 
 fn fatal(text: String) -> Error {
     Error::Fatal(text)
@@ -198,13 +193,13 @@ pub async fn accept_loop(bound: Bound, shared: Arc<Shared>) -> Result<(), Error>
                     let fam = if ip.is_ipv6() { "AF_INET6" } else { "AF_INET" };
                     info!("connect ({fam} {ip})");
                 }
-                (Conn::Tcp(s), ClientAddr::from_ip(peer.ip()))
+                (Stream::Tcp(s), ClientAddr::from_ip(peer.ip()))
             }),
             L::Unix(l) => l.accept().await.map(|(s, _)| {
                 if verbose {
                     info!("connect (AF_LOCAL local)");
                 }
-                (Conn::Unix(s), ClientAddr::local())
+                (Stream::Unix(s), ClientAddr::local())
             }),
         };
         match accepted {

@@ -68,17 +68,7 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
     if let Some(ident) = &cfg.syslog_ident {
         smtp_sink::syslog::open(ident);
     }
-    let runtime = if cfg.threads == 0 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.threads)
-            .enable_all()
-            .build()
-    }
-    .map_err(Error::Runtime)?;
+    let runtime = smtp_net::build_runtime(cfg.threads).map_err(Error::Runtime)?;
     runtime.block_on(async {
         // Signal handlers first: once the socket listens, Ctrl-C and
         // SIGTERM must already end the sink cleanly.

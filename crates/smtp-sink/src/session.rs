@@ -1,7 +1,8 @@
 //! The thin async shell around a [`Conversation`]: one task per client.
 //!
-//! It owns the socket, the read buffer and the idle timer, and does what
-//! the conversation's [`Step`] says. Three things keep it fast and small:
+//! It owns the stream (any [`Transport`]: TCP, a unix socket, TLS), the
+//! read buffer and the idle timer, and does what the conversation's
+//! [`Step`] says. Three things keep it fast and small:
 //! * replies are written only when the conversation needs more input, so
 //!   a pipelined batch gets one write;
 //! * no read buffer is held while a client is idle: the task waits for
@@ -11,15 +12,17 @@
 //! * the idle timer is one `Sleep` per session that is re-armed only when
 //!   it fires early, not on every read.
 
-use std::io;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpStream, UnixStream};
+use smtp_net::Transport;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
 use crate::conversation::{Conversation, Step};
@@ -32,47 +35,6 @@ const COMMAND_READ: usize = 16 * 1024;
 const DATA_READ: usize = 64 * 1024;
 /// Output capacity kept between batches; bigger buffers are freed.
 const KEEP_OUTPUT: usize = 1024;
-
-/// A client connection of either kind.
-#[derive(Debug)]
-pub enum Conn {
-    /// TCP.
-    Tcp(TcpStream),
-    /// Unix-domain socket.
-    Unix(UnixStream),
-}
-
-impl Conn {
-    async fn readable(&self) -> io::Result<()> {
-        match self {
-            Conn::Tcp(s) => s.readable().await,
-            Conn::Unix(s) => s.readable().await,
-        }
-    }
-
-    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        // AsyncRead (not try_read): a short read clears the readiness, so
-        // the next wait goes to epoll without a wasted EAGAIN read.
-        match self {
-            Conn::Tcp(s) => s.read_buf(buf).await,
-            Conn::Unix(s) => s.read_buf(buf).await,
-        }
-    }
-
-    fn try_write(&self, data: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.try_write(data),
-            Conn::Unix(s) => s.try_write(data),
-        }
-    }
-
-    async fn writable(&self) -> io::Result<()> {
-        match self {
-            Conn::Tcp(s) => s.writable().await,
-            Conn::Unix(s) => s.writable().await,
-        }
-    }
-}
 
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -89,8 +51,8 @@ enum End {
     Exit,
 }
 
-struct Io {
-    conn: Conn,
+struct Io<S> {
+    conn: S,
     buf: BytesMut,
     timeout: Duration,
     last_activity: Instant,
@@ -99,20 +61,14 @@ struct Io {
     more_queued: bool,
 }
 
-impl Io {
-    /// Writes all of `out`, waiting at most the timeout for the socket.
+impl<S: Transport> Io<S> {
+    /// Writes all of `out`, waiting at most the timeout for each write.
     async fn flush(&mut self, out: &mut BytesMut) -> Result<(), End> {
         while !out.is_empty() {
-            match self.conn.try_write(out) {
-                Ok(n) => out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(self.timeout, self.conn.writable()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Err(End::Lost),
-                        Err(_) => return Err(End::WriteTimeout),
-                    }
-                }
-                Err(_) => return Err(End::Lost),
+            match tokio::time::timeout(self.timeout, self.conn.write(out)).await {
+                Ok(Ok(0) | Err(_)) => return Err(End::Lost),
+                Ok(Ok(n)) => out.advance(n),
+                Err(_) => return Err(End::WriteTimeout),
             }
         }
         if out.capacity() > KEEP_OUTPUT {
@@ -136,21 +92,24 @@ impl Io {
 
     /// Reads input that is already queued, without waiting. Returns false
     /// when there is none.
-    fn read_queued(&mut self, size: usize) -> Result<bool, End> {
+    async fn read_queued(&mut self, size: usize) -> Result<bool, End> {
         self.buf.reserve(size);
         let spare = self.buf.capacity() - self.buf.len();
-        let r = match &self.conn {
-            Conn::Tcp(s) => s.try_read_buf(&mut self.buf),
-            Conn::Unix(s) => s.try_read_buf(&mut self.buf),
-        };
+        let (conn, buf) = (&mut self.conn, &mut self.buf);
+        // One poll of a read: data that is there is taken, and "not
+        // ready" is an answer rather than a wait.
+        let r = poll_fn(|cx| match pin!(conn.read_buf(buf)).poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
         match r {
-            Ok(0) => Err(End::Closed),
-            Ok(n) => {
+            Some(Ok(0) | Err(_)) => Err(End::Closed),
+            Some(Ok(n)) => {
                 self.more_queued = n == spare;
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(_) => Err(End::Closed),
+            None => Ok(false),
         }
     }
 
@@ -171,7 +130,7 @@ impl Io {
             let read = tokio::select! {
                 biased;
                 r = async {
-                    conn.readable().await?;
+                    poll_fn(|cx| conn.poll_read_ready(cx)).await?;
                     buf.reserve(size);
                     spare = buf.capacity() - buf.len();
                     conn.read_buf(buf).await
@@ -200,7 +159,7 @@ fn unix_now() -> i64 {
 
 /// Serves one client until it goes away. `-n` and `-M` are reported to
 /// `shared`, which ends the process.
-pub async fn serve(conn: Conn, client: ClientAddr, shared: Arc<Shared>) {
+pub async fn serve<S: Transport>(conn: S, client: ClientAddr, shared: Arc<Shared>) {
     let cfg = shared.cfg.clone();
     let dump = shared.dump.as_ref().map(|d| FileDump::new(d.clone()));
     let dumping = dump.is_some();
@@ -246,9 +205,9 @@ pub async fn serve(conn: Conn, client: ClientAddr, shared: Arc<Shared>) {
     }
 }
 
-async fn drive(
+async fn drive<S: Transport>(
     conv: &mut Conversation<FileDump>,
-    io: &mut Io,
+    io: &mut Io<S>,
     idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
     now: impl Fn() -> i64,
 ) -> End {
@@ -261,7 +220,7 @@ async fn drive(
         };
         if step == Step::Read && io.more_queued {
             // Keep the replies until the queued input is used up.
-            match io.read_queued(size) {
+            match io.read_queued(size).await {
                 Ok(true) => {
                     step = conv.input(&mut io.buf, now());
                     continue;
