@@ -1582,6 +1582,39 @@ Subject: hi\n\n.dot\nbarecr\n\n",
     }
 
     #[test]
+    fn a_bdat_transaction_aborted_before_last_leaves_no_record() {
+        for (input, close) in [
+            ("BDAT 3\r\nabcRSET\r\n", false),
+            ("BDAT 3\r\nabcEHLO x\r\n", false),
+            ("BDAT 3\r\nabcBDAT 5 LAST\r\nab", true),
+            ("BDAT 3\r\nab", true),
+        ] {
+            for dump in ["-d", "-D"] {
+                let mut c = conv(&["--chunking", dump, "x"]);
+                let input = format!("MAIL FROM:<a>\r\nRCPT TO:<b>\r\n{input}");
+                let _ = run(&mut c, input.as_bytes());
+                if close {
+                    c.close();
+                }
+                assert!(records(&c).is_empty(), "{dump} {input:?}");
+                assert!(c.dump.as_ref().is_some_and(|d| d.open.is_none()));
+                if close {
+                    continue;
+                }
+                // The next transaction is dumped whole.
+                let _ = run(&mut c, b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 2 LAST\r\nok");
+                let recs = records(&c);
+                assert_eq!(recs.len(), 1);
+                assert!(
+                    recs[0].ends_with(b")\nok\n"),
+                    "{:?}",
+                    String::from_utf8_lossy(&recs[0])
+                );
+            }
+        }
+    }
+
+    #[test]
     fn lmtp_bdat_last_is_answered_once_per_recipient() {
         let lmtp_ok = "250 2.2.0 Ok\r\n";
         let input = "LHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nRCPT TO:<d>\r\n\
