@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use smtp_proto::postfix::atoi;
+use smtp_proto::postfix::{self, atoi, BareWord};
 use thiserror::Error;
 
 use crate::cli::Cli;
@@ -48,16 +48,7 @@ pub enum ListenAddr {
     },
 }
 
-/// Which address families `-4`/`-6` allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Both (the default).
-    Any,
-    /// `-4`.
-    V4,
-    /// `-6`.
-    V6,
-}
+pub use smtp_proto::postfix::Family;
 
 /// The dump options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,23 +211,8 @@ pub fn parse_listen(addr: &str) -> Result<ListenAddr, ConfigError> {
     }
     let text = addr.strip_prefix("inet:").unwrap_or(addr);
     let fail = |why: &str| ConfigError::Fatal(format!("{text}: {why}"));
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let rest = rest
-            .strip_prefix("ipv6:")
-            .or_else(|| rest.strip_prefix("IPv6:"))
-            .unwrap_or(rest);
-        let (host, after) = rest.split_once(']').ok_or_else(|| fail("missing \"]\""))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p,
-            None if after.is_empty() => "",
-            None => return Err(fail("garbage after \"]\"")),
-        };
-        (host, port)
-    } else if let Some((host, port)) = text.rsplit_once(':') {
-        (host, port)
-    } else {
-        ("", text)
-    };
+    let (host, port) = postfix::host_port(text, BareWord::Port)
+        .map_err(|e| ConfigError::Fatal(format!("{text}: {e}")))?;
     if port.is_empty() {
         return Err(fail("missing service information"));
     }

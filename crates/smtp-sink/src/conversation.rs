@@ -25,7 +25,8 @@ use memchr::memchr;
 use rand::rngs::SmallRng;
 use rand::RngCore;
 use smtp_proto::{
-    BdatArgs, Command, CommandParser, DataDecoder, DataEvent, DataMode, Limits, Verb,
+    postfix::printable, BdatArgs, Command, CommandParser, DataDecoder, DataEvent, DataMode, Limits,
+    Verb,
 };
 use tracing::{info, warn};
 
@@ -157,16 +158,6 @@ impl<D: DumpSink> std::fmt::Debug for Conversation<D> {
             .field("in_mail", &self.in_mail)
             .field("rcpts", &self.rcpts)
             .finish_non_exhaustive()
-    }
-}
-
-/// Postfix's printable(): every byte that is not printable ASCII becomes "?".
-pub fn printable(args: &[u8]) -> Cow<'_, [u8]> {
-    let ok = |b: &u8| (0x20..0x7f).contains(b);
-    if args.iter().all(ok) {
-        Cow::Borrowed(args)
-    } else {
-        Cow::Owned(args.iter().map(|b| if ok(b) { *b } else { b'?' }).collect())
     }
 }
 

@@ -6,6 +6,7 @@ use std::io;
 pub use smtp_net::strerror;
 use smtp_proto::{
     client::{Phase, Protocol},
+    postfix::printable,
     ParseError, Reply,
 };
 
@@ -114,19 +115,10 @@ pub fn reply_text(reply: &Reply) -> String {
             .iter()
             .position(|b| !b.is_ascii_whitespace())
             .unwrap_or(line.len());
-        s.extend(line[start..].iter().map(|&b| shown(b)));
+        // Only printable ASCII is left, so this is lossless.
+        s.push_str(&String::from_utf8_lossy(&printable(&line[start..])));
     }
     s
-}
-
-/// How Postfix's message output shows a byte: printable ASCII as itself,
-/// anything else (tabs included) as "?".
-fn shown(b: u8) -> char {
-    if b.is_ascii_graphic() || b == b' ' {
-        char::from(b)
-    } else {
-        '?'
-    }
 }
 
 /// Postfix's printable(): keep printable ASCII and whitespace.
@@ -137,7 +129,6 @@ pub(crate) fn censor(b: u8) -> char {
         '?'
     }
 }
-
 
 #[cfg(test)]
 mod tests {

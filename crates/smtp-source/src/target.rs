@@ -8,17 +8,8 @@ use std::{
     path::PathBuf,
 };
 
-/// Which address families a host name may resolve to (`-4`, `-6`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Family {
-    /// Both (Postfix's default `inet_protocols = all`).
-    #[default]
-    Any,
-    /// `-4`.
-    V4,
-    /// `-6`.
-    V6,
-}
+pub use smtp_proto::postfix::Family;
+use smtp_proto::postfix::{self, BareWord, HostPortError};
 
 /// A resolved place to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +23,9 @@ pub enum Target {
 /// Why an address is unusable; the texts are Postfix's, after `ADDR: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    /// `[` without `]`.
-    #[error("missing \"]\"")]
-    MissingBracket,
-    /// Something other than `:port` after `]`.
-    #[error("garbage after \"]\"")]
-    GarbageAfterBracket,
+    /// A bracket not closed, or not followed by `:port`.
+    #[error("{0}")]
+    Syntax(#[from] HostPortError),
     /// An empty host, as in `:25`.
     #[error("missing host information")]
     MissingHost,
@@ -81,25 +69,7 @@ impl Target {
 /// Splits `host`, `host:port`, `[host]:port`, `[ipv6:addr]:port` and
 /// `::1:2525` (split at the last colon); the default service is `smtp`.
 pub(crate) fn host_port(addr: &str) -> Result<HostPort, TargetError> {
-    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or(TargetError::MissingBracket)?;
-        let port = match after {
-            "" => "",
-            _ => after
-                .strip_prefix(':')
-                .ok_or(TargetError::GarbageAfterBracket)?,
-        };
-        let host = match host.get(..5) {
-            Some(p) if p.eq_ignore_ascii_case("ipv6:") => &host[5..],
-            _ => host,
-        };
-        (host, port)
-    } else {
-        match addr.rsplit_once(':') {
-            Some((host, port)) => (host, port),
-            None => (addr, ""),
-        }
-    };
+    let (host, port) = postfix::host_port(addr, BareWord::Host)?;
     if host.is_empty() {
         return Err(TargetError::MissingHost);
     }
@@ -256,8 +226,14 @@ mod tests {
         assert_eq!(hp("::1:2525"), ok("::1", "2525"));
         assert_eq!(hp("host:smtp"), ok("host", "smtp"));
         assert_eq!(hp("host:"), ok("host", "smtp"));
-        assert_eq!(hp("[a"), Err(TargetError::MissingBracket));
-        assert_eq!(hp("[::1]x"), Err(TargetError::GarbageAfterBracket));
+        assert_eq!(
+            hp("[a"),
+            Err(TargetError::Syntax(HostPortError::MissingBracket))
+        );
+        assert_eq!(
+            hp("[::1]x"),
+            Err(TargetError::Syntax(HostPortError::GarbageAfterBracket))
+        );
         assert_eq!(hp(":25"), Err(TargetError::MissingHost));
         assert_eq!(hp("a..b"), Err(TargetError::BadHost));
         assert_eq!(hp("a]b:25"), Err(TargetError::BadHost));
