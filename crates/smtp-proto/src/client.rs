@@ -308,9 +308,7 @@ impl Transmit {
 
     /// Whether the write carries message content.
     pub fn has_content(&self) -> bool {
-        self.pieces
-            .iter()
-            .any(|p| !matches!(p, Piece::Commands(_)))
+        self.pieces.iter().any(|p| !matches!(p, Piece::Commands(_)))
     }
 }
 
@@ -933,8 +931,7 @@ impl ClientSession {
                 None => self.ready(Capabilities::default()),
             },
             Phase::Ehlo | Phase::Helo => {
-                let greeted_esmtp =
-                    phase == Phase::Ehlo || self.config.protocol == Protocol::Lmtp;
+                let greeted_esmtp = phase == Phase::Ehlo || self.config.protocol == Protocol::Lmtp;
                 let caps = if greeted_esmtp && reply.code.is_positive() {
                     Capabilities::from_reply(reply)
                 } else {

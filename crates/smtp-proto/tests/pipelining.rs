@@ -319,7 +319,11 @@ fn drive(script: &Script, esmtp: Esmtp, lmtp: bool, tolerate: bool, splits: &[us
         }
         if client.wants_read() {
             if server.out.is_empty() {
-                assert!(server.closed, "deadlock: client waits in {:?}", client.phase());
+                assert!(
+                    server.closed,
+                    "deadlock: client waits in {:?}",
+                    client.phase()
+                );
                 let cut = client.handle_eof();
                 events.push(format!("eof {cut:?}"));
                 break;
@@ -345,8 +349,20 @@ fn modes() -> [(&'static str, Esmtp); 4] {
         ..Esmtp::default()
     };
     [
-        ("pipelining", Esmtp { pipelining: true, ..ehlo }),
-        ("chunking", Esmtp { chunking: Some(0), ..ehlo }),
+        (
+            "pipelining",
+            Esmtp {
+                pipelining: true,
+                ..ehlo
+            },
+        ),
+        (
+            "chunking",
+            Esmtp {
+                chunking: Some(0),
+                ..ehlo
+            },
+        ),
         (
             "pipelining + chunks of 7",
             Esmtp {
@@ -446,7 +462,8 @@ fn pipelined_group_bytes() {
     };
     let mut c = ClientSession::new(config);
     let mut tx = Transmit::default();
-    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..]))
+        .unwrap();
     assert!(c.poll_transmit(&mut tx));
     assert_eq!(&tx.commands[..], b"EHLO me\r\n");
     c.handle_input(&mut BytesMut::from(
@@ -458,7 +475,8 @@ fn pipelined_group_bytes() {
     c.rcpt(&[b"b@y"]);
     c.data();
     assert!(c.poll_transmit(&mut tx));
-    let cmd = |r: &std::ops::Range<usize>| String::from_utf8(tx.commands[r.clone()].to_vec()).unwrap();
+    let cmd =
+        |r: &std::ops::Range<usize>| String::from_utf8(tx.commands[r.clone()].to_vec()).unwrap();
     let shown: Vec<String> = tx
         .pieces
         .iter()
@@ -494,9 +512,11 @@ fn fallbacks() {
     };
     let mut c = ClientSession::new(config.clone());
     let mut tx = Transmit::default();
-    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..]))
+        .unwrap();
     c.poll_transmit(&mut tx);
-    c.handle_input(&mut BytesMut::from(&b"250 x\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"250 x\r\n"[..]))
+        .unwrap();
     c.mail(b"a", 5).unwrap();
     c.rcpt(&[b"b"]);
     c.data();
@@ -506,13 +526,16 @@ fn fallbacks() {
     assert!(!c.poll_transmit(&mut tx), "one at a time");
 
     let mut c = ClientSession::new(config);
-    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..]))
+        .unwrap();
     c.poll_transmit(&mut tx);
-    c.handle_input(&mut BytesMut::from(&b"502 5.5.1 what?\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"502 5.5.1 what?\r\n"[..]))
+        .unwrap();
     assert!(c.poll_transmit(&mut tx));
     assert_eq!(&tx.commands[..], b"HELO me\r\n");
     assert_eq!(c.poll_event(), None, "a fallback is not a rejection");
-    c.handle_input(&mut BytesMut::from(&b"250 x\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"250 x\r\n"[..]))
+        .unwrap();
     assert!(matches!(c.poll_event(), Some(Event::Ready(_))));
 }
 
@@ -528,20 +551,26 @@ fn aborted_group_is_swallowed() {
     };
     let mut c = ClientSession::new(config);
     let mut tx = Transmit::default();
-    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..]))
+        .unwrap();
     c.poll_transmit(&mut tx);
-    c.handle_input(&mut BytesMut::from(&b"250-x\r\n250 PIPELINING\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"250-x\r\n250 PIPELINING\r\n"[..]))
+        .unwrap();
     let _ = c.poll_event();
     c.mail(b"a", 5).unwrap();
     c.rcpt(&[b"b"]);
     c.data();
     assert!(c.poll_transmit(&mut tx));
     // An odd server: MAIL rejected, yet RCPT and DATA accepted.
-    c.handle_input(&mut BytesMut::from(&b"550 no\r\n250 ok\r\n354 go\r\n"[..])).unwrap();
+    c.handle_input(&mut BytesMut::from(&b"550 no\r\n250 ok\r\n354 go\r\n"[..]))
+        .unwrap();
     assert!(c.poll_transmit(&mut tx));
     assert_eq!(&tx.commands[..], b".\r\nRSET\r\n");
-    c.handle_input(&mut BytesMut::from(&b"250 ok\r\n250 reset\r\n"[..])).unwrap();
-    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).filter_map(|e| summary(&e)).collect();
+    c.handle_input(&mut BytesMut::from(&b"250 ok\r\n250 reset\r\n"[..]))
+        .unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| summary(&e))
+        .collect();
     assert_eq!(
         events,
         [

@@ -71,13 +71,7 @@ impl Report {
         let parts: Vec<String> = Phase::ALL
             .iter()
             .filter(|p| self.stats.rejects_by_phase[p.index()] > 0)
-            .map(|p| {
-                format!(
-                    "{} {}",
-                    p.name(),
-                    self.stats.rejects_by_phase[p.index()]
-                )
-            })
+            .map(|p| format!("{} {}", p.name(), self.stats.rejects_by_phase[p.index()]))
             .collect();
         if parts.is_empty() {
             "none".to_owned()

@@ -102,10 +102,8 @@ impl Shared {
             missing.push("SMTPUTF8 (MAIL without it)");
         }
         if !missing.is_empty() && !self.warned_missing.swap(true, Ordering::Relaxed) {
-            self.output.warning(&format!(
-                "server does not offer {}",
-                missing.join(", ")
-            ));
+            self.output
+                .warning(&format!("server does not offer {}", missing.join(", ")));
         }
     }
 }
@@ -227,7 +225,13 @@ impl Worker<'_> {
         } else {
             &mut self.head
         };
-        render_head(&self.shared, self.conn_number, last_rcpt, head, &mut self.to);
+        render_head(
+            &self.shared,
+            self.conn_number,
+            last_rcpt,
+            head,
+            &mut self.to,
+        );
         let content_len = (head.len() + self.shared.raw_body.len()) as u64;
         link.session
             .mail(&cfg.sender, content_len)
@@ -286,14 +290,9 @@ impl Worker<'_> {
             }
             if link.session.poll_transmit(&mut self.tx) {
                 let phase = link.session.phase();
-                let sent = write_transmit(
-                    &self.shared,
-                    &mut link.conn,
-                    &self.tx,
-                    &self.head,
-                )
-                .await
-                .map_err(|f| io_error(f, phase, protocol))?;
+                let sent = write_transmit(&self.shared, &mut link.conn, &self.tx, &self.head)
+                    .await
+                    .map_err(|f| io_error(f, phase, protocol))?;
                 if sent.contents > 0 {
                     if let Some(next) = self.next_head.take() {
                         self.head = next;

@@ -128,5 +128,8 @@ fn no_allocation_per_transaction() {
     let caps = b"250-x\r\n250-PIPELINING\r\n250-SIZE 0\r\n250 CHUNKING\r\n";
     let one_write: &[&[u8]] = &[b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok\r\n"];
     let per_txn = per_transaction(esmtp, caps, one_write);
-    assert!(per_txn < 0.01, "{per_txn} allocations per pipelined transaction");
+    assert!(
+        per_txn < 0.01,
+        "{per_txn} allocations per pipelined transaction"
+    );
 }
