@@ -20,6 +20,9 @@ pub(crate) struct Args {
     pub(crate) rounds: usize,
     /// `--flavor threads|tokio`: a thread per session, or one event loop.
     pub(crate) flavor: Flavor,
+    /// `--chunking`: the one-round-trip conversation (EHLO, then per message
+    /// MAIL+RCPT+BDAT LAST+content in one write), for client and server.
+    pub(crate) chunking: bool,
 }
 
 /// How a ping-pong process runs its sessions.
@@ -56,6 +59,7 @@ impl Args {
                 "-s" => args.sessions = number(flag, &value()?)?,
                 "-m" => args.messages = number(flag, &value()?)?,
                 "-d" => args.keep_open = true,
+                "--chunking" => args.chunking = true,
                 "-r" => args.rcpts = number(flag, &value()?)?,
                 "-l" => args.body_len = number(flag, &value()?)?,
                 "--helo" => args.helo = Some(value()?),
@@ -93,6 +97,7 @@ impl Args {
             rcpts: self.rcpts.max(1),
             body_len: self.body_len,
             helo: self.helo.clone().unwrap_or_else(client::default_helo),
+            chunking: self.chunking,
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Config {
     /// `-l`: 0 is smtp-source's "La de da" body.
     pub(crate) body_len: usize,
     pub(crate) helo: String,
+    /// `--chunking`: EHLO, then one write and one read per message.
+    pub(crate) chunking: bool,
 }
 
 impl Default for Config {
@@ -38,6 +40,7 @@ impl Default for Config {
             rcpts: 1,
             body_len: 0,
             helo: default_helo(),
+            chunking: false,
         }
     }
 }
@@ -78,10 +81,11 @@ pub(crate) fn run(endpoint: &Endpoint, config: &Config) -> Result<Outcome, Strin
     let workers: Vec<_> = (0..config.sessions)
         .map(|_| {
             let (script, budget, done) = (script.clone(), budget.clone(), done.clone());
-            let (endpoint, keep_open) = (endpoint.clone(), config.keep_open);
+            let (endpoint, keep_open, chunking) =
+                (endpoint.clone(), config.keep_open, config.chunking);
             thread::Builder::new()
                 .stack_size(256 * 1024)
-                .spawn(move || session(&endpoint, &script, keep_open, &budget, &done))
+                .spawn(move || session(&endpoint, &script, keep_open, chunking, &budget, &done))
                 .map_err(|e| format!("spawn: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -115,10 +119,11 @@ fn session(
     endpoint: &Endpoint,
     script: &Script,
     keep_open: bool,
+    chunking: bool,
     budget: &AtomicU64,
     done: &AtomicU64,
 ) -> Result<(), String> {
-    let mut reply = Vec::with_capacity(256);
+    let mut reply = Vec::with_capacity(512);
     let mut conn: Option<Stream> = None;
     while claim(budget) {
         let stream = match conn.as_mut() {
@@ -127,16 +132,25 @@ fn session(
                 let mut stream =
                     Stream::connect(endpoint).map_err(|e| format!("connect {endpoint:?}: {e}"))?;
                 expect_reply(&mut stream, &mut reply, "greeting")?;
-                step(&mut stream, &script.helo, &mut reply, "HELO")?;
+                if chunking {
+                    exchange(&mut stream, &script.ehlo, 1, &mut reply, "EHLO")?;
+                } else {
+                    step(&mut stream, &script.helo, &mut reply, "HELO")?;
+                }
                 conn.insert(stream)
             }
         };
-        step(stream, &script.mail, &mut reply, "MAIL")?;
-        for rcpt in &script.rcpts {
-            step(stream, rcpt, &mut reply, "RCPT")?;
+        if chunking {
+            let n = script.bdat_replies;
+            exchange(stream, &script.bdat, n, &mut reply, "MAIL+RCPT+BDAT")?;
+        } else {
+            step(stream, &script.mail, &mut reply, "MAIL")?;
+            for rcpt in &script.rcpts {
+                step(stream, rcpt, &mut reply, "RCPT")?;
+            }
+            step(stream, script.data, &mut reply, "DATA")?;
+            step(stream, &script.message, &mut reply, "end of data")?;
         }
-        step(stream, script.data, &mut reply, "DATA")?;
-        step(stream, &script.message, &mut reply, "end of data")?;
         done.fetch_add(1, Ordering::Relaxed);
         if !keep_open {
             quit(conn.take().expect("connected above"), script, &mut reply)?;
@@ -159,6 +173,30 @@ fn step(stream: &mut Stream, bytes: &[u8], reply: &mut Vec<u8>, what: &str) -> R
         .write_all(bytes)
         .map_err(|e| format!("sending {what}: {e}"))?;
     expect_reply(stream, reply, what)
+}
+
+/// One write, then reads until `replies` whole replies are in (`--chunking`).
+fn exchange(
+    stream: &mut Stream,
+    bytes: &[u8],
+    replies: usize,
+    buf: &mut Vec<u8>,
+    what: &str,
+) -> Result<(), String> {
+    use std::io::Read;
+    stream
+        .write_all(bytes)
+        .map_err(|e| format!("sending {what}: {e}"))?;
+    buf.clear();
+    let mut chunk = [0u8; 512];
+    while crate::bdat::replies_in(buf) < replies {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(format!("connection closed awaiting the {what} replies")),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("reading the {what} replies: {e}")),
+        }
+    }
+    Ok(())
 }
 
 fn expect_reply(stream: &mut Stream, reply: &mut Vec<u8>, what: &str) -> Result<(), String> {

@@ -36,7 +36,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Serves until killed.
-pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
+pub(crate) fn serve(endpoint: &Endpoint, chunking: bool) -> Result<(), String> {
     let rt = runtime()?;
     rt.block_on(async {
         match endpoint {
@@ -55,7 +55,11 @@ pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
                         .map_err(|e| format!("accept: {e}"))?;
                     let _ = s.set_nodelay(true);
                     tokio::spawn(async move {
-                        let _ = conversation(s).await;
+                        let _ = if chunking {
+                            conversation_bdat(s).await
+                        } else {
+                            conversation(s).await
+                        };
                     });
                 }
             }
@@ -68,7 +72,11 @@ pub(crate) fn serve(endpoint: &Endpoint) -> Result<(), String> {
                         .await
                         .map_err(|e| format!("accept: {e}"))?;
                     tokio::spawn(async move {
-                        let _ = conversation(s).await;
+                        let _ = if chunking {
+                            conversation_bdat(s).await
+                        } else {
+                            conversation(s).await
+                        };
                     });
                 }
             }
@@ -121,6 +129,27 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::R
     }
 }
 
+/// The one-round-trip conversation (`--chunking`), as `server::serve_bdat`.
+async fn conversation_bdat<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::Result<()> {
+    let mut conv = crate::bdat::Server::new();
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    s.write_all(GREETING).await?;
+    loop {
+        chunk.clear();
+        if s.read_buf(&mut chunk).await? == 0 {
+            return Ok(());
+        }
+        let quit = conv.feed(&chunk);
+        if quit || conv.flush_due() {
+            s.write_all(&conv.out).await?;
+            conv.out.clear();
+        }
+        if quit {
+            return Ok(());
+        }
+    }
+}
+
 /// As in `server::skip_data`: every byte is scanned for the end mark.
 async fn skip_data<S: AsyncRead + Unpin>(s: &mut S, chunk: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut finder = EndFinder::default();
@@ -147,10 +176,11 @@ pub(crate) fn client(endpoint: &Endpoint, config: &Config) -> Result<Outcome, St
         let tasks: Vec<_> = (0..config.sessions)
             .map(|_| {
                 let (script, budget, done) = (script.clone(), budget.clone(), done.clone());
-                let (endpoint, keep_open) = (endpoint.clone(), config.keep_open);
-                tokio::spawn(
-                    async move { session(&endpoint, &script, keep_open, &budget, &done).await },
-                )
+                let (endpoint, keep_open, chunking) =
+                    (endpoint.clone(), config.keep_open, config.chunking);
+                tokio::spawn(async move {
+                    session(&endpoint, &script, keep_open, chunking, &budget, &done).await
+                })
             })
             .collect();
         for task in tasks {
@@ -198,23 +228,26 @@ async fn session(
     endpoint: &Endpoint,
     script: &Script,
     keep_open: bool,
+    chunking: bool,
     budget: &AtomicU64,
     done: &AtomicU64,
 ) -> Result<(), String> {
-    let mut reply = Vec::with_capacity(256);
+    let mut reply = Vec::with_capacity(512);
     let mut conn: Option<Conn> = None;
     while claim(budget) {
         if conn.is_none() {
             let mut c = connect(endpoint).await?;
             match &mut c {
-                Conn::Tcp(s) => hello(s, script, &mut reply).await?,
-                Conn::Unix(s) => hello(s, script, &mut reply).await?,
+                Conn::Tcp(s) => hello(s, script, chunking, &mut reply).await?,
+                Conn::Unix(s) => hello(s, script, chunking, &mut reply).await?,
             }
             conn = Some(c);
         }
-        match conn.as_mut().expect("connected above") {
-            Conn::Tcp(s) => transaction(s, script, &mut reply).await?,
-            Conn::Unix(s) => transaction(s, script, &mut reply).await?,
+        match (conn.as_mut().expect("connected above"), chunking) {
+            (Conn::Tcp(s), false) => transaction(s, script, &mut reply).await?,
+            (Conn::Unix(s), false) => transaction(s, script, &mut reply).await?,
+            (Conn::Tcp(s), true) => transaction_bdat(s, script, &mut reply).await?,
+            (Conn::Unix(s), true) => transaction_bdat(s, script, &mut reply).await?,
         }
         done.fetch_add(1, Ordering::Relaxed);
         if !keep_open {
@@ -230,10 +263,37 @@ async fn session(
 async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     script: &Script,
+    chunking: bool,
     reply: &mut Vec<u8>,
 ) -> Result<(), String> {
     expect(s, reply, "greeting").await?;
-    step(s, &script.helo, reply, "HELO").await
+    if chunking {
+        exchange(s, &script.ehlo, 1, reply, "EHLO").await
+    } else {
+        step(s, &script.helo, reply, "HELO").await
+    }
+}
+
+/// One write, then reads until `replies` whole replies are in (`--chunking`).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    bytes: &[u8],
+    replies: usize,
+    buf: &mut Vec<u8>,
+    what: &str,
+) -> Result<(), String> {
+    s.write_all(bytes)
+        .await
+        .map_err(|e| format!("sending {what}: {e}"))?;
+    buf.clear();
+    while crate::bdat::replies_in(buf) < replies {
+        match s.read_buf(buf).await {
+            Ok(0) => return Err(format!("connection closed awaiting the {what} replies")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading the {what} replies: {e}")),
+        }
+    }
+    Ok(())
 }
 
 async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
@@ -247,6 +307,16 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     }
     step(s, script.data, reply, "DATA").await?;
     step(s, &script.message, reply, "end of data").await
+}
+
+/// The one-round-trip transaction (`--chunking`): one write, one read.
+async fn transaction_bdat<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    script: &Script,
+    reply: &mut Vec<u8>,
+) -> Result<(), String> {
+    let what = "MAIL+RCPT+BDAT";
+    exchange(s, &script.bdat, script.bdat_replies, reply, what).await
 }
 
 async fn quit(conn: Conn, script: &Script, reply: &mut Vec<u8>) -> Result<(), String> {

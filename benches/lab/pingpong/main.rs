@@ -18,16 +18,24 @@
 //! current_thread loop per process (`--flavor tokio`, see `event.rs`), which
 //! wins when many sessions are ready at once. The lab runs both.
 //!
+//! Two conversations: Postfix's (the default: HELO, then MAIL, RCPT×r, DATA
+//! and the content each one round trip), and with `--chunking` on both
+//! sides the one-round-trip conversation of our pair with `--pipelining
+//! --chunking` (EHLO, then per message MAIL+RCPT×r+`BDAT n LAST`+content
+//! in one write, answered by one write; see `bdat.rs`).
+//!
 //! Usage (the lab harness `benches/lab/run.py` drives it):
 //!   pingpong server (--tcp ADDR | --unix PATH) [--flavor threads|tokio] [--threads N]
+//!                   [--chunking]
 //!   pingpong client (--tcp ADDR | --unix PATH) [--flavor threads|tokio]
-//!                   -s N -m M [-d] [-r R] [-l L] [--helo NAME]
+//!                   -s N -m M [-d] [-r R] [-l L] [--helo NAME] [--chunking]
 //!   pingpong hold   --tcp ADDR --count N [--bind IP]
 //!   pingpong rtt    (--tcp ADDR | --unix PATH) [-n N]
 //!   pingpong spawn  --report FILE -- PROGRAM [ARGS...]
 //! Run with no mode (as `cargo bench` does) it runs a short demo of itself.
 
 mod args;
+mod bdat;
 mod client;
 mod event;
 mod hold;
@@ -64,8 +72,8 @@ fn main() -> ExitCode {
     };
     let result = match mode.as_str() {
         "server" => args.endpoint().and_then(|ep| match args.flavor {
-            Flavor::Threads => server::run(&ep, args.threads),
-            Flavor::Tokio => event::serve(&ep),
+            Flavor::Threads => server::run(&ep, args.threads, args.chunking),
+            Flavor::Tokio => event::serve(&ep, args.chunking),
         }),
         "client" => args.endpoint().and_then(|ep| {
             let outcome = match args.flavor {
@@ -104,7 +112,7 @@ fn demo() -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("local_addr: {e}"))?;
-    server::spawn_pool(listener.into(), 10).map_err(|e| format!("server: {e}"))?;
+    server::spawn_pool(listener.into(), 10, false).map_err(|e| format!("server: {e}"))?;
     let config = client::Config {
         sessions: 10,
         messages: 20_000,

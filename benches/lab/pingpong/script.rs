@@ -11,6 +11,11 @@ pub(crate) const DATA_GO: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
 pub(crate) const DATA_OK: &[u8] = b"250 2.0.0 Ok\r\n";
 pub(crate) const QUIT_OK: &[u8] = b"221 Bye\r\n";
 pub(crate) const OTHER_OK: &[u8] = b"250 2.0.0 Ok\r\n";
+/// The EHLO reply of our smtp-sink with `--chunking` (Postfix's list plus
+/// CHUNKING), byte for byte: the one-round-trip conversation starts with it.
+pub(crate) const EHLO_CHUNKING: &[u8] = b"250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
+250-AUTH PLAIN LOGIN\r\n250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n\
+250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-CHUNKING\r\n250 \r\n";
 
 /// The client's side of one session.
 pub(crate) struct Script {
@@ -21,6 +26,15 @@ pub(crate) struct Script {
     /// Headers, body and the final ".": sent in one write, as Postfix does.
     pub(crate) message: Vec<u8>,
     pub(crate) quit: &'static [u8],
+    /// `--chunking`: the greeting command, EHLO instead of HELO.
+    pub(crate) ehlo: Vec<u8>,
+    /// `--chunking`: one whole transaction in one write, as our smtp-source
+    /// sends it with `--pipelining --chunking`: MAIL, RCPT×r, `BDAT n LAST`
+    /// and the n bytes of content (headers and body, no dot-stuffing, no
+    /// final ".").
+    pub(crate) bdat: Vec<u8>,
+    /// The replies `bdat` is answered with: MAIL, RCPT×r, BDAT.
+    pub(crate) bdat_replies: usize,
 }
 
 impl Script {
@@ -41,17 +55,32 @@ impl Script {
         message.extend_from_slice(format!("Message-Id: <1a2b.0003.0000@{helo}>\r\n").as_bytes());
         message.extend_from_slice(b"\r\n");
         message.extend_from_slice(&body(body_len));
+        // No line of the headers or of either body starts with ".", so the
+        // BDAT content is the DATA content without its final ".".
+        let content_len = message.len();
         message.extend_from_slice(b".\r\n");
+        let mail = format!("MAIL FROM:<{sender}>\r\n").into_bytes();
+        let rcpts: Vec<Vec<u8>> = rcpt_addrs
+            .iter()
+            .map(|a| format!("RCPT TO:<{a}>\r\n").into_bytes())
+            .collect();
+        let mut bdat = Vec::with_capacity(content_len + 64 * (rcpts.len() + 2));
+        bdat.extend_from_slice(&mail);
+        for rcpt in &rcpts {
+            bdat.extend_from_slice(rcpt);
+        }
+        bdat.extend_from_slice(format!("BDAT {content_len} LAST\r\n").as_bytes());
+        bdat.extend_from_slice(&message[..content_len]);
         Script {
             helo: format!("HELO {helo}\r\n").into_bytes(),
-            mail: format!("MAIL FROM:<{sender}>\r\n").into_bytes(),
-            rcpts: rcpt_addrs
-                .iter()
-                .map(|a| format!("RCPT TO:<{a}>\r\n").into_bytes())
-                .collect(),
+            ehlo: format!("EHLO {helo}\r\n").into_bytes(),
+            bdat_replies: rcpts.len() + 2,
+            mail,
+            rcpts,
             data: b"DATA\r\n",
             message,
             quit: b"QUIT\r\n",
+            bdat,
         }
     }
 }

@@ -10,9 +10,9 @@ use crate::{
 };
 
 /// Serves until killed.
-pub(crate) fn run(endpoint: &Endpoint, threads: usize) -> Result<(), String> {
+pub(crate) fn run(endpoint: &Endpoint, threads: usize, chunking: bool) -> Result<(), String> {
     let listener = Listener::bind(endpoint).map_err(|e| format!("bind {endpoint:?}: {e}"))?;
-    let handles = spawn_pool(listener, threads).map_err(|e| format!("threads: {e}"))?;
+    let handles = spawn_pool(listener, threads, chunking).map_err(|e| format!("threads: {e}"))?;
     for handle in handles {
         let _ = handle.join();
     }
@@ -24,6 +24,7 @@ pub(crate) fn run(endpoint: &Endpoint, threads: usize) -> Result<(), String> {
 pub(crate) fn spawn_pool(
     listener: Listener,
     threads: usize,
+    chunking: bool,
 ) -> std::io::Result<Vec<thread::JoinHandle<()>>> {
     (0..threads.max(1))
         .map(|_| {
@@ -39,7 +40,11 @@ pub(crate) fn spawn_pool(
                         match listener.accept() {
                             Ok(stream) => {
                                 // A client that vanishes only ends its own session.
-                                let _ = serve(stream, &mut chunk);
+                                let _ = if chunking {
+                                    serve_bdat(stream, &mut chunk)
+                                } else {
+                                    serve(stream, &mut chunk)
+                                };
                             }
                             Err(e) => {
                                 eprintln!("pingpong: accept: {e}");
@@ -77,6 +82,28 @@ fn serve(mut stream: Stream, chunk: &mut [u8]) -> std::io::Result<()> {
             _ => OTHER_OK,
         };
         stream.write_all(reply)?;
+    }
+}
+
+/// The one-round-trip conversation (`--chunking`): replies go out once
+/// everything read is answered, so one write per transaction.
+fn serve_bdat(mut stream: Stream, chunk: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut conv = crate::bdat::Server::new();
+    stream.write_all(GREETING)?;
+    loop {
+        let n = stream.read(chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let quit = conv.feed(&chunk[..n]);
+        if quit || conv.flush_due() {
+            stream.write_all(&conv.out)?;
+            conv.out.clear();
+        }
+        if quit {
+            return Ok(());
+        }
     }
 }
 
