@@ -1,5 +1,6 @@
-"""The three implementations the lab runs (Postfix's programs, ours, and the
-ping-pong ceiling) and how each one is started for a point."""
+"""The implementations the lab runs (Postfix's programs, ours, the ping-pong
+ceiling, and optionally a baseline build of ours) and how each one is started
+for a point."""
 
 import os
 import shutil
@@ -61,12 +62,17 @@ class Impl:
     # Extra flags given to this pair's sink and source (e.g. "--threads 1").
     sink_extra: tuple = ()
     source_extra: tuple = ()
+    # Speaks a point's ESMTP options (points.Point.esmtp). A pair that does
+    # not runs such a point in Postfix's conversation.
+    esmtp: bool = False
 
     def sink_argv(self, point, endpoint, dump_dir, max_sessions=None, idle_timeout=None):
         if self.pingpong:
             return [self.sink, "server", *endpoint.pingpong_flags, "--flavor", self.server_flavor,
-                    "--threads", point.sessions]
+                    "--threads", point.sessions, *self.pingpong_mode(point)]
         argv = [self.sink, *self.sink_extra]
+        if self.esmtp and "--chunking" in point.esmtp_flags:
+            argv.append("--chunking")
         if running_as_root():
             argv += ["-u", "nobody"]
         if point.dump and dump_dir:
@@ -83,8 +89,18 @@ class Impl:
         if self.pingpong:
             return [self.source, "client", *endpoint.pingpong_flags, "--flavor", self.client_flavor,
                     *flags,
-                    "--helo", socket.gethostname()]
-        return [self.source, *self.source_extra, *flags, endpoint.smtp_address]
+                    "--helo", socket.gethostname(), *self.pingpong_mode(point)]
+        esmtp = point.esmtp_flags if self.esmtp else []
+        return [self.source, *self.source_extra, *flags, *esmtp, endpoint.smtp_address]
+
+    def pingpong_mode(self, point):
+        """The ping-pong's conversation for the point: Postfix's, or with
+        --pipelining --chunking the one-round-trip one (--chunking)."""
+        if not point.esmtp:
+            return []
+        if set(point.esmtp_flags) != {"--pipelining", "--chunking"}:
+            raise ValueError(f"the ceiling has no conversation for {point.esmtp!r}")
+        return ["--chunking"]
 
 
 def postfix():
@@ -104,9 +120,16 @@ def ours(target_dir, sink_extra=(), source_extra=()):
         os.path.join(target_dir, "release", "smtp-sink"),
         sink_extra=tuple(sink_extra),
         source_extra=tuple(source_extra),
+        esmtp=True,
     )
+
+
+def baseline(bin_dir):
+    """Our programs built from an older commit (`run.py --baseline-bin DIR`),
+    in Postfix's conversation only: for before/after comparisons."""
+    return Impl("baseline", os.path.join(bin_dir, "smtp-source"), os.path.join(bin_dir, "smtp-sink"))
 
 
 def ceiling(pingpong_binary, flavour):
     return Impl(f"ceiling-{flavour}", pingpong_binary, pingpong_binary, pingpong=True,
-                server_flavor=flavour, client_flavor=flavour)
+                server_flavor=flavour, client_flavor=flavour, esmtp=True)

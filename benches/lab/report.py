@@ -20,10 +20,26 @@ CONFIGS = [
     ("our-source", "ours", "postfix"),
     ("our-sink", "postfix", "ours"),
     ("our-pair", "ours", "ours"),
+    # Only with run.py --baseline-bin: our programs built from another commit.
+    ("baseline-pair", "baseline", "baseline"),
 ]
 
+# At a point with ESMTP options (points.Point.esmtp) only the pairs are run:
+# the ceiling and our pair speak them, Postfix's pair runs the same point in
+# its own conversation (it can neither pipeline nor chunk), and the mixed
+# configurations would measure a third conversation. The baseline build
+# predates ESMTP.
+ESMTP_CONFIGS = ("ceiling-threads", "ceiling-tokio", "postfix-pair", "our-pair")
+
+
+def applies(config, point):
+    """Whether `config` is measured at `point`."""
+    if point.esmtp:
+        return config in ESMTP_CONFIGS
+    return True
+
 SUMMARY_COLUMNS = [
-    "date", "point", "transport", "sessions", "keep_open", "body_len", "rcpts", "dump",
+    "date", "point", "transport", "sessions", "keep_open", "body_len", "rcpts", "dump", "esmtp",
     "config", "client", "server", "reps", "messages", "msgs_per_s",
     "client_cpu_s_per_1k", "server_cpu_s_per_1k", "client_maxrss_kib", "server_maxrss_kib",
     "frac_of_ceiling", "ratio_vs_postfix", "cpu_ratio_vs_postfix",
@@ -60,6 +76,7 @@ def summarize(points, runs, date):
                 "body_len": point.body_len,
                 "rcpts": point.rcpts,
                 "dump": int(point.dump),
+                "esmtp": point.esmtp,
                 "config": config,
                 "client": client,
                 "server": server,
@@ -202,13 +219,97 @@ def markdown(points, summary, scale_rows, meta):
     out.append("|---|---:|---:|---:|---:|---:|---:|")
     for p in points:
         flavour = str(get(p, "ceiling", "client")).replace("ceiling-", "")
+        if p.esmtp and flavour:
+            flavour += ", one round trip"
         out.append(
             f"| `{p.name}` | {_num(get(p, 'ceiling', 'msgs_per_s'))} ({flavour or '—'}) "
-            f"| {_num(get(p, 'postfix-pair', 'msgs_per_s'))} | {_pct(get(p, 'postfix-pair', 'frac_of_ceiling'))} "
+            f"| {_num(get(p, 'postfix-pair', 'msgs_per_s'))}{PLAIN_MARK if p.esmtp else ''} "
+            f"| {_pct(get(p, 'postfix-pair', 'frac_of_ceiling'))} "
             f"| {_num(get(p, 'our-pair', 'msgs_per_s'))} | {_pct(get(p, 'our-pair', 'frac_of_ceiling'))} "
             f"| {_x(get(p, 'our-pair', 'ratio_vs_postfix'))} |"
         )
+    if any(p.esmtp for p in points):
+        out.append("")
+        out.append(PLAIN_NOTE)
+    plain = [p for p in points if not p.esmtp]
+    if plain:
+        out.append("")
+        out.append(alone_markdown(plain, get))
     out.append("")
+    out.append("### CPU seconds per 1,000 messages, client + server")
+    out.append("")
+    out.append("| point | ceiling | Postfix pair | our pair | our pair CPU / Postfix's |")
+    out.append("|---|---:|---:|---:|---:|")
+    for p in points:
+        tot = lambda c: (get(p, c, "client_cpu_s_per_1k") + get(p, c, "server_cpu_s_per_1k")  # noqa: E731
+                         if (p.name, c) in by else "")
+        out.append(
+            f"| `{p.name}` | {_num(tot('ceiling'), 3)} | {_num(tot('postfix-pair'), 3)}{PLAIN_MARK if p.esmtp else ''} "
+            f"| {_num(tot('our-pair'), 3)} | {_x(get(p, 'our-pair', 'cpu_ratio_vs_postfix'))} |"
+        )
+    if scale_rows:
+        out.append("")
+        out.append(scale_markdown(scale_rows))
+        out.append("")
+        out.append(meta.get("scale_note", ""))
+    return "\n".join(out)
+
+
+PLAIN_MARK = " †"
+PLAIN_NOTE = ("† Postfix's pair can neither pipeline nor chunk: at a point with ESMTP options "
+              "(`--pipelining --chunking`) it runs the same point in its own conversation (at "
+              "`-s 1 -d --pipelining --chunking`, a plain `-s 1 -d` run), interleaved with our "
+              "pipelined pair, and our pair's ratios there are against that. The ceiling at those "
+              "points is the ping-pong's one-round-trip conversation: EHLO once, then per message "
+              "MAIL+RCPT+`BDAT n LAST`+content in one write, answered by one write of the three "
+              "replies.")
+
+
+def baseline_markdown(points, summary, runs, meta):
+    """Our pair now against the baseline build, per point: ratios of the
+    medians, and the range of the ratios within each repetition (the two
+    configurations run next to each other in every repetition)."""
+    by = {(r["point"], r["config"]): r for r in summary}
+    out = [f"Measured {meta['date']} on {meta['machine']['cpu']}, {meta['machine']['cores']} cores; "
+           f"our pair from {meta.get('revision', '?')}, the baseline pair from "
+           f"{meta.get('baseline', '?')}. {meta['reps']} A/B-interleaved repetitions per point "
+           f"(order alternating), medians; each run sized to about {meta['seconds']:g} s. "
+           f"Results: `{meta['results']}`.", ""]
+    if meta.get("caveat"):
+        out += [f"**Caveat:** {meta['caveat']}", ""]
+    out += ["```sh", meta["command"], "```", ""]
+    out.append("| point | baseline msg/s | ours msg/s | msg/s ours/baseline | per-rep range "
+               "| CPU s/1k msgs (client+server): baseline | ours | CPU/msg ours/baseline | per-rep range |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in points:
+        base, ours = by.get((p.name, "baseline-pair")), by.get((p.name, "our-pair"))
+        if not base or not ours:
+            continue
+        cpu = lambda r: r["client_cpu_s_per_1k"] + r["server_cpu_s_per_1k"]  # noqa: E731
+        rate_ratios, cpu_ratios = [], []
+        reps = sorted({r.rep for r in runs if r.point == p.name and r.rep >= 0})
+        for rep in reps:
+            pair = {r.config: r for r in runs
+                    if r.point == p.name and r.rep == rep and r.ok and r.config in ("our-pair", "baseline-pair")}
+            if len(pair) == 2:
+                o, b = pair["our-pair"], pair["baseline-pair"]
+                rate_ratios.append(o.msgs_per_s / b.msgs_per_s)
+                run_cpu = lambda r: (r.client_cpu_s + r.server_cpu_s) / r.messages  # noqa: E731
+                if run_cpu(b) > 0:
+                    cpu_ratios.append(run_cpu(o) / run_cpu(b))
+        span = lambda v: f"{min(v):.2f}-{max(v):.2f}" if v else "—"  # noqa: E731
+        out.append(
+            f"| `{p.name}` | {_num(base['msgs_per_s'])} | {_num(ours['msgs_per_s'])} "
+            f"| {ours['msgs_per_s'] / base['msgs_per_s']:.3f} | {span(rate_ratios)} "
+            f"| {_num(cpu(base), 3)} | {_num(cpu(ours), 3)} "
+            f"| {cpu(ours) / cpu(base) if cpu(base) else float('nan'):.3f} | {span(cpu_ratios)} |"
+        )
+    return "\n".join(out)
+
+
+def alone_markdown(points, get):
+    """Our source and our sink each against Postfix's other program."""
+    out = []
     out.append("### Source alone: ours vs Postfix's smtp-source, both into Postfix's smtp-sink")
     out.append("")
     out.append("| point | Postfix source msg/s | our source msg/s | ours/Postfix | % of ceiling | source CPU s/1k msgs: Postfix | ours | ceiling client | peak RSS KiB: Postfix | ours |")
@@ -234,23 +335,6 @@ def markdown(points, summary, scale_rows, meta):
             f"| {_num(get(p, 'ceiling', 'server_cpu_s_per_1k'), 3)} | {_x(get(p, 'our-sink', 'cpu_ratio_vs_postfix'))} "
             f"| {_num(get(p, 'postfix-pair', 'server_maxrss_kib'))} | {_num(get(p, 'our-sink', 'server_maxrss_kib'))} |"
         )
-    out.append("")
-    out.append("### CPU seconds per 1,000 messages, client + server")
-    out.append("")
-    out.append("| point | ceiling | Postfix pair | our pair | our pair CPU / Postfix's |")
-    out.append("|---|---:|---:|---:|---:|")
-    for p in points:
-        tot = lambda c: (get(p, c, "client_cpu_s_per_1k") + get(p, c, "server_cpu_s_per_1k")  # noqa: E731
-                         if (p.name, c) in by else "")
-        out.append(
-            f"| `{p.name}` | {_num(tot('ceiling'), 3)} | {_num(tot('postfix-pair'), 3)} | {_num(tot('our-pair'), 3)} "
-            f"| {_x(get(p, 'our-pair', 'cpu_ratio_vs_postfix'))} |"
-        )
-    if scale_rows:
-        out.append("")
-        out.append(scale_markdown(scale_rows))
-        out.append("")
-        out.append(meta.get("scale_note", ""))
     return "\n".join(out)
 
 
@@ -314,6 +398,14 @@ def _mark(value, goal, noise=True):
     return "~" if noise and value >= goal * NOISE else "✗"
 
 
+def _mark_at_most(value, goal):
+    if value == "" or value is None:
+        return "—"
+    if value <= goal:
+        return "✓"
+    return "~" if value * NOISE <= goal else "✗"
+
+
 def targets_markdown(points, summary, scale_rows):
     """The issue's targets, each checked against this run's medians."""
     by = {(r["point"], r["config"]): r for r in summary}
@@ -321,8 +413,21 @@ def targets_markdown(points, summary, scale_rows):
     out = ["| target | point | measured | |", "|---|---|---:|:-:|"]
     for p in points:
         v = get(p, "our-pair", "frac_of_ceiling")
-        out.append(f"| our pair ≥ 90% of the ceiling | `{p.name}` | {_pct(v)} | {_mark(v, 0.9)} |")
+        which = "the one-round-trip ceiling" if p.esmtp else "the ceiling"
+        out.append(f"| our pair ≥ 90% of {which} | `{p.name}` | {_pct(v)} | {_mark(v, 0.9)} |")
     for p in points:
+        if not p.esmtp or p.body_len or p.rcpts != 1:
+            continue
+        if p.sessions == 1:
+            v = get(p, "our-pair", "ratio_vs_postfix")
+            out.append(f"| our pipelined pair ≥ 3.5× Postfix's pair (plain `-s 1 -d`) | `{p.name}` "
+                       f"| {_x(v)} | {_mark(v, 3.5)} |")
+        else:
+            v = get(p, "our-pair", "cpu_ratio_vs_postfix")
+            out.append(f"| our pipelined pair's CPU/msg ≤ 0.5× Postfix's pair's (plain) | `{p.name}` "
+                       f"| {_x(v)} | {_mark_at_most(v, 0.5)} |")
+    plain = [p for p in points if not p.esmtp]
+    for p in plain:
         v = get(p, "our-pair", "ratio_vs_postfix")
         if p.dump:
             continue
@@ -330,7 +435,7 @@ def targets_markdown(points, summary, scale_rows):
                       10240: (3.0, "≥ 3× Postfix's pair (10 KiB)"),
                       102400: (10.0, "≥ 10× Postfix's pair (100 KiB)")}[p.body_len]
         out.append(f"| our pair {what} | `{p.name}` | {_x(v)} | {_mark(v, goal)} |")
-    for p in points:
+    for p in plain:
         v = get(p, "our-sink", "ratio_vs_postfix")
         c = get(p, "our-sink", "cpu_ratio_vs_postfix")
         cpu = f"{_x(v)} (sink CPU/msg {_x(c)})"
@@ -340,7 +445,7 @@ def targets_markdown(points, summary, scale_rows):
             out.append(f"| our sink ≥ 1.5× Postfix's sink | `{p.name}` | {cpu} | {_mark(v, 1.5)} |")
         else:
             out.append(f"| our sink never slower than Postfix's | `{p.name}` | {cpu} | {_mark(v, 1.0)} |")
-    for p in points:
+    for p in plain:
         v = get(p, "our-source", "ratio_vs_postfix")
         c = get(p, "our-source", "cpu_ratio_vs_postfix")
         out.append(f"| our source never slower than Postfix's | `{p.name}` | {_x(v)} (source CPU/msg "

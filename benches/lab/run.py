@@ -8,11 +8,15 @@ side on loopback, with the SMTP-shaped ping-pong ceiling at every point.
     python3 benches/lab/run.py --smoke --out DIR   # CI: one point, a few seconds
     python3 benches/lab/run.py --points "-s 10 -d" "-s 1 -d" --no-scale
     python3 benches/lab/run.py --matrix full      # the issue's 144 points
+    python3 benches/lab/run.py --matrix plain --no-scale --baseline-bin DIR \
+        --configs our-pair baseline-pair --reps 7  # ours now vs an older build
 
 Every point runs six configurations, interleaved (A/B) and repeated --reps
 times: the ceiling in two flavours (the faster one is the point's ceiling),
 Postfix's pair, our source into Postfix's sink, Postfix's source into our
-sink, and our pair. Each process is reaped with wait4, so its
+sink, and our pair. Points with ESMTP options (--pipelining --chunking) run
+the pairs only (see report.applies). With --baseline-bin, a seventh: our
+programs built from another commit. Each process is reaped with wait4, so its
 CPU time and peak RSS are its own. Every child is killed on every exit path.
 """
 
@@ -45,7 +49,9 @@ def parse_args(argv):
     ap.add_argument("--smoke", action="store_true", help="one point, tiny fixed runs (CI)")
     ap.add_argument("--quick", action="store_true", help="1 s runs, scale test up to 5k sessions")
     ap.add_argument("--points", nargs="+", metavar="NAME", help='points by name, e.g. "-s 10 -d"')
-    ap.add_argument("--matrix", choices=["standard", "full"], default="standard")
+    ap.add_argument("--matrix", choices=["standard", "plain", "full"], default="standard",
+                    help="standard: one factor at a time plus the ESMTP points; plain: without "
+                    "the ESMTP points; full: the issue's 144 points")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per point (default 3)")
     ap.add_argument("--seconds", type=float, default=None, help="target length of one run")
     ap.add_argument("--no-scale", action="store_true", help="skip the connection-scale test")
@@ -59,6 +65,16 @@ def parse_args(argv):
                     help='extra flags for our sink, e.g. "--threads 1" (to compare runtimes)')
     ap.add_argument("--ours-source-args", default="", metavar="ARGS",
                     help="extra flags for our source")
+    ap.add_argument("--baseline-bin", metavar="DIR",
+                    help="also run the baseline pair: smtp-source and smtp-sink in DIR (e.g. built "
+                    "from an older commit), A/B-interleaved with the others")
+    ap.add_argument("--baseline-label", default=None, metavar="TEXT",
+                    help="what the baseline binaries are, for the doc (e.g. a commit)")
+    ap.add_argument("--configs", nargs="+", metavar="CONFIG",
+                    choices=[c[0] for c in report.CONFIGS],
+                    help="measure only these configurations (the ceiling is derived from "
+                    "ceiling-threads/ceiling-tokio); a restricted run regenerates only the "
+                    "doc's baseline block")
     ap.add_argument("--pin", choices=["none", "same", "split"], default="none",
                     help="taskset: both processes on CPU 0 (same), client 0 and server 1 (split)")
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "lab", "results"),
@@ -74,6 +90,8 @@ def parse_args(argv):
         args.seconds = 0.0 if args.smoke else (1.0 if args.quick else 3.0)
     if args.doc is None and not args.smoke:
         args.doc = os.path.join(ROOT, "docs", "performance.md")
+    if args.configs and "baseline-pair" in args.configs and not args.baseline_bin:
+        ap.error("--configs baseline-pair needs --baseline-bin")
     return args
 
 
@@ -118,23 +136,50 @@ def build(args):
     return target_dir, pingpong, why_not
 
 
-def probe_ours(lab, ours, postfix):
-    """Our pair must deliver a few messages before it is measured."""
+def probe_ours(lab, ours, postfix, points=()):
+    """Our pair must deliver a few messages before it is measured, also in
+    each ESMTP mode among `points`."""
     for binary in (ours.source, ours.sink):
         if not os.access(binary, os.X_OK):
             return f"{binary} is missing"
-    point = pts.Point(sessions=2)
-    for client, server in ((ours, ours), (ours, postfix), (postfix, ours)):
+    checks = [(pts.Point(sessions=2), client, server)
+              for client, server in ((ours, ours), (ours, postfix), (postfix, ours))]
+    for esmtp in sorted({p.esmtp for p in points if p.esmtp}):
+        checks.append((pts.Point(sessions=2, esmtp=esmtp), ours, ours))
+    for point, client, server in checks:
         run = run_once(lab, point, "probe", client, server, 20, 0, timeout=30)
         if not run.ok:
-            return f"{client.name} source into {server.name} sink: {run.error}"
+            return f"{client.name} source into {server.name} sink ({point.name}): {run.error}"
     return None
 
 
+def probe_baseline(lab, baseline):
+    for binary in (baseline.source, baseline.sink):
+        if not os.access(binary, os.X_OK):
+            raise SystemExit(f"--baseline-bin: {binary} is missing or not executable")
+    run = run_once(lab, pts.Point(sessions=2), "probe", baseline, baseline, 20, 0, timeout=30)
+    if not run.ok:
+        raise SystemExit(f"--baseline-bin: the baseline pair does not work: {run.error}")
+
+
+def point_configs(args, point, impl_by_name, ours_ok):
+    """The configurations measured at `point`: those whose programs are
+    usable, that apply to the point, and that --configs asks for."""
+    wanted = set(args.configs or [c[0] for c in report.CONFIGS])
+    return [c for c in report.CONFIGS
+            if c[0] in wanted
+            and all(name in impl_by_name for name in c[1:])
+            and (ours_ok or "ours" not in (c[1], c[2]))
+            and report.applies(c[0], point)]
+
+
 def measure_points(args, lab, points, impl_by_name, ours_ok):
-    configs = [c for c in report.CONFIGS if ours_ok or "ours" not in (c[1], c[2])]
     runs = []
     for point in points:
+        configs = point_configs(args, point, impl_by_name, ours_ok)
+        if len(configs) < 2:
+            log(f"point {point.name}: skipped, only {[c[0] for c in configs]} would run there")
+            continue
         log(f"point {point.name}")
         sizes = {}
         timeout = 60.0 if args.smoke else max(60.0, 20 * args.seconds)
@@ -183,6 +228,8 @@ def main(argv=None):
         points = pts.select(args.points, pool)
     elif args.matrix == "full":
         points = pts.full_matrix()
+    elif args.matrix == "plain":
+        points = pts.PLAIN
     else:
         points = pts.STANDARD
 
@@ -197,11 +244,15 @@ def main(argv=None):
         "ceiling-threads": impls.ceiling(pingpong, "threads"),
         "ceiling-tokio": impls.ceiling(pingpong, "tokio"),
     }
+    if args.baseline_bin:
+        impl_by_name["baseline"] = impls.baseline(os.path.abspath(args.baseline_bin))
 
     lab = Lab(keep=args.keep)
     try:
+        if args.baseline_bin:
+            probe_baseline(lab, impl_by_name["baseline"])
         if why_not is None:
-            why_not = probe_ours(lab, ours, postfix)
+            why_not = probe_ours(lab, ours, postfix, points)
         ours_ok = why_not is None
         if not ours_ok:
             if args.require_ours:
@@ -233,6 +284,7 @@ def main(argv=None):
     for kind, path in paths.items():
         log(f"wrote {kind}: {path}")
 
+    restricted = bool(args.configs) and set(args.configs) != {c[0] for c in report.CONFIGS}
     if args.doc:
         caveat = args.caveat
         if not ours_ok:
@@ -248,13 +300,21 @@ def main(argv=None):
             "pin": args.pin,
             "revision": revision(),
             "scale_note": scale_note(hard),
+            "baseline": args.baseline_label or "the binaries given to --baseline-bin",
         }
-        report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
-        if ours_ok and summary:
-            report.update_block(args.doc, "targets",
-                                f"Checked against the run of {date}.\n\n"
-                                + report.targets_markdown(points, summary, scale_rows))
-        log(f"updated {args.doc}")
+        if not restricted:
+            report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
+            if ours_ok and summary:
+                report.update_block(args.doc, "targets",
+                                    f"Checked against the run of {date}.\n\n"
+                                    + report.targets_markdown(points, summary, scale_rows))
+            log(f"updated {args.doc}")
+        if any(r["config"] == "baseline-pair" for r in summary) and ours_ok:
+            if report.update_block(args.doc, "baseline",
+                                   report.baseline_markdown(points, summary, runs, meta)):
+                log(f"updated the baseline block of {args.doc}")
+            else:
+                log(f"{args.doc} has no <!-- baseline:begin --> block; the comparison is in the CSVs")
 
     failed = [r for r in runs if not r.ok]
     if failed:
@@ -287,16 +347,26 @@ def scale_note(nofile):
 
 
 def reproduce_command(argv):
-    """The command line as given, minus --caveat (prose, not a setting)."""
-    kept, skip = [], False
+    """The command line as given, minus --caveat (prose, not a setting) and
+    with --baseline-bin's directory (a path of this machine) as DIR."""
+    kept, skip = [], None
     for arg in argv:
-        if skip:
-            skip = False
+        if skip == "--caveat":
+            skip = None
             continue
-        if arg == "--caveat":
-            skip = True
+        if skip == "--baseline-bin":
+            skip = None
+            kept.append("DIR")
+            continue
+        if arg in ("--caveat", "--baseline-bin"):
+            skip = arg
+            if arg == "--baseline-bin":
+                kept.append(arg)
             continue
         if arg.startswith("--caveat="):
+            continue
+        if arg.startswith("--baseline-bin="):
+            kept.append("--baseline-bin=DIR")
             continue
         kept.append(shlex.quote(arg))
     return " ".join(["python3 benches/lab/run.py", *kept])
