@@ -111,24 +111,27 @@ fn expected_l_body(len: usize) -> Vec<u8> {
     body
 }
 
-#[test]
-fn every_accepted_message_is_dumped_whole() {
+/// Runs our source into our sink with `-d` dumps and checks that every
+/// message is in its own dump file, whole, with both recipients.
+fn dumps_are_whole(source_args: &[&str], sink_args: &[&str]) {
+    let messages = 60;
     let dir = dump_dir();
     let template = format!("{}/m.", dir.path().display());
     let port = free_port();
-    let _sink = start_sink(&["-d", &template], port);
-    run_source(
-        &["-s", "5", "-d", "-m", "60", "-l", "5000", "-r", "2"],
-        port,
-    );
+    let mut sink = vec!["-d", template.as_str()];
+    sink.extend_from_slice(sink_args);
+    let _sink = start_sink(&sink, port);
+    let mut args = vec!["-s", "5", "-m", "60", "-l", "5000", "-r", "2"];
+    args.extend_from_slice(source_args);
+    run_source(&args, port);
     // The source exits after its last QUIT; give the sink a moment to close
     // the files of the last transactions (bounded).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while files_in(dir.path()).len() < 60 && Instant::now() < deadline {
+    while files_in(dir.path()).len() < messages && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let files = files_in(dir.path());
-    assert_eq!(files.len(), 60, "one dump per message");
+    assert_eq!(files.len(), messages, "one dump per message: {source_args:?}");
     let body = expected_l_body(5000);
     for f in &files {
         let data = fs::read(f).unwrap();
@@ -148,11 +151,37 @@ fn every_accepted_message_is_dumped_whole() {
         assert_eq!(
             &rest[..rest.len() - 1],
             &body[..],
-            "body of {}",
+            "body of {} ({source_args:?})",
             f.display()
         );
         assert_eq!(rest.last(), Some(&b'\n'), "record ends with its empty line");
     }
+}
+
+#[test]
+fn every_accepted_message_is_dumped_whole() {
+    dumps_are_whole(&["-d"], &[]);
+}
+
+/// ESMTP: pipelined DATA, one-write BDAT, BDAT in many chunks, SIZE, and
+/// a connection per message; all land whole, as with Postfix's mode.
+#[test]
+fn esmtp_messages_are_dumped_whole() {
+    let esmtp_sink = ["--chunking", "--size", "1000000", "--smtputf8"];
+    for args in [
+        &["-d", "--pipelining"][..],
+        &["-d", "--pipelining", "--chunking", "--size"],
+        &["-d", "--pipelining", "--chunking=777", "--8bitmime"],
+        &["--pipelining", "--chunking", "--smtputf8"],
+        &["-d", "--ehlo", "--chunking=1000"],
+    ] {
+        dumps_are_whole(args, &esmtp_sink);
+    }
+    // LMTP: LHLO's capabilities; one end-of-data reply per recipient.
+    dumps_are_whole(
+        &["-L", "-d", "--pipelining", "--chunking"],
+        &["-L", "--chunking"],
+    );
 }
 
 #[test]
