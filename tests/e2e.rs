@@ -131,7 +131,11 @@ fn dumps_are_whole(source_args: &[&str], sink_args: &[&str]) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let files = files_in(dir.path());
-    assert_eq!(files.len(), messages, "one dump per message: {source_args:?}");
+    assert_eq!(
+        files.len(),
+        messages,
+        "one dump per message: {source_args:?}"
+    );
     let body = expected_l_body(5000);
     for f in &files {
         let data = fs::read(f).unwrap();
