@@ -203,12 +203,21 @@ assert tail == want, tail
 print("ok")
 "#;
 
+/// The sink's ESMTP options: clients that use none of them must not notice.
+const ESMTP: &[&str] = &["-c", "--chunking", "--size", "1000000", "--smtputf8"];
+
 #[test]
 fn python_smtplib_and_raw_pipelining() {
     if !have("python3") {
         return;
     }
-    let sink = start(OURS, &["-c"]);
+    for args in [&["-c"][..], ESMTP] {
+        smtplib_session(args);
+    }
+}
+
+fn smtplib_session(sink_args: &[&str]) {
+    let sink = start(OURS, sink_args);
     let Addr::Tcp(a) = &sink.addr else {
         unreachable!()
     };
@@ -230,7 +239,13 @@ fn swaks_with_and_without_pipelining() {
     if !have("swaks") {
         return;
     }
-    let sink = start(OURS, &["-c"]);
+    for args in [&["-c"][..], ESMTP] {
+        swaks_sessions(args);
+    }
+}
+
+fn swaks_sessions(sink_args: &[&str]) {
+    let sink = start(OURS, sink_args);
     let Addr::Tcp(a) = &sink.addr else {
         unreachable!()
     };
