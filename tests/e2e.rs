@@ -3,65 +3,11 @@
 //! answered 250 to is in its dump file, whole.
 
 use std::fs;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The directory holding the workspace's binaries (target/debug), found from
-/// this test's own path so CARGO_TARGET_DIR is respected.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built; run `cargo test --workspace`",
-        path.display()
-    );
-    path
-}
-
-struct Sink(Child);
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_sink(args: &[&str], port: u16) -> Sink {
-    let mut cmd = Command::new(bin("smtp-sink"));
-    if is_root() {
-        cmd.args(["-u", "nobody"]);
-    }
-    cmd.args(args).arg(format!("127.0.0.1:{port}")).arg("128");
-    cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
-    let sink = Sink(cmd.spawn().expect("start smtp-sink"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sink did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    sink
-}
+mod support;
+use support::{bin, dump_dir, expected_l_body, files_in, free_port, is_root, start_sink, Killed};
 
 fn run_source(args: &[&str], port: u16) -> Output {
     let out = Command::new(bin("smtp-source"))
@@ -75,40 +21,6 @@ fn run_source(args: &[&str], port: u16) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn dump_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    // The sink runs as nobody when the tests run as root.
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    dir
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
-}
-
-/// The -l body as the sink dumps it: CRs removed, with the LF the source's
-/// trailing CRLF leaves.
-fn expected_l_body(len: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    let mut end = 80;
-    let mut block = vec![b'X'; len];
-    while end < len {
-        block[end - 80] = b"0123456789"[(end / 80) % 10];
-        block[end - 2] = b'\r';
-        block[end - 1] = b'\n';
-        end += 80;
-    }
-    body.extend(block.iter().filter(|&&b| b != b'\r'));
-    body.push(b'\n');
-    body
 }
 
 /// Runs our source into our sink with `-d` dumps and checks that every
@@ -202,7 +114,7 @@ fn counts_agree_between_source_and_sink() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut sink = Sink(sink);
+    let mut sink = Killed(sink);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline);

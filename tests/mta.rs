@@ -13,13 +13,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{bin, dump_dir, expected_l_body, files_in, free_port, is_root, start_sink};
 
 /// One Postfix instance at a time: a machine runs only so many.
 static ONE_MTA_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -158,12 +161,12 @@ fn through_postfix(source_args: &[&str], messages: u64) -> Option<Relayed> {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let tools = require_postfix()?;
     let source = bin("smtp-source");
-    let sink_bin = bin("smtp-sink");
 
     let dump = dump_dir();
     let sink_port = free_port();
     // Declared before the MTA so that it is dropped after it.
-    let _sink = start_sink(&sink_bin, &dump.path().join("m."), sink_port);
+    let template = dump.path().join("m.");
+    let _sink = start_sink(&["-d", &template.display().to_string()], sink_port);
     let mta = Mta::start(tools, sink_port);
 
     let label = format!("smtp-source {}", source_args.join(" "));
@@ -282,23 +285,6 @@ fn expected_body(source_args: &[&str]) -> Vec<u8> {
         Some(i) => expected_l_body(source_args[i + 1].parse().expect("-l length")),
         None => DEFAULT_BODY.to_vec(),
     }
-}
-
-/// The -l body as the sink dumps it: CRs removed, with the LF the source's
-/// trailing CRLF leaves (as in tests/e2e.rs).
-fn expected_l_body(len: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    let mut end = 80;
-    let mut block = vec![b'X'; len];
-    while end < len {
-        block[end - 80] = b"0123456789"[(end / 80) % 10];
-        block[end - 2] = b'\r';
-        block[end - 1] = b'\n';
-        end += 80;
-    }
-    body.extend(block.iter().filter(|&&b| b != b'\r'));
-    body.push(b'\n');
-    body
 }
 
 /// Sums the `cmd=N` (or `cmd=N/M`: N accepted of M) fields of smtpd's
@@ -606,77 +592,4 @@ fn run_bounded(cmd: &mut Command, cap: Duration, scratch: &Path) -> Ran {
         stderr: read(&err_path),
         elapsed: started.elapsed(),
     }
-}
-
-/// The directory holding the workspace's binaries (target/debug), found from
-/// this test's own path so CARGO_TARGET_DIR is respected.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built; run `cargo build --workspace --bins`",
-        path.display()
-    );
-    path
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Sink(Child);
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Our smtp-sink on 127.0.0.1:port, dumping each transaction into its own
-/// file named from `template`.
-fn start_sink(sink: &Path, template: &Path, port: u16) -> Sink {
-    let mut cmd = Command::new(sink);
-    if is_root() {
-        cmd.args(["-u", "nobody"]);
-    }
-    cmd.arg("-d")
-        .arg(template)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("128")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let sink = Sink(cmd.spawn().expect("start smtp-sink"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sink did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    sink
-}
-
-fn dump_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    // The sink runs as nobody when the tests run as root.
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    dir
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
 }

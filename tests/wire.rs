@@ -7,25 +7,13 @@
 
 use std::{
     fs,
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join(name)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
+mod support;
+use support::{bin, free_port, is_root, wait_listening, Killed};
 
 /// strace, or a skip notice (a failure when CI is set).
 fn strace() -> Option<&'static str> {
@@ -43,15 +31,6 @@ fn strace() -> Option<&'static str> {
     );
     eprintln!("skipping: strace is not installed");
     None
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The write calls (write, writev, sendto, sendmsg) a trace shows on the
@@ -89,11 +68,7 @@ fn socket_writes(trace: &Path) -> usize {
 /// sink writes).
 fn traced_run(strace: &str, source_args: &[&str], sink_args: &[&str]) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let sink_trace = dir.path().join("sink.trace");
     let source_trace = dir.path().join("source.trace");
     let trace_args = |out: &Path| {
@@ -117,11 +92,7 @@ fn traced_run(strace: &str, source_args: &[&str], sink_args: &[&str]) -> (usize,
         .arg("128")
         .stdout(Stdio::null());
     let sink = Killed(cmd.spawn().expect("start the traced sink"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sink did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     let out = Command::new(strace)
         .args(trace_args(&source_trace))
         .arg(bin("smtp-source"))

@@ -606,18 +606,8 @@ impl ClientSession {
         let n = self.negotiated;
         if n.size {
             self.params.extend_from_slice(b"SIZE=");
-            let mut digits = [0u8; 20];
-            let mut at = digits.len();
-            let mut n = content_len;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            self.params.extend_from_slice(&digits[at..]);
+            self.params
+                .extend_from_slice(crate::itoa(content_len, &mut [0; 20]));
         }
         for (on, param) in [
             (n.eight_bit_mime, &b"BODY=8BITMIME"[..]),

@@ -320,7 +320,7 @@ impl Request<'_> {
             Request::Data => out.put_slice(b"DATA\r\n"),
             Request::Bdat { size, last } => {
                 out.put_slice(b"BDAT ");
-                put_decimal(out, size);
+                out.put_slice(crate::itoa(size, &mut [0; 20]));
                 out.put_slice(if last { b" LAST\r\n" } else { b"\r\n" });
             }
             Request::Rset => out.put_slice(b"RSET\r\n"),
@@ -358,21 +358,6 @@ impl Request<'_> {
             Request::Raw(_) => Verb::Unknown,
         }
     }
-}
-
-/// Appends `n` in decimal without allocating (BDAT is on the hot path).
-fn put_decimal(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[at..]);
 }
 
 fn line2(out: &mut BytesMut, head: &[u8], tail: &[u8]) {

@@ -7,6 +7,8 @@ use std::{
     time::Duration,
 };
 
+pub use smtp_proto::itoa;
+
 use crate::config::Delay;
 
 /// `-m`: one budget for all sessions, claimed when a transaction starts,
@@ -52,21 +54,6 @@ pub fn pause(delay: Delay) -> Option<Duration> {
         Delay::Fixed(s) => Some(Duration::from_secs(u64::from(s))),
         Delay::Random(s) => Some(Duration::from_secs(rand::random_range(0..=u64::from(s)))),
     }
-}
-
-/// Writes `n` in decimal into `buf` and returns the digits.
-pub fn itoa(n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 #[cfg(test)]
