@@ -4,12 +4,15 @@
 //! this crate is the other half both programs need: the one [`Stream`]
 //! type their sessions run over (TCP or a unix socket today, TLS over
 //! either next), the tokio runtime both build the same way, and the
-//! strerror(3) text both print as Postfix's `%m` does. Each program's
-//! session is generic over [`Transport`], so a TLS stream slots in
-//! without a second code path.
+//! strerror(3) text both print as Postfix's `%m` does, and TLS ([`tls`]:
+//! rustls with the ring provider, client and server configurations, a
+//! self-signed certificate on demand). Each program's session is generic
+//! over [`Transport`], so a TLS stream is one more stream, not a second
+//! code path.
 
 mod runtime;
 mod stream;
+pub mod tls;
 
 use std::io;
 

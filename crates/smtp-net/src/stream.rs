@@ -10,6 +10,9 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpStream, UnixStream},
 };
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use crate::tls::{info_of, TlsAcceptor, TlsConnector, TlsInfo};
 
 /// What a session needs of its connection: bytes both ways, plus a way to
 /// wait for input without reading it.
@@ -26,13 +29,15 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
     }
 }
 
-/// A connected socket of either family.
+/// A connected socket of either family, in the clear or under TLS.
 #[derive(Debug)]
 pub enum Stream {
     /// TCP.
     Tcp(TcpStream),
     /// AF_UNIX.
     Unix(UnixStream),
+    /// TLS over either (after STARTTLS, or from the first byte).
+    Tls(Box<tokio_rustls::TlsStream<Stream>>),
 }
 
 impl Stream {
@@ -51,8 +56,40 @@ impl Stream {
                 s.writable().await?;
                 s.take_error()?
             }
+            Stream::Tls(_) => None,
         };
         err.map_or(Ok(()), Err)
+    }
+
+    /// Runs a client handshake over this stream and returns the TLS stream.
+    ///
+    /// # Errors
+    /// The handshake failed (the peer's alert, a certificate that does not
+    /// verify, a closed connection).
+    pub async fn start_tls_client(
+        self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+    ) -> io::Result<Stream> {
+        let tls = connector.connect(name, self).await?;
+        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
+    }
+
+    /// Runs a server handshake over this stream and returns the TLS stream.
+    ///
+    /// # Errors
+    /// The handshake failed.
+    pub async fn start_tls_server(self, acceptor: &TlsAcceptor) -> io::Result<Stream> {
+        let tls = acceptor.accept(self).await?;
+        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
+    }
+
+    /// What the handshake negotiated, when this is a TLS stream.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        match self {
+            Stream::Tls(tls) => Some(info_of(tls.get_ref().1)),
+            _ => None,
+        }
     }
 }
 
@@ -61,6 +98,8 @@ impl Transport for Stream {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
+            // Decrypted bytes may already wait in rustls' buffer: read.
+            Stream::Tls(_) => Poll::Ready(Ok(())),
         }
     }
 }
@@ -74,6 +113,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -87,6 +127,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -98,10 +139,12 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
+        // rustls gathers the slices into records itself.
         true
     }
 
@@ -109,6 +152,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -116,6 +160,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

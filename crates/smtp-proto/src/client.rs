@@ -39,12 +39,13 @@
 //!   (in DATA form, or a slice in BDAT form) goes between them, so the
 //!   shared body is written without a copy.
 //!
-//! # Where the next features go
-//! * **STARTTLS** (RFC 3207): a staged phase after EHLO; on 220 the session
-//!   waits in a new state while the runtime wraps the stream, then restarts
-//!   at EHLO with the capabilities forgotten (§4.2).
-//! * **AUTH** (RFC 4954): a phase whose 334 replies are intermediate; the
-//!   runtime's responses are staged as [`Request::Raw`].
+//! * **STARTTLS** (RFC 3207): staged after EHLO when asked for; on 220 the
+//!   session reports [`Event::StartTls`] and waits while the runtime runs
+//!   the handshake, then ([`ClientSession::tls_started`]) greets again with
+//!   the capabilities forgotten (§4.2).
+//! * **AUTH** (RFC 4954): PLAIN (with its initial response) or LOGIN (whose
+//!   334 prompts are answered in turn), after the (second) EHLO; the lines
+//!   that carry secrets are [`Piece::Secret`], so a transcript can hide them.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -62,6 +63,8 @@
 use std::{collections::VecDeque, ops::Range};
 
 use bytes::{BufMut, BytesMut};
+
+use base64::Engine as _;
 
 use crate::{Capabilities, Extensions, Limits, ParseError, Reply, ReplyCode, ReplyParser, Request};
 
@@ -136,6 +139,37 @@ impl Negotiated {
     }
 }
 
+/// A SASL mechanism the client can use (RFC 4954).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// PLAIN (RFC 4616), sent with its initial response.
+    Plain,
+    /// LOGIN: user name and password, each after a 334 prompt.
+    Login,
+}
+
+impl Mechanism {
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+        }
+    }
+}
+
+/// Logging in: with what, as whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// The mechanism; `None` takes the first of PLAIN and LOGIN the server
+    /// offers.
+    pub mechanism: Option<Mechanism>,
+    /// User name.
+    pub user: Vec<u8>,
+    /// Password.
+    pub password: Vec<u8>,
+}
+
 /// How a session behaves; fixed for its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -146,6 +180,10 @@ pub struct ClientConfig {
     pub helo: Option<Vec<u8>>,
     /// ESMTP features to use when offered.
     pub esmtp: Esmtp,
+    /// Send STARTTLS after EHLO (RFC 3207); the server must offer it.
+    pub starttls: bool,
+    /// Log in after EHLO (after the TLS one with `starttls`).
+    pub auth: Option<Auth>,
     /// Tolerate non-positive replies and recover (Postfix's `-A`). When
     /// false, the first one ends the session with
     /// [`CloseReason::Rejected`].
@@ -163,6 +201,8 @@ impl ClientConfig {
             protocol,
             helo: helo.map(<[u8]>::to_vec),
             esmtp: Esmtp::default(),
+            starttls: false,
+            auth: None,
             tolerate_rejects,
             limits: Limits::default(),
             report_replies: false,
@@ -266,6 +306,9 @@ impl Phase {
 pub enum Piece {
     /// These bytes of [`Transmit::commands`].
     Commands(Range<usize>),
+    /// These bytes of [`Transmit::commands`]: a line that carries a
+    /// secret (AUTH), to be written as the others but shown masked.
+    Secret(Range<usize>),
     /// The whole message in DATA form: the content dot-stuffed and ending
     /// in `.` CRLF.
     DataContent,
@@ -308,7 +351,9 @@ impl Transmit {
 
     /// Whether the write carries message content.
     pub fn has_content(&self) -> bool {
-        self.pieces.iter().any(|p| !matches!(p, Piece::Commands(_)))
+        self.pieces
+            .iter()
+            .any(|p| matches!(p, Piece::DataContent | Piece::Chunk(_)))
     }
 }
 
@@ -336,15 +381,24 @@ pub enum CloseReason {
     ServiceClosing,
     /// A rejection without `-A`: the run is over (Postfix's fatal error).
     Rejected,
+    /// The server does not offer what this phase needs (STARTTLS, or an
+    /// AUTH mechanism the client can use).
+    NotOffered(Phase),
 }
 
 /// What happened; drained with [`ClientSession::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The greeting and HELO/EHLO/LHLO are done: a transaction may start.
-    /// Carries what the server announced (empty after HELO, or with no
-    /// greeting command).
+    /// The greeting and HELO/EHLO/LHLO (and STARTTLS and AUTH when asked
+    /// for) are done: a transaction may start. Carries what the server
+    /// announced (empty after HELO, or with no greeting command).
     Ready(Capabilities),
+    /// The server said 220 to STARTTLS: the runtime runs the TLS handshake
+    /// now, then calls [`ClientSession::tls_started`]. Bytes the server
+    /// sent after its 220 must not be kept (RFC 3207 §4.2).
+    StartTls,
+    /// AUTH succeeded (235).
+    Authenticated,
     /// A reply arrived (only with [`ClientConfig::report_replies`]);
     /// reported before what it causes.
     Reply {
@@ -426,6 +480,8 @@ enum State {
     Idle,
     /// A transaction is open and no new one may start yet.
     Transaction,
+    /// STARTTLS was accepted: the runtime is running the handshake.
+    TlsPending,
     /// QUIT staged or sent.
     Quitting,
     /// Over.
@@ -441,6 +497,8 @@ struct Staged {
     chunk: Option<Range<u64>>,
     /// Its reply is to be dropped (see [`Expect::swallow`]).
     swallow: bool,
+    /// It carries a secret (AUTH): shown masked.
+    secret: bool,
 }
 
 /// A reply the session waits for.
@@ -507,6 +565,12 @@ pub struct ClientSession {
     last_phase: Phase,
     /// MAIL parameters, rebuilt per transaction.
     params: Vec<u8>,
+    /// TLS is up (after STARTTLS).
+    tls_done: bool,
+    /// The capabilities to report once AUTH is through.
+    caps_pending: Option<Capabilities>,
+    /// The LOGIN prompt answered next: 0 user name, 1 password.
+    login_step: u8,
 }
 
 impl ClientSession {
@@ -532,6 +596,9 @@ impl ClientSession {
             next: None,
             last_phase: Phase::Greeting,
             params: Vec::new(),
+            tls_done: false,
+            caps_pending: None,
+            login_step: 0,
         }
     }
 
@@ -651,6 +718,7 @@ impl ClientSession {
             len: self.stage.len() - start,
             chunk: None,
             swallow: false,
+            secret: false,
         });
     }
 
@@ -682,6 +750,7 @@ impl ClientSession {
                 len: self.stage.len() - start,
                 chunk: Some(at..end),
                 swallow: false,
+                secret: false,
             });
             if last {
                 break;
@@ -730,7 +799,13 @@ impl ClientSession {
                 break;
             };
             let end = self.stage_pos + cmd.len;
-            out.push_commands(&self.stage[self.stage_pos..end]);
+            if cmd.secret {
+                let start = out.commands.len();
+                out.commands.put_slice(&self.stage[self.stage_pos..end]);
+                out.pieces.push(Piece::Secret(start..out.commands.len()));
+            } else {
+                out.push_commands(&self.stage[self.stage_pos..end]);
+            }
             self.stage_pos = end;
             if let Some(chunk) = cmd.chunk {
                 out.pieces.push(Piece::Chunk(chunk));
@@ -785,6 +860,10 @@ impl ClientSession {
         }
         if expect.swallow {
             self.swallowed(phase, &reply);
+            return;
+        }
+        if phase == Phase::Auth && reply.code.0 == 334 {
+            self.login_prompt();
             return;
         }
         let positive = match phase {
@@ -903,6 +982,7 @@ impl ClientSession {
                 len: 3,
                 chunk: None,
                 swallow: true,
+                secret: false,
             });
         }
     }
@@ -927,9 +1007,20 @@ impl ClientSession {
                 } else {
                     Capabilities::default()
                 };
+                self.greeted(caps);
+            }
+            Phase::Starttls => {
+                self.state = State::TlsPending;
+                self.events.push_back(Event::StartTls);
+            }
+            Phase::Auth => {
+                if reply.code.is_positive() {
+                    self.events.push_back(Event::Authenticated);
+                }
+                let caps = self.caps_pending.take().unwrap_or_default();
                 self.ready(caps);
             }
-            Phase::Starttls | Phase::Auth | Phase::Mail => {}
+            Phase::Mail => {}
             Phase::Rcpt => {
                 self.txn.rcpts_accepted += 1;
                 self.rcpt_replied();
@@ -952,6 +1043,97 @@ impl ClientSession {
     /// The transaction whose commands are being staged: the newest.
     fn staging_txn(&mut self) -> &mut Txn {
         self.next.as_mut().unwrap_or(&mut self.txn)
+    }
+
+    /// After EHLO: STARTTLS or AUTH if asked for and not done yet, else
+    /// ready.
+    fn greeted(&mut self, caps: Capabilities) {
+        if self.config.starttls && !self.tls_done {
+            if !caps.has(Extensions::STARTTLS) {
+                self.close(CloseReason::NotOffered(Phase::Starttls));
+                return;
+            }
+            self.stage_request(Phase::Starttls, Request::StartTls);
+            return;
+        }
+        let Some(auth) = self.config.auth.as_ref() else {
+            self.ready(caps);
+            return;
+        };
+        let offered = |m: Mechanism| caps.has_auth(m.name());
+        let mechanism = match auth.mechanism {
+            Some(m) => Some(m).filter(|m| offered(*m)),
+            None => [Mechanism::Plain, Mechanism::Login]
+                .into_iter()
+                .find(|m| offered(*m)),
+        };
+        let Some(mechanism) = mechanism else {
+            self.close(CloseReason::NotOffered(Phase::Auth));
+            return;
+        };
+        let line = match mechanism {
+            Mechanism::Plain => {
+                let mut secret = Vec::with_capacity(auth.user.len() + auth.password.len() + 2);
+                secret.push(0);
+                secret.extend_from_slice(&auth.user);
+                secret.push(0);
+                secret.extend_from_slice(&auth.password);
+                let mut line = b"AUTH PLAIN ".to_vec();
+                line.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(secret)
+                        .as_bytes(),
+                );
+                line
+            }
+            Mechanism::Login => b"AUTH LOGIN".to_vec(),
+        };
+        self.login_step = 0;
+        self.caps_pending = Some(caps);
+        self.stage_secret(&line);
+    }
+
+    /// A 334 to AUTH LOGIN: the user name, then the password.
+    fn login_prompt(&mut self) {
+        let Some(auth) = self.config.auth.as_ref() else {
+            return;
+        };
+        let value = if self.login_step == 0 {
+            &auth.user
+        } else {
+            &auth.password
+        };
+        let line = base64::engine::general_purpose::STANDARD.encode(value);
+        self.login_step = self.login_step.saturating_add(1);
+        self.stage_secret(line.as_bytes());
+    }
+
+    /// Stages a line that carries a secret (AUTH) in phase `Auth`.
+    fn stage_secret(&mut self, line: &[u8]) {
+        let start = self.stage.len();
+        Request::Raw(line).encode(&mut self.stage);
+        self.staged.push_back(Staged {
+            phase: Phase::Auth,
+            len: self.stage.len() - start,
+            chunk: None,
+            swallow: false,
+            secret: true,
+        });
+    }
+
+    /// The runtime finished the TLS handshake after [`Event::StartTls`]:
+    /// the session starts over with EHLO (LHLO), capabilities forgotten.
+    pub fn tls_started(&mut self) {
+        if self.state != State::TlsPending {
+            return;
+        }
+        self.tls_done = true;
+        self.state = State::Opening;
+        let phase = match self.config.protocol {
+            Protocol::Lmtp => Phase::Helo,
+            Protocol::Smtp => Phase::Ehlo,
+        };
+        self.stage_greeting(phase);
     }
 
     fn stage_greeting(&mut self, phase: Phase) {
@@ -1039,6 +1221,7 @@ impl ClientSession {
             len: self.stage.len() - start,
             chunk: None,
             swallow: false,
+            secret: false,
         });
     }
 }
@@ -1085,7 +1268,7 @@ mod tests {
             if s.poll_transmit(&mut out) {
                 assert_eq!(out.pieces.len(), 1, "one at a time: {out:?}");
                 match &out.pieces[0] {
-                    Piece::Commands(_) => sent.push(
+                    Piece::Commands(_) | Piece::Secret(_) => sent.push(
                         String::from_utf8(out.commands.to_vec())
                             .unwrap()
                             .trim_end()

@@ -307,7 +307,9 @@ fn drive(script: &Script, esmtp: Esmtp, lmtp: bool, tolerate: bool, splits: &[us
             wire.clear();
             for piece in &tx.pieces {
                 match piece {
-                    Piece::Commands(r) => wire.extend_from_slice(&tx.commands[r.clone()]),
+                    Piece::Commands(r) | Piece::Secret(r) => {
+                        wire.extend_from_slice(&tx.commands[r.clone()])
+                    }
                     Piece::DataContent => wire.extend_from_slice(&data_form),
                     Piece::Chunk(r) => {
                         wire.extend_from_slice(&MESSAGE[r.start as usize..r.end as usize])
@@ -481,7 +483,7 @@ fn pipelined_group_bytes() {
         .pieces
         .iter()
         .map(|p| match p {
-            Piece::Commands(r) => cmd(r),
+            Piece::Commands(r) | Piece::Secret(r) => cmd(r),
             Piece::Chunk(r) => format!("<{}..{}>", r.start, r.end),
             Piece::DataContent => "<data>".to_owned(),
         })

@@ -110,6 +110,42 @@ pub struct Cli {
     /// Send the SMTPUTF8 parameter when offered; allows UTF-8 in -f and -t.
     #[arg(long)]
     pub smtputf8: bool,
+    /// After EHLO, STARTTLS and a TLS handshake, then EHLO again.
+    #[arg(long)]
+    pub starttls: bool,
+    /// TLS from the first byte (SMTPS, port 465).
+    #[arg(long)]
+    pub tls_on_connect: bool,
+    /// Verify the server's certificate chain and name.
+    #[arg(long)]
+    pub tls_verify: bool,
+    /// Trust the PEM certificates in FILE instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The server name to send (SNI) and verify (default: the host).
+    #[arg(long, value_name = "NAME")]
+    pub tls_sni: Option<String>,
+    /// Allow only this TLS version: tls1.2 or tls1.3.
+    #[arg(long, value_name = "VERSION")]
+    pub tls_protocol: Option<String>,
+    /// Full handshakes only: do not resume TLS sessions.
+    #[arg(long)]
+    pub no_tls_resume: bool,
+    /// Log in with AUTH PLAIN or LOGIN (default: the first one offered).
+    #[arg(long, value_name = "MECH", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub auth: Option<String>,
+    /// The user name to log in with.
+    #[arg(long, value_name = "USER")]
+    pub auth_user: Option<String>,
+    /// The password to log in with.
+    #[arg(long, value_name = "PASSWORD")]
+    pub auth_password: Option<String>,
+    /// `user:password` lines, used in turn by successive connections.
+    #[arg(long, value_name = "FILE")]
+    pub auth_users: Option<PathBuf>,
+    /// Allow AUTH without TLS.
+    #[arg(long)]
+    pub auth_plaintext: bool,
     /// Runtime threads: 0 runs everything on the main thread.
     #[arg(long, value_name = "N")]
     pub threads: Option<String>,

@@ -5,8 +5,11 @@
 use std::{ffi::OsString, time::Duration};
 
 use clap::Parser as _;
+use std::sync::Arc;
+
+use smtp_net::tls::{self, TlsVersion};
 use smtp_proto::{
-    client::{Esmtp, Protocol},
+    client::{Esmtp, Mechanism, Protocol},
     message::Body,
     postfix::atoi,
 };
@@ -86,6 +89,40 @@ pub struct Config {
     pub threads: Option<usize>,
     /// The ESMTP features asked for (`--ehlo`, `--pipelining`, ...).
     pub esmtp: Esmtp,
+    /// TLS, when asked for.
+    pub tls: Option<TlsPlan>,
+    /// AUTH, when asked for.
+    pub auth: Option<AuthPlan>,
+}
+
+/// When TLS starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsStart {
+    /// `--starttls`: after EHLO.
+    StartTls,
+    /// `--tls-on-connect`: from the first byte.
+    OnConnect,
+}
+
+/// `--starttls`/`--tls-on-connect` and their options, resolved.
+#[derive(Debug, Clone)]
+pub struct TlsPlan {
+    /// When.
+    pub start: TlsStart,
+    /// The client configuration every connection shares (and with it the
+    /// resumption cache).
+    pub config: Arc<tls::rustls::ClientConfig>,
+    /// The name sent as SNI and verified.
+    pub server_name: tls::rustls::pki_types::ServerName<'static>,
+}
+
+/// `--auth` and its credentials.
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    /// `None`: the first of PLAIN and LOGIN the server offers.
+    pub mechanism: Option<Mechanism>,
+    /// Users and passwords, taken in turn by successive connections.
+    pub users: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Why the command line was refused. The Display text follows
@@ -238,8 +275,10 @@ impl Config {
                 Err(_) => return Err(invalid(format!("bad chunk size: {b}"))),
             },
         };
+        let tls = tls_plan(&cli, &tls_name(&cli))?;
+        let auth = auth_plan(&cli, tls.is_some())?;
         let esmtp = Esmtp {
-            ehlo: cli.ehlo,
+            ehlo: cli.ehlo || tls.is_some() || auth.is_some(),
             pipelining: cli.pipelining,
             chunking,
             size: cli.size,
@@ -324,8 +363,134 @@ impl Config {
             json: cli.json,
             threads,
             esmtp,
+            tls,
+            auth,
         })
     }
+}
+
+/// The default TLS server name: the host part of the target as typed
+/// (`localhost` for a unix socket).
+fn tls_name(cli: &Cli) -> String {
+    let addr = cli
+        .target
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if addr.starts_with("unix:") {
+        return "localhost".to_owned();
+    }
+    let addr = addr.strip_prefix("inet:").unwrap_or(&addr);
+    match smtp_proto::postfix::host_port(addr, smtp_proto::postfix::BareWord::Host) {
+        Ok((host, _)) if !host.is_empty() => host.to_owned(),
+        _ => "localhost".to_owned(),
+    }
+}
+
+fn tls_plan(cli: &Cli, host: &str) -> Result<Option<TlsPlan>, ConfigError> {
+    let start = match (cli.starttls, cli.tls_on_connect) {
+        (false, false) => {
+            if cli.tls_verify || cli.tls_ca.is_some() || cli.tls_sni.is_some() {
+                return Err(invalid(
+                    "TLS options need --starttls or --tls-on-connect".to_owned(),
+                ));
+            }
+            return Ok(None);
+        }
+        (true, true) => {
+            return Err(invalid(
+                "use either --starttls or --tls-on-connect".to_owned(),
+            ))
+        }
+        (true, false) => TlsStart::StartTls,
+        (false, true) => TlsStart::OnConnect,
+    };
+    let version = match &cli.tls_protocol {
+        None => None,
+        Some(v) => Some(
+            TlsVersion::parse(v)
+                .ok_or_else(|| invalid(format!("bad TLS protocol: {v} (tls1.2 or tls1.3)")))?,
+        ),
+    };
+    let options = tls::ClientOptions {
+        verify: cli.tls_verify || cli.tls_ca.is_some(),
+        ca_file: cli.tls_ca.clone(),
+        version,
+        resume: !cli.no_tls_resume,
+    };
+    let config = tls::client_config(&options).map_err(|e| invalid(e.to_string()))?;
+    let name = cli.tls_sni.as_deref().unwrap_or(host);
+    let server_name =
+        tls::server_name(name).map_err(|_| invalid(format!("bad TLS server name: {name}")))?;
+    Ok(Some(TlsPlan {
+        start,
+        config,
+        server_name,
+    }))
+}
+
+fn auth_plan(cli: &Cli, tls: bool) -> Result<Option<AuthPlan>, ConfigError> {
+    let Some(mech) = &cli.auth else {
+        if cli.auth_user.is_some() || cli.auth_users.is_some() {
+            return Err(invalid("credentials given without --auth".to_owned()));
+        }
+        return Ok(None);
+    };
+    let mechanism = match mech.to_ascii_uppercase().as_str() {
+        "" => None,
+        "PLAIN" => Some(Mechanism::Plain),
+        "LOGIN" => Some(Mechanism::Login),
+        _ => {
+            return Err(invalid(format!(
+                "bad AUTH mechanism: {mech} (PLAIN or LOGIN)"
+            )))
+        }
+    };
+    if !tls && !cli.auth_plaintext {
+        return Err(invalid(
+            "--auth sends a password: use --starttls or --tls-on-connect, or --auth-plaintext"
+                .to_owned(),
+        ));
+    }
+    let users = match (&cli.auth_users, &cli.auth_user, &cli.auth_password) {
+        (Some(path), None, None) => {
+            let text = std::fs::read(path).map_err(|e| {
+                invalid(format!(
+                    "open {}: {}",
+                    path.display(),
+                    smtp_net::strerror(&e)
+                ))
+            })?;
+            let users: Vec<(Vec<u8>, Vec<u8>)> = text
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| !l.is_empty() && !l.starts_with(b"#"))
+                .map(|l| match l.iter().position(|&b| b == b':') {
+                    Some(i) => Ok((l[..i].to_vec(), l[i + 1..].to_vec())),
+                    None => Err(invalid(format!(
+                        "{}: a line without ':' (user:password)",
+                        path.display()
+                    ))),
+                })
+                .collect::<Result<_, _>>()?;
+            if users.is_empty() {
+                return Err(invalid(format!(
+                    "{}: no user:password line",
+                    path.display()
+                )));
+            }
+            users
+        }
+        (None, Some(user), Some(password)) => {
+            vec![(user.as_bytes().to_vec(), password.as_bytes().to_vec())]
+        }
+        _ => {
+            return Err(invalid(
+                "--auth needs --auth-user and --auth-password, or --auth-users FILE".to_owned(),
+            ))
+        }
+    };
+    Ok(Some(AuthPlan { mechanism, users }))
 }
 
 /// What getopt(3) says before Postfix's usage line: `invalid option --

@@ -41,6 +41,12 @@ impl<S: Transport> Conn<S> {
         }
     }
 
+    /// The stream and the bytes read but not parsed, to wrap the stream
+    /// (STARTTLS).
+    pub fn into_parts(self) -> (S, BytesMut) {
+        (self.stream, self.rbuf)
+    }
+
     /// Reads what is available into `rbuf`; `Ok(0)` is end of file.
     pub async fn read(&mut self) -> Result<usize, IoFail> {
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {

@@ -52,6 +52,12 @@ pub enum Error {
         /// What is wrong with it.
         source: ParseError,
     },
+    /// The TLS handshake failed (or the server broke RFC 3207's rules).
+    #[error("TLS handshake failed: {}", strerror(.0))]
+    Tls(#[source] io::Error),
+    /// The server lacks what the run needs (STARTTLS, a usable AUTH).
+    #[error("{}", not_offered_text(*.0))]
+    NotOffered(Phase),
     /// The runtime could not start, or a report could not be written.
     #[error("{what}: {}", strerror(.source))]
     Io {
@@ -79,6 +85,14 @@ pub fn io_text(phase: Phase, protocol: Protocol) -> &'static str {
         (Phase::EndOfData, _) => "sending message",
         (Phase::Rset, _) => "sending RSET",
         (Phase::Quit, _) => "sending QUIT",
+    }
+}
+
+fn not_offered_text(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Starttls => "server does not offer STARTTLS",
+        Phase::Auth => "server offers no AUTH mechanism we can use (PLAIN, LOGIN)",
+        _ => "server does not offer what the options need",
     }
 }
 

@@ -24,6 +24,14 @@ pub struct Stats {
     pub rejects_by_phase: [u64; Phase::COUNT],
     /// Sessions closed by a 421/521 reply under `-A`.
     pub service_closing: u64,
+    /// TLS handshakes that exchanged certificates.
+    pub tls_full: u64,
+    /// TLS handshakes that resumed an earlier session.
+    pub tls_resumed: u64,
+    /// What the last handshake negotiated: protocol and cipher.
+    pub tls_negotiated: Option<(&'static str, String)>,
+    /// AUTH exchanges that ended in 235.
+    pub auth_ok: u64,
 }
 
 impl Stats {
@@ -35,6 +43,12 @@ impl Stats {
         self.messages_sent += other.messages_sent;
         self.accepted += other.accepted;
         self.service_closing += other.service_closing;
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
+        if self.tls_negotiated.is_none() {
+            self.tls_negotiated.clone_from(&other.tls_negotiated);
+        }
+        self.auth_ok += other.auth_ok;
         for p in Phase::ALL {
             self.failed_by_phase[p.index()] += other.failed_by_phase[p.index()];
             self.rejects_by_phase[p.index()] += other.rejects_by_phase[p.index()];
@@ -99,7 +113,24 @@ impl Report {
             self.rejects(),
             self.elapsed.as_secs_f64(),
             self.msgs_per_sec()
-        )
+        ) + &self.tls_auth_summary()
+    }
+
+    /// `; TLS: …, AUTH: …` when TLS or AUTH was used, else nothing.
+    fn tls_auth_summary(&self) -> String {
+        let s = &self.stats;
+        let mut out = String::new();
+        if let Some((protocol, cipher)) = &s.tls_negotiated {
+            out += &format!(
+                "; TLS {protocol} {cipher}: {} full handshakes, {} resumed",
+                s.tls_full, s.tls_resumed
+            );
+        }
+        let auth_failed = s.rejects_by_phase[Phase::Auth.index()];
+        if s.auth_ok + auth_failed > 0 {
+            out += &format!("; AUTH: {} ok, {} failed", s.auth_ok, auth_failed);
+        }
+        out
     }
 
     /// The report as a JSON object (`--json`).
@@ -115,7 +146,9 @@ impl Report {
         format!(
             "{{\"sessions\":{},\"connections\":{},\"connect_failures\":{},\"transactions\":{},\
              \"messages_sent\":{},\"accepted\":{},\"failed_by_phase\":{},\"rejects_by_phase\":{},\
-             \"service_closing\":{},\"interrupted\":{},\"elapsed_seconds\":{:.6},\"messages_per_second\":{:.1}}}",
+             \"service_closing\":{},\"tls_handshakes_full\":{},\"tls_handshakes_resumed\":{},\
+             \"tls_protocol\":{},\"tls_cipher\":{},\"auth_successes\":{},\
+             \"interrupted\":{},\"elapsed_seconds\":{:.6},\"messages_per_second\":{:.1}}}",
             self.sessions,
             s.connections,
             s.connect_failures,
@@ -125,10 +158,24 @@ impl Report {
             by_phase(&s.failed_by_phase),
             by_phase(&s.rejects_by_phase),
             s.service_closing,
+            s.tls_full,
+            s.tls_resumed,
+            json_string(s.tls_negotiated.as_ref().map(|t| t.0)),
+            json_string(s.tls_negotiated.as_ref().map(|t| t.1.as_str())),
+            s.auth_ok,
             self.interrupted,
             self.elapsed.as_secs_f64(),
             self.msgs_per_sec()
         )
+    }
+}
+
+/// A JSON string (these are protocol and cipher names: no escaping
+/// needed beyond quotes), or `null`.
+fn json_string(s: Option<&str>) -> String {
+    match s {
+        Some(s) => format!("\"{}\"", s.replace(['"', '\\'], "")),
+        None => "null".to_owned(),
     }
 }
 

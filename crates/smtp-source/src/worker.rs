@@ -12,15 +12,17 @@ use std::sync::{
 };
 
 use bytes::{Bytes, BytesMut};
-use smtp_net::Stream;
+use smtp_net::{tls::TlsConnector, Stream};
 use smtp_proto::{
-    client::{ClientConfig, ClientSession, CloseReason, Event, Outcome, Phase, Piece, Transmit},
+    client::{
+        Auth, ClientConfig, ClientSession, CloseReason, Event, Outcome, Phase, Piece, Transmit,
+    },
     message::HeaderBlock,
     Capabilities, Extensions, Reply,
 };
 
 use crate::{
-    config::Config,
+    config::{Config, TlsStart},
     conn::{Conn, IoFail},
     connect::connect,
     error::{reject_text, reply_text, strerror, Error},
@@ -57,6 +59,8 @@ pub struct Shared {
     client: ClientConfig,
     /// A missing ESMTP feature is reported once per run, not per session.
     warned_missing: AtomicBool,
+    /// Logins so far: the next connection logs in as `users[n % len]`.
+    logins: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -73,6 +77,10 @@ impl Shared {
         );
         client.report_replies = config.verbose > 0;
         client.esmtp = config.esmtp;
+        client.starttls = config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.start == TlsStart::StartTls);
         Self {
             body,
             raw_body,
@@ -84,8 +92,69 @@ impl Shared {
             connect_gate: tokio::sync::Mutex::new(()),
             client,
             warned_missing: AtomicBool::new(false),
+            logins: std::sync::atomic::AtomicUsize::new(0),
             config,
         }
+    }
+
+    /// The session configuration of a new connection: the next login in
+    /// turn, when logging in.
+    fn session_config(&self) -> ClientConfig {
+        let mut client = self.client.clone();
+        if let Some(plan) = &self.config.auth {
+            let n = self.logins.fetch_add(1, Ordering::Relaxed) % plan.users.len();
+            let (user, password) = plan.users[n].clone();
+            client.auth = Some(Auth {
+                mechanism: plan.mechanism,
+                user,
+                password,
+            });
+        }
+        client
+    }
+
+    /// Runs a client handshake on `stream` and counts it; `-v` shows what
+    /// it negotiated.
+    async fn handshake(&self, stream: Stream, stats: &mut Stats) -> Result<Stream, Error> {
+        let Some(plan) = &self.config.tls else {
+            return Ok(stream);
+        };
+        // The configuration (and with it the resumption cache) is shared by
+        // every connection; the connector is only a handle on it.
+        let connector = TlsConnector::from(plan.config.clone());
+        let hs = stream.start_tls_client(&connector, plan.server_name.clone());
+        let stream = match tokio::time::timeout(self.config.timeout, hs).await {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    phase: Phase::Starttls,
+                    protocol: self.config.protocol,
+                })
+            }
+            Ok(r) => r.map_err(Error::Tls)?,
+        };
+        if let Some(info) = stream.tls_info() {
+            if info.resumed {
+                stats.tls_resumed += 1;
+            } else {
+                stats.tls_full += 1;
+            }
+            if self.output.verbose() {
+                let peer = info.peer_subject().unwrap_or_else(|| "-".to_owned());
+                let how = if info.resumed {
+                    "resumed"
+                } else {
+                    "full handshake"
+                };
+                self.output.info(
+                    format!("TLS {} {}, {how}, peer: {peer}", info.protocol, info.cipher)
+                        .as_bytes(),
+                );
+            }
+            if stats.tls_negotiated.is_none() {
+                stats.tls_negotiated = Some((info.protocol, info.cipher));
+            }
+        }
+        Ok(stream)
     }
 
     /// Says once per run which asked-for features the server lacks.
@@ -197,9 +266,18 @@ impl Worker<'_> {
         };
         drop(gate);
         self.stats.connections += 1;
+        let on_connect = cfg
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.start == TlsStart::OnConnect);
+        let stream = if on_connect {
+            self.shared.handshake(stream, self.stats).await?
+        } else {
+            stream
+        };
         self.link = Some(Link {
             conn: Conn::new(stream, cfg.timeout),
-            session: ClientSession::new(self.shared.client.clone()),
+            session: ClientSession::new(self.shared.session_config()),
         });
         self.drive().await
     }
@@ -274,11 +352,37 @@ impl Worker<'_> {
                 return Ok(());
             };
             while let Some(event) = link.session.poll_event() {
-                if let Event::Ready(caps) = &event {
-                    self.shared.check_offered(caps);
+                match &event {
+                    Event::Ready(caps) => self.shared.check_offered(caps),
+                    Event::StartTls => {
+                        // RFC 3207 §4.2: nothing the server sent after its
+                        // 220 may be used; bytes there mean a broken or
+                        // hostile server.
+                        let Some(old) = self.link.take() else {
+                            return Ok(());
+                        };
+                        let (stream, rbuf) = old.conn.into_parts();
+                        if !rbuf.is_empty() {
+                            return Err(Error::Tls(std::io::Error::other(
+                                "the server sent data after its 220 to STARTTLS",
+                            )));
+                        }
+                        let stream = self.shared.handshake(stream, self.stats).await?;
+                        let mut session = old.session;
+                        session.tls_started();
+                        self.link = Some(Link {
+                            conn: Conn::new(stream, self.shared.config.timeout),
+                            session,
+                        });
+                        break;
+                    }
+                    _ => {}
                 }
                 on_event(&self.shared, self.stats, event)?;
             }
+            let Some(link) = self.link.as_mut() else {
+                return Ok(());
+            };
             if link.session.is_closed() {
                 self.link = None;
                 return Ok(());
@@ -376,7 +480,7 @@ async fn write_transmit(
             n = 0;
         }
         match piece {
-            Piece::Commands(r) => {
+            Piece::Commands(r) | Piece::Secret(r) => {
                 parts[n] = &tx.commands[r.clone()];
                 n += 1;
             }
@@ -420,6 +524,19 @@ fn show(shared: &Shared, tx: &Transmit) {
                         .output
                         .info(line.strip_suffix(b"\r\n").unwrap_or(line));
                 }
+            }
+            Piece::Secret(r) => {
+                // AUTH PLAIN <secret> keeps its mechanism; a LOGIN
+                // response is all secret.
+                let line = &tx.commands[r.clone()];
+                let shown: &[u8] = if line.starts_with(b"AUTH LOGIN") {
+                    b"AUTH LOGIN"
+                } else if line.starts_with(b"AUTH PLAIN") {
+                    b"AUTH PLAIN ****"
+                } else {
+                    b"****"
+                };
+                shared.output.info(shown);
             }
             Piece::DataContent => shared.output.info(b"."),
             Piece::Chunk(_) => {}
@@ -479,7 +596,9 @@ fn render_head(
 fn on_event(shared: &Shared, stats: &mut Stats, event: Event) -> Result<(), Error> {
     let protocol = shared.config.protocol;
     match event {
-        Event::Ready(_) => {}
+        Event::Ready(_) | Event::StartTls => {}
+        Event::Authenticated => stats.auth_ok += 1,
+        Event::Closed(CloseReason::NotOffered(phase)) => return Err(Error::NotOffered(phase)),
         Event::Reply { reply, .. } => print_reply(&shared.output, &reply),
         Event::Rejected { phase, reply } => {
             stats.rejects_by_phase[phase.index()] += 1;
