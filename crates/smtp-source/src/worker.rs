@@ -197,9 +197,10 @@ struct Worker<'s> {
     /// The header block of the message whose content goes out next.
     head: BytesMut,
     /// Under pipelining, the header block of a transaction started while
-    /// `head`'s content was still due; it moves to `head` once that content
-    /// is written.
-    next_head: Option<BytesMut>,
+    /// `head`'s content was still due (`next_pending`); the two swap once
+    /// that content is written, so neither buffer is ever reallocated.
+    next_head: BytesMut,
+    next_pending: bool,
     to: Vec<u8>,
 }
 
@@ -217,7 +218,8 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
         link: None,
         tx: Transmit::default(),
         head: BytesMut::with_capacity(512),
-        next_head: None,
+        next_head: BytesMut::with_capacity(512),
+        next_pending: false,
         to: Vec::with_capacity(64),
     };
     loop {
@@ -299,7 +301,8 @@ impl Worker<'_> {
         // The header block is rendered now: SIZE= and BDAT need its
         // length. Behind a content still due, it waits in `next_head`.
         let head = if link.session.content_due() {
-            self.next_head.get_or_insert_with(BytesMut::new)
+            self.next_pending = true;
+            &mut self.next_head
         } else {
             &mut self.head
         };
@@ -397,10 +400,9 @@ impl Worker<'_> {
                 let sent = write_transmit(&self.shared, &mut link.conn, &self.tx, &self.head)
                     .await
                     .map_err(|f| io_error(f, phase, protocol))?;
-                if sent.contents > 0 {
-                    if let Some(next) = self.next_head.take() {
-                        self.head = next;
-                    }
+                if sent.contents > 0 && self.next_pending {
+                    std::mem::swap(&mut self.head, &mut self.next_head);
+                    self.next_pending = false;
                 }
                 self.stats.messages_sent += sent.contents;
                 for _ in 0..sent.contents {
