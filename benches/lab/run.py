@@ -83,6 +83,9 @@ def parse_args(argv):
                     help="markdown file to regenerate (default docs/performance.md; none in --smoke)")
     ap.add_argument("--caveat", default="", help="a sentence printed above the tables")
     ap.add_argument("--keep", action="store_true", help="keep the scratch dir (logs) for debugging")
+    ap.add_argument("--quiet-wait", type=float, default=0, metavar="MINUTES",
+                    help="on a shared machine: before each run wait (up to MINUTES) until no "
+                    "cargo/rustc runs, and redo a run during which one ran (default 0: off)")
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error("--reps must be at least 1")
@@ -173,7 +176,62 @@ def point_configs(args, point, impl_by_name, ours_ok):
             and report.applies(c[0], point)]
 
 
-def measure_points(args, lab, points, impl_by_name, ours_ok):
+class Quiet:
+    """--quiet-wait: measure only while nobody else compiles. Before each run
+    it waits until no cargo/rustc runs; a run during which one ran is
+    measured again (up to REDO times, then kept and counted)."""
+
+    REDO = 5
+
+    def __init__(self, minutes):
+        self.minutes = minutes
+        self.watch = procs.BuildWatch() if minutes > 0 else None
+        self.waited_s = 0.0
+        self.redone = 0
+        self.kept_busy = 0
+
+    def wait(self):
+        if not self.watch:
+            return
+        start = time.monotonic()
+        announced = False
+        while procs.builders_running():
+            if time.monotonic() - start > 60 * self.minutes:
+                log(f"  still compiling after {self.minutes:g} min: measuring anyway")
+                break
+            if not announced:
+                log(f"  waiting: {', '.join(sorted(set(procs.builders_running())))} running")
+                announced = True
+            time.sleep(5)
+        self.waited_s += time.monotonic() - start
+        self.watch.reset()
+
+    def measure(self, once):
+        """Runs `once()` until it ran with nobody compiling (or REDO times)."""
+        for attempt in range(self.REDO + 1):
+            self.wait()
+            run = once()
+            if not self.watch or not self.watch.seen:
+                return run
+            if attempt < self.REDO:
+                self.redone += 1
+                log("  a build ran during that run: measuring it again")
+        self.kept_busy += 1
+        return run
+
+    def summary(self):
+        if not self.watch:
+            return ""
+        return (f"--quiet-wait: waited {self.waited_s / 60:.1f} min in all for other builds to "
+                f"finish; {self.redone} run(s) measured again because a build ran during them"
+                + (f"; {self.kept_busy} kept although one did" if self.kept_busy else ""))
+
+    def close(self):
+        if self.watch:
+            self.watch.close()
+
+
+def measure_points(args, lab, points, impl_by_name, ours_ok, quiet):
     runs = []
     for point in points:
         configs = point_configs(args, point, impl_by_name, ours_ok)
@@ -188,6 +246,7 @@ def measure_points(args, lab, points, impl_by_name, ours_ok):
             if args.smoke:
                 sizes[config] = 2000
                 continue
+            quiet.wait()
             messages, trial = calibrate(lab, point, config, c, s, args.seconds, timeout)
             if messages is None:
                 log(f"  {config}: calibration failed: {trial.error}")
@@ -201,8 +260,9 @@ def measure_points(args, lab, points, impl_by_name, ours_ok):
             for config, client, server in order:
                 if config not in sizes:
                     continue
-                run = run_once(lab, point, config, impl_by_name[client], impl_by_name[server],
-                               sizes[config], rep, timeout)
+                run = quiet.measure(lambda: run_once(
+                    lab, point, config, impl_by_name[client], impl_by_name[server],
+                    sizes[config], rep, timeout))
                 runs.append(run)
                 status = f"{run.msgs_per_s:10,.0f} msg/s" if run.ok else f"FAILED: {run.error}"
                 log(f"  rep {rep} {config:15} m={sizes[config]:<8} {status}")
@@ -248,6 +308,7 @@ def main(argv=None):
         impl_by_name["baseline"] = impls.baseline(os.path.abspath(args.baseline_bin))
 
     lab = Lab(keep=args.keep)
+    quiet = Quiet(0 if args.smoke else args.quiet_wait)
     try:
         if args.baseline_bin:
             probe_baseline(lab, impl_by_name["baseline"])
@@ -259,17 +320,21 @@ def main(argv=None):
                 raise SystemExit(f"our binaries are not usable: {why_not}")
             log(f"our binaries are not usable, measuring Postfix and the ceiling only: {why_not}")
 
-        runs = [] if args.scale_only else measure_points(args, lab, points, impl_by_name, ours_ok)
+        runs = [] if args.scale_only else measure_points(args, lab, points, impl_by_name, ours_ok, quiet)
         summary = report.summarize(points, runs, date)
 
         scale_rows = []
         if not (args.no_scale or args.smoke):
             import scale
 
+            quiet.wait()
             scale_rows = scale.run_all(args, lab, impl_by_name, ours_ok, date, log)
     finally:
         procs.kill_all()
         lab.close()
+        quiet.close()
+    if quiet.summary():
+        log(quiet.summary())
 
     os.makedirs(args.out, exist_ok=True)
     paths = {}
@@ -287,6 +352,8 @@ def main(argv=None):
     restricted = bool(args.configs) and set(args.configs) != {c[0] for c in report.CONFIGS}
     if args.doc:
         caveat = args.caveat
+        if quiet.summary():
+            caveat = (caveat + " " if caveat else "") + quiet.summary() + "."
         if not ours_ok:
             caveat = (caveat + " " if caveat else "") + f"Our binaries were not measured: {why_not}."
         meta = {
