@@ -218,6 +218,29 @@ pub struct Cli {
     /// larger than that.
     #[arg(long = "size", value_name = "BYTES", allow_hyphen_values = true)]
     pub size: Option<String>,
+    /// Announce STARTTLS and accept it (RFC 3207).
+    #[arg(long = "starttls")]
+    pub starttls: bool,
+    /// Speak TLS from the first byte (implicit TLS, RFC 8314).
+    #[arg(long = "tls-on-connect")]
+    pub tls_on_connect: bool,
+    /// PEM certificate chain (with --tls-key); without both, a self-signed
+    /// certificate for the -h name is made at start.
+    #[arg(long = "tls-cert", value_name = "FILE", allow_hyphen_values = true)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", allow_hyphen_values = true)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Check AUTH PLAIN and LOGIN against these "user:password" lines
+    /// instead of answering any AUTH with 250.
+    #[arg(long = "auth-users", value_name = "FILE", allow_hyphen_values = true)]
+    pub auth_users: Option<std::path::PathBuf>,
+    /// With --auth-users: offer and accept AUTH without TLS too.
+    #[arg(long = "auth-plaintext")]
+    pub auth_plaintext: bool,
+    /// With --auth-users: answer MAIL before a successful AUTH with 530.
+    #[arg(long = "auth-required")]
+    pub auth_required: bool,
     /// Tokio worker threads: 0 = one thread that also accepts (the default),
     /// N > 0 = a multi-threaded runtime with N workers.
     #[arg(long = "threads", value_name = "N", default_value_t = 0)]

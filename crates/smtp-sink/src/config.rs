@@ -4,12 +4,15 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use smtp_net::tls::ServerTls;
 use smtp_proto::postfix::{self, atoi, BareWord};
 use thiserror::Error;
 
+use crate::auth::Users;
 use crate::cli::Cli;
 use crate::policy::{Delay, Policy, SinkCmd};
 use crate::replies::Replies;
@@ -59,6 +62,29 @@ pub struct DumpConfig {
     pub shared: bool,
     /// `-S`, unescaped, written first in each record.
     pub start_string: Option<Bytes>,
+}
+
+/// `--starttls`, `--tls-on-connect` and the certificate.
+#[derive(Debug, Clone)]
+pub struct TlsSetup {
+    /// The server configuration (certificate, key, tickets) and, for a
+    /// certificate made at start, its fingerprint.
+    pub server: ServerTls,
+    /// `--starttls`.
+    pub starttls: bool,
+    /// `--tls-on-connect`.
+    pub on_connect: bool,
+}
+
+/// `--auth-users` and the options that go with it.
+#[derive(Debug, Clone)]
+pub struct AuthSetup {
+    /// The `user:password` table.
+    pub users: Arc<Users>,
+    /// `--auth-plaintext`: AUTH is offered and accepted without TLS too.
+    pub plaintext: bool,
+    /// `--auth-required`: MAIL before AUTH gets 530.
+    pub required: bool,
 }
 
 /// Everything the sink needs, validated.
@@ -115,6 +141,10 @@ pub struct Config {
     pub smtputf8: bool,
     /// `--size`: the largest message accepted, in bytes.
     pub size_limit: Option<u64>,
+    /// `--starttls`/`--tls-on-connect`.
+    pub tls: Option<TlsSetup>,
+    /// `--auth-users`: real AUTH.
+    pub auth: Option<AuthSetup>,
 }
 
 /// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
@@ -163,21 +193,68 @@ pub fn unescape(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Looks a command name of `-f -q -Q -r -s -W` up. "bdat" is a name only
-/// with `--chunking`: without it the sink refuses it as Postfix's does.
-fn lookup(name: &str, chunking: bool) -> Result<SinkCmd, ConfigError> {
+/// Looks a command name of `-f -q -Q -r -s -W` up. "bdat" and "starttls"
+/// are names only when their options are given (`opt_in` lists those):
+/// without them the sink refuses them as Postfix's does.
+fn lookup(name: &str, opt_in: &[SinkCmd]) -> Result<SinkCmd, ConfigError> {
     SinkCmd::lookup(name.as_bytes())
-        .filter(|c| chunking || *c != SinkCmd::Bdat)
+        .filter(|c| !matches!(c, SinkCmd::Bdat | SinkCmd::Starttls) || opt_in.contains(c))
         .ok_or_else(|| ConfigError::Fatal(format!("unknown command: {name}")))
 }
 
 /// Splits a command list on commas and white space (Postfix's
 /// CHARS_COMMA_SP) and looks each name up.
-fn commands(list: &str, chunking: bool) -> Result<Vec<SinkCmd>, ConfigError> {
+fn commands(list: &str, opt_in: &[SinkCmd]) -> Result<Vec<SinkCmd>, ConfigError> {
     list.split([',', ' ', '\t', '\r', '\n'])
         .filter(|w| !w.is_empty())
-        .map(|w| lookup(w, chunking))
+        .map(|w| lookup(w, opt_in))
         .collect()
+}
+
+/// Checks the TLS options and builds the server configuration: from the
+/// PEM files, or with a certificate made now for `hostname`.
+fn tls_setup(cli: &Cli, hostname: &[u8]) -> Result<Option<TlsSetup>, ConfigError> {
+    let fatal = |t: &str| Err(ConfigError::Fatal(t.to_owned()));
+    let files = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        (None, None) => None,
+        _ => return fatal("--tls-cert and --tls-key go together"),
+    };
+    if !cli.starttls && !cli.tls_on_connect {
+        if files.is_some() {
+            return fatal("--tls-cert needs --starttls or --tls-on-connect");
+        }
+        return Ok(None);
+    }
+    let name = String::from_utf8_lossy(hostname);
+    let server = smtp_net::tls::server_config(files, &name)
+        .map_err(|e| ConfigError::Fatal(e.to_string()))?;
+    Ok(Some(TlsSetup {
+        server,
+        starttls: cli.starttls,
+        on_connect: cli.tls_on_connect,
+    }))
+}
+
+/// Checks the AUTH options and reads the users file.
+fn auth_setup(cli: &Cli) -> Result<Option<AuthSetup>, ConfigError> {
+    let Some(path) = &cli.auth_users else {
+        for (on, name) in [
+            (cli.auth_plaintext, "--auth-plaintext"),
+            (cli.auth_required, "--auth-required"),
+        ] {
+            if on {
+                return Err(ConfigError::Fatal(format!("{name} needs --auth-users")));
+            }
+        }
+        return Ok(None);
+    };
+    let users = Users::load(path).map_err(ConfigError::Fatal)?;
+    Ok(Some(AuthSetup {
+        users: Arc::new(users),
+        plaintext: cli.auth_plaintext,
+        required: cli.auth_required,
+    }))
 }
 
 /// `--size`: decimal digits only, more than 0 (SIZE 0 would announce "no
@@ -314,9 +391,19 @@ impl Config {
 
         let size_limit = cli.size.as_deref().map(size_limit).transpose()?;
         let chunking = cli.chunking;
+        let starttls = cli.starttls || cli.tls_on_connect;
+        let mut opt_in = Vec::new();
+        if chunking {
+            opt_in.push(SinkCmd::Bdat);
+        }
+        if starttls {
+            opt_in.push(SinkCmd::Starttls);
+        }
+        let opt_in = &opt_in[..];
 
         let mut policy = Policy::default();
         policy.rule_mut(SinkCmd::Bdat).enabled = chunking;
+        policy.rule_mut(SinkCmd::Starttls).enabled = starttls;
         if cli.no_xclient {
             policy.rule_mut(SinkCmd::Xclient).enabled = false;
         }
@@ -324,27 +411,27 @@ impl Config {
             policy.rule_mut(SinkCmd::Xforward).enabled = false;
         }
         for list in &cli.hard {
-            for cmd in commands(list, chunking)? {
+            for cmd in commands(list, opt_in)? {
                 policy.rule_mut(cmd).hard = true;
             }
         }
         for list in &cli.soft {
-            for cmd in commands(list, chunking)? {
+            for cmd in commands(list, opt_in)? {
                 policy.rule_mut(cmd).soft = true;
             }
         }
         for list in &cli.drop {
-            for cmd in commands(list, chunking)? {
+            for cmd in commands(list, opt_in)? {
                 policy.rule_mut(cmd).drop = true;
             }
         }
         for list in &cli.close {
-            for cmd in commands(list, chunking)? {
+            for cmd in commands(list, opt_in)? {
                 policy.rule_mut(cmd).close = true;
             }
         }
         for list in &cli.syslog {
-            for cmd in commands(list, chunking)? {
+            for cmd in commands(list, opt_in)? {
                 policy.rule_mut(cmd).syslog = true;
             }
         }
@@ -362,7 +449,7 @@ impl Config {
                     },
                 )
             } else {
-                parse_delay(spec, chunking)?
+                parse_delay(spec, opt_in)?
             };
             policy.rule_mut(cmd).delay = delay;
         }
@@ -401,13 +488,20 @@ impl Config {
             .hostname
             .as_ref()
             .map_or(Bytes::from_static(b"smtp-sink"), bytes_of);
+        let tls = tls_setup(&cli, &hostname)?;
+        let auth = auth_setup(&cli)?;
+        // With real AUTH, the keyword is offered where AUTH may succeed:
+        // over TLS, and over plaintext only with --auth-plaintext.
+        let auth_before_tls = !matches!(&auth, Some(a) if !a.plaintext);
         let replies = Replies::new(&crate::replies::ReplyOptions {
             hostname: &hostname,
             pix: cli.pix,
             esmtp: !esmtp_disabled,
             pipelining: !(cli.no_pipelining || !cli.hard.is_empty() || !cli.soft.is_empty()),
             eight_bit_mime: !cli.no_8bitmime,
-            auth: !cli.no_auth,
+            auth: !cli.no_auth && auth_before_tls,
+            auth_tls: !cli.no_auth,
+            starttls: cli.starttls,
             xclient: !cli.no_xclient,
             xforward: !cli.no_xforward,
             enhanced_status_codes: !cli.no_enhanced,
@@ -471,12 +565,14 @@ impl Config {
             chunking,
             smtputf8: cli.smtputf8,
             size_limit,
+            tls,
+            auth,
         })
     }
 }
 
 /// Parses `cmd:delay[:odds]` with Postfix's checks and texts.
-fn parse_delay(spec: &str, chunking: bool) -> Result<(SinkCmd, Delay), ConfigError> {
+fn parse_delay(spec: &str, opt_in: &[SinkCmd]) -> Result<(SinkCmd, Delay), ConfigError> {
     // mystrtok with ":" skips empty fields.
     let mut fields = spec.split(':').filter(|f| !f.is_empty());
     let (Some(cmd), Some(delay)) = (fields.next(), fields.next()) else {
@@ -492,7 +588,7 @@ fn parse_delay(spec: &str, chunking: bool) -> Result<(SinkCmd, Delay), ConfigErr
         let after_delay = &after_cmd[delay.len()..];
         after_delay.strip_prefix(':').unwrap_or(after_delay)
     };
-    let cmd = lookup(cmd, chunking)?;
+    let cmd = lookup(cmd, opt_in)?;
     let delay = atoi(delay);
     let odds = if odds_text.is_empty() {
         0
@@ -637,6 +733,91 @@ mod tests {
         assert_eq!(c.policy.enabled(b"BDAT"), Some(SinkCmd::Bdat));
         assert!(c.policy.rule(SinkCmd::Bdat).hard);
         assert_eq!(c.policy.rule(SinkCmd::Bdat).delay.seconds, 2);
+    }
+
+    #[test]
+    fn tls_and_auth_options_and_their_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let users = dir.path().join("users");
+        std::fs::write(&users, "alice:secret\n").expect("write");
+        let users = users.to_str().expect("utf-8").to_owned();
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().expect("utf-8").to_owned();
+        for (args, text) in [
+            (
+                vec!["--tls-cert", "c.pem", "--starttls"],
+                "--tls-cert and --tls-key go together".to_owned(),
+            ),
+            (
+                vec!["--tls-key", "k.pem", "--starttls"],
+                "--tls-cert and --tls-key go together".to_owned(),
+            ),
+            (
+                vec!["--tls-cert", "c.pem", "--tls-key", "k.pem"],
+                "--tls-cert needs --starttls or --tls-on-connect".to_owned(),
+            ),
+            (
+                vec!["--auth-required"],
+                "--auth-required needs --auth-users".to_owned(),
+            ),
+            (
+                vec!["--auth-plaintext"],
+                "--auth-plaintext needs --auth-users".to_owned(),
+            ),
+            (
+                vec!["--auth-users", &missing],
+                format!("{missing}: No such file or directory"),
+            ),
+            (
+                vec!["--starttls", "--tls-cert", &missing, "--tls-key", &missing],
+                format!("{missing}: "),
+            ),
+            // Without --starttls or --tls-on-connect, "starttls" is no
+            // command name, as in Postfix.
+            (
+                vec!["-f", "starttls"],
+                "unknown command: starttls".to_owned(),
+            ),
+            (
+                vec!["--chunking", "-W", "starttls:1"],
+                "unknown command: starttls".to_owned(),
+            ),
+        ] {
+            let mut args = args.clone();
+            args.extend([":25", "1"]);
+            let got = fatal(&args);
+            assert!(got.starts_with(&text), "{args:?}: {got}");
+        }
+        let c = cfg(&[":25", "1"]).expect("valid");
+        assert!(c.tls.is_none() && c.auth.is_none());
+        assert!(c.policy.enabled(b"starttls").is_none());
+        assert_eq!(c.replies.ehlo, c.replies.ehlo_tls);
+        let c = cfg(&[
+            "--starttls",
+            "-f",
+            "starttls",
+            "-h",
+            "mx.example",
+            ":25",
+            "1",
+        ])
+        .expect("valid");
+        let tls = c.tls.as_ref().expect("tls");
+        assert!(tls.starttls && !tls.on_connect);
+        // A self-signed certificate was made: its fingerprint is 32 bytes.
+        let fp = tls.server.generated_fingerprint.as_ref().expect("made");
+        assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
+        assert_eq!(c.policy.enabled(b"STARTTLS"), Some(SinkCmd::Starttls));
+        assert!(c.policy.rule(SinkCmd::Starttls).hard);
+        let c = cfg(&["--tls-on-connect", ":25", "1"]).expect("valid");
+        assert!(c.tls.as_ref().is_some_and(|t| t.on_connect && !t.starttls));
+        assert_eq!(c.policy.enabled(b"starttls"), Some(SinkCmd::Starttls));
+        let c = cfg(&["--auth-users", &users, "--auth-required", ":25", "1"]).expect("valid");
+        let auth = c.auth.as_ref().expect("auth");
+        assert!(auth.required && !auth.plaintext);
+        assert!(auth.users.check(b"alice", b"secret"));
+        // Real AUTH without TLS: not offered before TLS.
+        assert!(!c.replies.ehlo.windows(4).any(|w| w == b"AUTH"));
     }
 
     #[test]

@@ -15,6 +15,14 @@
 //! without them not a byte of output changes. A BDAT chunk is streamed:
 //! its bytes are counted off the read buffer (and dumped) as they arrive,
 //! so a client announcing gigabytes costs no more memory than one read.
+//!
+//! TLS and real AUTH are opt-in too (`--starttls`, `--tls-on-connect`,
+//! `--auth-users`). STARTTLS queues its 220 and returns [`Step::StartTls`]:
+//! the shell sends the 220, throws away whatever the client pipelined
+//! after the command (it must never run under TLS), runs the handshake and
+//! calls [`Conversation::tls_started`], which forgets everything the
+//! client said before (RFC 3207 §4.2). An AUTH exchange reads the
+//! client's lines as SASL responses, never as commands.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -30,6 +38,7 @@ use smtp_proto::{
 };
 use tracing::{info, warn};
 
+use crate::auth::{self, Mechanism, Outcome, Pending};
 use crate::config::Config;
 use crate::dump::{self, ClientAddr, DumpSink};
 use crate::policy::{Action, SinkCmd};
@@ -55,6 +64,10 @@ pub enum Step {
     Close,
     /// `-M` reached: the process exits once the output is sent.
     Exit,
+    /// STARTTLS was accepted: send the output (its 220), drop all
+    /// buffered input, run the TLS handshake, then call
+    /// [`Conversation::tls_started`] (or close if it failed).
+    StartTls,
 }
 
 /// How the end of a message is answered (before `-f .`/`-r .` apply).
@@ -146,6 +159,16 @@ pub struct Conversation<D: DumpSink> {
     utf8: bool,
     delayed: Option<Held>,
     exit_pending: bool,
+    /// TLS is up: `<protocol> <cipher>`, as the dump writes it.
+    tls: Option<Bytes>,
+    /// STARTTLS was answered and the handshake has not finished: no input
+    /// is processed.
+    tls_pending: bool,
+    /// `--auth-users`: the user that AUTH logged in (censored as the dump
+    /// writes it).
+    user: Option<Bytes>,
+    /// `--auth-users`: an AUTH exchange waits for the client's next line.
+    auth_pending: Option<Pending>,
     out: BytesMut,
     rng: SmallRng,
     syslog: Option<SyslogHook>,
@@ -213,6 +236,10 @@ impl<D: DumpSink> Conversation<D> {
             utf8: false,
             delayed: None,
             exit_pending: false,
+            tls: None,
+            tls_pending: false,
+            user: None,
+            auth_pending: None,
             out: BytesMut::new(),
             rng,
             syslog,
@@ -241,6 +268,12 @@ impl<D: DumpSink> Conversation<D> {
     /// Processes everything in `buf` that can be processed, stopping early
     /// for a delay or a close.
     pub fn input(&mut self, buf: &mut BytesMut, now: i64) -> Step {
+        if self.tls_pending {
+            // Bytes that came before the handshake are never commands
+            // (the command injection of CVE-2011-0411).
+            buf.clear();
+            return Step::StartTls;
+        }
         loop {
             if self.in_data {
                 if let Some(step) = self.data(buf, now) {
@@ -256,6 +289,7 @@ impl<D: DumpSink> Conversation<D> {
             }
             match self.parser.parse(buf) {
                 Ok(None) => return Step::Read,
+                Ok(Some(cmd)) if self.auth_pending.is_some() => self.auth_line(&cmd),
                 Ok(Some(cmd)) => {
                     if let Some(step) = self.command(&cmd.name, &cmd.args, now) {
                         return step;
@@ -281,6 +315,28 @@ impl<D: DumpSink> Conversation<D> {
             return Step::Exit;
         }
         step.unwrap_or(Step::Read)
+    }
+
+    /// The TLS handshake that STARTTLS (or `--tls-on-connect`) started has
+    /// finished. Everything learned from the client before is forgotten:
+    /// its HELO/EHLO, the protocol name, the AUTH state (RFC 3207 §4.2).
+    /// Input processing goes on with what the client sends under TLS.
+    pub fn tls_started(&mut self, protocol: &str, cipher: &str) {
+        self.tls_pending = false;
+        self.tls = Some(Bytes::from(format!("{protocol} {cipher}")));
+        self.mail_reset();
+        self.helo_args = None;
+        self.proto = if self.cfg.lmtp { "LMTP" } else { "SMTP" };
+        self.user = None;
+        self.auth_pending = None;
+        // The shell threw the old buffer away; the parser must not
+        // remember how far it had scanned it.
+        self.parser = CommandParser::new(Limits::POSTFIX_SINK_LINE);
+    }
+
+    /// Whether TLS is up.
+    pub fn tls_active(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// `-A`: the premature reply after 354 (or at the first BDAT).
@@ -483,7 +539,7 @@ impl<D: DumpSink> Conversation<D> {
                 info!(
                     "{} {}",
                     String::from_utf8_lossy(&name),
-                    String::from_utf8_lossy(&args)
+                    String::from_utf8_lossy(&self.logged_args(&name, &args))
                 );
             }
         }
@@ -506,7 +562,8 @@ impl<D: DumpSink> Conversation<D> {
         let rule = *self.cfg.policy.rule(cmd);
         if rule.syslog {
             if let Some(log) = &self.syslog {
-                let shown = printable(&args);
+                let logged = self.logged_args(typed, &args);
+                let shown = printable(&logged);
                 let mut line = Vec::with_capacity(typed.len() + 1 + shown.len().min(100));
                 line.extend_from_slice(typed);
                 line.push(b' ');
@@ -546,6 +603,104 @@ impl<D: DumpSink> Conversation<D> {
         }
     }
 
+    /// The arguments as `-v` and `-s` show them. With real AUTH an initial
+    /// response is a secret: only the mechanism is shown, then `****`.
+    fn logged_args<'a>(&self, name: &[u8], args: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.cfg.auth.is_none() || !name.eq_ignore_ascii_case(b"auth") {
+            return Cow::Borrowed(args);
+        }
+        let words = args.trim_ascii_start();
+        match words.iter().position(|b| *b == b' ' || *b == b'\t') {
+            Some(end) => Cow::Owned([&words[..end], b" ****"].concat()),
+            None => Cow::Borrowed(args),
+        }
+    }
+
+    /// A line of an AUTH exchange: a SASL response (base64, or `*`), never
+    /// a command, and never logged.
+    fn auth_line(&mut self, cmd: &Command) {
+        let Some(pending) = self.auth_pending.take() else {
+            return;
+        };
+        let mechanism = pending.mechanism();
+        // A response is one base64 word; a line with a blank in it cannot
+        // be one.
+        let outcome = match &self.cfg.auth {
+            Some(a) if cmd.args.is_empty() => auth::step(&a.users, pending, &cmd.name),
+            _ => Outcome::Malformed,
+        };
+        self.auth_outcome(mechanism, outcome);
+    }
+
+    /// The reply to a step of an AUTH exchange, and its effects.
+    fn auth_outcome(&mut self, mechanism: Mechanism, outcome: Outcome) {
+        let verbose = self.cfg.verbose > 0;
+        let who = |user: &Option<Bytes>| {
+            user.as_ref().map_or_else(String::new, |u| {
+                String::from_utf8_lossy(&printable(u)).into_owned()
+            })
+        };
+        match outcome {
+            Outcome::Challenge(reply, pending) => {
+                self.out.put_slice(reply);
+                self.auth_pending = Some(pending);
+            }
+            Outcome::Success(user) => {
+                self.out.put_slice(replies::AUTH_OK);
+                self.stats.auth(true);
+                let user = Some(shown(&user));
+                if verbose {
+                    info!("AUTH {}: user={}: ok", mechanism.name(), who(&user));
+                }
+                self.user = user;
+            }
+            Outcome::Failed(user) => {
+                self.out.put_slice(replies::AUTH_FAILED);
+                self.stats.auth(false);
+                if verbose {
+                    info!("AUTH {}: user={}: failed", mechanism.name(), who(&user));
+                }
+            }
+            Outcome::Malformed => self.out.put_slice(replies::AUTH_MALFORMED),
+            Outcome::Aborted => self.out.put_slice(replies::AUTH_ABORTED),
+        }
+    }
+
+    /// Real AUTH (`--auth-users`): the checks in RFC 4954's order, then the
+    /// first step of the exchange.
+    fn auth_command(&mut self, args: &Bytes) {
+        let Some(setup) = self.cfg.auth.clone() else {
+            return;
+        };
+        if self.user.is_some() {
+            self.out.put_slice(replies::AUTH_AGAIN);
+            return;
+        }
+        if self.in_mail {
+            self.out.put_slice(replies::IN_TRANSACTION);
+            return;
+        }
+        let cmd = Command {
+            verb: Verb::Auth,
+            name: Bytes::from_static(b"AUTH"),
+            args: args.clone(),
+        };
+        let Ok(parsed) = cmd.auth() else {
+            self.out.put_slice(replies::AUTH_SYNTAX);
+            return;
+        };
+        let Some(mechanism) = Mechanism::parse(&parsed.mechanism) else {
+            self.out.put_slice(replies::AUTH_UNKNOWN);
+            return;
+        };
+        if self.tls.is_none() && !setup.plaintext {
+            self.out.put_slice(replies::AUTH_NEEDS_TLS);
+            return;
+        }
+        let outcome = auth::start(&setup.users, mechanism, parsed.initial_response.as_deref());
+        self.auth_outcome(mechanism, outcome);
+    }
+
     /// A -f/-r reply: once, or once per recipient for "." under LMTP.
     fn reject(&mut self, cmd: SinkCmd, reply: &[u8]) {
         if cmd == SinkCmd::Dot && self.cfg.lmtp {
@@ -577,7 +732,12 @@ impl<D: DumpSink> Conversation<D> {
                     if !self.cfg.lmtp {
                         self.proto = "ESMTP";
                     }
-                    self.out.put_slice(&self.cfg.replies.ehlo);
+                    let list = if self.tls.is_some() {
+                        &self.cfg.replies.ehlo_tls
+                    } else {
+                        &self.cfg.replies.ehlo
+                    };
+                    self.out.put_slice(list);
                 }
                 if self.dump.is_some() {
                     let shown = shown(args);
@@ -585,6 +745,7 @@ impl<D: DumpSink> Conversation<D> {
                     self.helo_args = Some(shown.slice(skip..));
                 }
             }
+            SinkCmd::Auth if self.cfg.auth.is_some() => self.auth_command(args),
             SinkCmd::Xclient
             | SinkCmd::Xforward
             | SinkCmd::Auth
@@ -592,7 +753,24 @@ impl<D: DumpSink> Conversation<D> {
             | SinkCmd::Vrfy => {
                 self.out.put_slice(replies::OK);
             }
+            SinkCmd::Starttls => {
+                if self.tls.is_some() {
+                    self.out.put_slice(replies::TLS_ACTIVE);
+                } else if !args.trim_ascii().is_empty() {
+                    self.out.put_slice(replies::STARTTLS_SYNTAX);
+                } else if self.in_mail {
+                    self.out.put_slice(replies::IN_TRANSACTION);
+                } else {
+                    self.out.put_slice(replies::READY_FOR_TLS);
+                    self.tls_pending = true;
+                    return Some(Step::StartTls);
+                }
+            }
             SinkCmd::Mail => {
+                if self.user.is_none() && matches!(&self.cfg.auth, Some(a) if a.required) {
+                    self.out.put_slice(replies::AUTH_REQUIRED);
+                    return None;
+                }
                 if self.in_mail {
                     self.out.put_slice(replies::NESTED_MAIL);
                     return None;
@@ -762,10 +940,15 @@ impl<D: DumpSink> Conversation<D> {
                 } else {
                     printable(args)
                 };
+                let security = dump::Security {
+                    tls: self.tls.as_deref(),
+                    user: self.user.as_deref(),
+                };
                 let head = dump::head(
                     start,
                     &self.client,
                     self.proto,
+                    security,
                     self.helo_args.as_deref(),
                     &shown,
                 );
@@ -1898,6 +2081,523 @@ Subject: hi\n\n.dot\nbarecr\n\n",
         assert!(
             ehlo.ends_with("250-DSN\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 \r\n"),
             "{ehlo}"
+        );
+    }
+
+    // ---- STARTTLS and AUTH (--starttls, --tls-on-connect, --auth-users) ----
+
+    const READY: &str = "220 2.0.0 Ready to start TLS\r\n";
+    const TLS_ACTIVE: &str = "503 5.5.1 Error: TLS already active\r\n";
+    const IN_TXN: &str = "503 5.5.1 Error: MAIL transaction in progress\r\n";
+    const AUTH_OK: &str = "235 2.7.0 Authentication successful\r\n";
+    const AUTH_BAD: &str = "535 5.7.8 Authentication credentials invalid\r\n";
+    const AUTH_B64: &str = "501 5.5.2 Cannot decode base64 response\r\n";
+    const AUTH_ABORT: &str = "501 5.7.0 Authentication aborted\r\n";
+    const AUTH_AGAIN: &str = "503 5.5.1 Error: already authenticated\r\n";
+    const AUTH_TLS: &str =
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n";
+    const AUTH_REQ: &str = "530 5.7.0 Authentication required\r\n";
+    const UNKNOWN: &str = "500 5.5.1 Error: unknown command\r\n";
+    const ASK_USER: &str = "334 VXNlcm5hbWU6\r\n";
+    const ASK_PASS: &str = "334 UGFzc3dvcmQ6\r\n";
+    /// base64 of "\0alice\0secret", "\0alice\0wrong", "alice", "secret".
+    const PLAIN_OK: &str = "AGFsaWNlAHNlY3JldA==";
+    const PLAIN_BAD: &str = "AGFsaWNlAHdyb25n";
+    const ALICE: &str = "YWxpY2U=";
+    const SECRET: &str = "c2VjcmV0";
+
+    /// A users file for `--auth-users` (read when the config is built).
+    fn users_file() -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().expect("users file");
+        std::fs::write(f.path(), "alice:secret\nbob:b:ob\n").expect("write users");
+        f
+    }
+
+    /// A conversation with real AUTH and `args`.
+    fn auth_conv(args: &[&str]) -> Conversation<MemDump> {
+        let users = users_file();
+        let path = users.path().to_str().expect("utf-8 path").to_owned();
+        let mut all = vec!["--auth-users", path.as_str()];
+        all.extend_from_slice(args);
+        conv(&all)
+    }
+
+    /// The greeting, then TLS as `--tls-on-connect` has it, then `input`.
+    fn run_tls(c: &mut Conversation<MemDump>, input: &str) -> (String, Step) {
+        c.tls_started("TLSv1.3", "TLS13_AES_128_GCM_SHA256");
+        run(c, input.as_bytes())
+    }
+
+    /// The rest of a session after a STARTTLS whose handshake succeeded.
+    fn after_handshake(c: &mut Conversation<MemDump>, input: &str) -> (String, Step) {
+        c.tls_started("TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+        let mut buf = BytesMut::from(input.as_bytes());
+        let step = c.input(&mut buf, 0);
+        (
+            String::from_utf8_lossy(&c.output().split()).into_owned(),
+            step,
+        )
+    }
+
+    #[test]
+    fn starttls_is_offered_once_and_refused_where_rfc_3207_says() {
+        let st: &[&str] = &["--starttls"];
+        let ehlo_plain = replies(st, "EHLO x\r\n");
+        assert!(
+            ehlo_plain.contains("250-PIPELINING\r\n250-STARTTLS\r\n250-8BITMIME\r\n"),
+            "{ehlo_plain}"
+        );
+        // (options, input, replies after the greeting, last step)
+        let table: &[(&[&str], &str, String, Step)] = &[
+            (st, "STARTTLS\r\n", READY.to_owned(), Step::StartTls),
+            (st, "starttls \r\n", READY.to_owned(), Step::StartTls),
+            (
+                st,
+                "STARTTLS now\r\nNOOP\r\n",
+                format!("501 5.5.4 Syntax: STARTTLS\r\n{OK}"),
+                Step::Read,
+            ),
+            (
+                st,
+                "MAIL FROM:<a>\r\nSTARTTLS\r\nRCPT TO:<b>\r\n",
+                format!("{MAIL_OK}{IN_TXN}{RCPT_OK}"),
+                Step::Read,
+            ),
+            // After RSET the transaction is over: STARTTLS goes.
+            (
+                st,
+                "MAIL FROM:<a>\r\nRSET\r\nSTARTTLS\r\n",
+                format!("{MAIL_OK}{MAIL_OK}{READY}"),
+                Step::StartTls,
+            ),
+            // Without the option, STARTTLS is unknown, as in Postfix.
+            (&[], "STARTTLS\r\n", UNKNOWN.to_owned(), Step::Read),
+            (
+                &["--chunking"],
+                "STARTTLS\r\n",
+                UNKNOWN.to_owned(),
+                Step::Read,
+            ),
+            // It is a command name for -f -r -q -Q: refused, no handshake.
+            (
+                &["--starttls", "-f", "starttls"],
+                "STARTTLS\r\nNOOP\r\n",
+                format!("500 5.3.0 Error: command failed\r\n{OK}"),
+                Step::Read,
+            ),
+            (
+                &[
+                    "--starttls",
+                    "-r",
+                    "StartTLS",
+                    "-b",
+                    "454 4.7.0 TLS not available",
+                ],
+                "STARTTLS\r\n",
+                "454 4.7.0 TLS not available\r\n".to_owned(),
+                Step::Read,
+            ),
+            (
+                &["--starttls", "-Q", "starttls"],
+                "STARTTLS\r\n",
+                "421 4.0.0 Server closing connection\r\n".to_owned(),
+                Step::Close,
+            ),
+        ];
+        for (args, input, want, step) in table {
+            let (out, got) = run(&mut conv(args), input.as_bytes());
+            assert_eq!(
+                (out.as_str(), got),
+                (format!("{GREET}{want}").as_str(), *step),
+                "{args:?} {input:?}"
+            );
+        }
+        // Once TLS is up: the list has no STARTTLS, and STARTTLS gets 503.
+        let mut c = conv(st);
+        let (out, step) = run(&mut c, b"EHLO x\r\nSTARTTLS\r\n");
+        assert_eq!(
+            out,
+            format!(
+                "{GREET}{ehlo_plain_tail}{READY}",
+                ehlo_plain_tail = &ehlo_plain[GREET.len()..]
+            )
+        );
+        assert_eq!(step, Step::StartTls);
+        let (out, step) = after_handshake(&mut c, "EHLO x\r\nSTARTTLS\r\nNOOP\r\n");
+        assert!(!out.contains("STARTTLS"), "{out}");
+        assert!(
+            out.starts_with("250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with(&format!("250 \r\n{TLS_ACTIVE}{OK}")), "{out}");
+        assert_eq!(step, Step::Read);
+        // --tls-on-connect: the same from the start (STARTTLS is a known
+        // command there, so that it gets 503 rather than 500).
+        let mut c = conv(&["--tls-on-connect"]);
+        let (out, _) = run_tls(&mut c, "EHLO x\r\nSTARTTLS\r\n");
+        assert!(!out.contains("250-STARTTLS"), "{out}");
+        assert!(out.ends_with(TLS_ACTIVE), "{out}");
+        // -W starttls: the 220 waits, then the handshake step comes.
+        let mut c = conv(&["--starttls", "-W", "starttls:2"]);
+        let (out, step) = run(&mut c, b"STARTTLS\r\n");
+        assert_eq!(
+            (out.as_str(), step),
+            (GREET, Step::Delay(Duration::from_secs(2)))
+        );
+        assert_eq!(c.resume(0), Step::StartTls);
+        assert_eq!(&c.output().split()[..], READY.as_bytes());
+    }
+
+    #[test]
+    fn plaintext_pipelined_after_starttls_is_never_executed() {
+        let mut c = conv(&["--starttls", "-d", "x"]);
+        let _ = c.start(0);
+        let _ = c.output().split();
+        // One packet: STARTTLS and a command behind it.
+        let mut buf = BytesMut::from(&b"EHLO x\r\nSTARTTLS\r\nRSET\r\nMAIL FROM:<evil>\r\n"[..]);
+        assert_eq!(c.input(&mut buf, 0), Step::StartTls);
+        let out = String::from_utf8_lossy(&c.output().split()).into_owned();
+        assert!(out.ends_with(&format!("250 \r\n{READY}")), "{out}");
+        // Nothing after the STARTTLS line was processed, and while the
+        // handshake is pending, input is thrown away, not answered.
+        assert_eq!(&buf[..], b"RSET\r\nMAIL FROM:<evil>\r\n");
+        assert_eq!(c.input(&mut buf, 0), Step::StartTls);
+        assert!(buf.is_empty());
+        assert!(c.output().is_empty());
+        // After the handshake, the injected MAIL did not happen: RCPT
+        // needs a MAIL, and the client's first EHLO is forgotten.
+        let (out, _) = after_handshake(
+            &mut c,
+            "RCPT TO:<b>\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\n",
+        );
+        assert_eq!(out, format!("{NEED_MAIL}{MAIL_OK}{RCPT_OK}{DATA_GO}{OK}"));
+        let rec = String::from_utf8(records(&c)[0].clone()).expect("utf-8");
+        assert!(
+            rec.starts_with(
+                "X-Client-Addr: 127.0.0.1\nX-Client-Proto: SMTP\n\
+                 X-Client-TLS: TLSv1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\nX-Mail-Args: <a>\n"
+            ),
+            "{rec}"
+        );
+        assert!(
+            rec.contains("Received: from [127.0.0.1] ([127.0.0.1])\n"),
+            "{rec}"
+        );
+    }
+
+    #[test]
+    fn starttls_forgets_helo_and_auth() {
+        let mut c = auth_conv(&[
+            "--starttls",
+            "--auth-plaintext",
+            "--auth-required",
+            "-D",
+            "x",
+        ]);
+        let (out, step) = run(
+            &mut c,
+            format!("EHLO a\r\nAUTH PLAIN {PLAIN_OK}\r\nSTARTTLS\r\n").as_bytes(),
+        );
+        assert!(out.ends_with(&format!("{AUTH_OK}{READY}")), "{out}");
+        assert_eq!(step, Step::StartTls);
+        let (out, _) = after_handshake(
+            &mut c,
+            &format!("MAIL FROM:<a>\r\nHELO b\r\nAUTH PLAIN {PLAIN_OK}\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\n"),
+        );
+        assert_eq!(
+            out,
+            format!("{AUTH_REQ}250 smtp-sink\r\n{AUTH_OK}{MAIL_OK}{RCPT_OK}{DATA_GO}{OK}")
+        );
+        let rec = String::from_utf8(records(&c)[0].clone()).expect("utf-8");
+        assert!(
+            rec.starts_with(
+                "X-Client-Addr: 127.0.0.1\nX-Client-Proto: SMTP\n\
+                 X-Client-TLS: TLSv1.2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\n\
+                 X-Client-Auth: alice\nX-Helo-Args: b\nX-Mail-Args: <a>\n"
+            ),
+            "{rec}"
+        );
+    }
+
+    #[test]
+    fn auth_replies_over_tls() {
+        let s = "--starttls";
+        // (options, input, replies after the greeting)
+        let table: &[(&[&str], String, String)] = &[
+            // PLAIN with and without an initial response.
+            (&[s], format!("AUTH PLAIN {PLAIN_OK}\r\n"), AUTH_OK.to_owned()),
+            (&[s], format!("auth plain {PLAIN_OK}\r\n"), AUTH_OK.to_owned()),
+            (&[s], format!("AUTH PLAIN\r\n{PLAIN_OK}\r\n"), format!("334 \r\n{AUTH_OK}")),
+            (&[s], format!("AUTH PLAIN {PLAIN_BAD}\r\n"), AUTH_BAD.to_owned()),
+            (&[s], format!("AUTH PLAIN\r\n{PLAIN_BAD}\r\n"), format!("334 \r\n{AUTH_BAD}")),
+            // A failure may be followed by another try.
+            (
+                &[s],
+                format!("AUTH PLAIN {PLAIN_BAD}\r\nAUTH PLAIN {PLAIN_OK}\r\n"),
+                format!("{AUTH_BAD}{AUTH_OK}"),
+            ),
+            // LOGIN with and without the user as initial response.
+            (
+                &[s],
+                format!("AUTH LOGIN\r\n{ALICE}\r\n{SECRET}\r\n"),
+                format!("{ASK_USER}{ASK_PASS}{AUTH_OK}"),
+            ),
+            (
+                &[s],
+                format!("AUTH LOGIN {ALICE}\r\n{SECRET}\r\n"),
+                format!("{ASK_PASS}{AUTH_OK}"),
+            ),
+            (
+                &[s],
+                format!("AUTH LOGIN\r\n{ALICE}\r\n{ALICE}\r\n"),
+                format!("{ASK_USER}{ASK_PASS}{AUTH_BAD}"),
+            ),
+            // "*" cancels at any step.
+            (&[s], "AUTH LOGIN\r\n*\r\n".to_owned(), format!("{ASK_USER}{AUTH_ABORT}")),
+            (
+                &[s],
+                format!("AUTH LOGIN {ALICE}\r\n*\r\n"),
+                format!("{ASK_PASS}{AUTH_ABORT}"),
+            ),
+            (&[s], "AUTH PLAIN\r\n*\r\n".to_owned(), format!("334 \r\n{AUTH_ABORT}")),
+            (&[s], "AUTH PLAIN *\r\n".to_owned(), AUTH_ABORT.to_owned()),
+            // Not base64: in the command, in a response, a response with a blank.
+            (&[s], "AUTH PLAIN %%%\r\n".to_owned(), AUTH_B64.to_owned()),
+            (&[s], "AUTH LOGIN\r\n%%%\r\n".to_owned(), format!("{ASK_USER}{AUTH_B64}")),
+            (
+                &[s],
+                "AUTH PLAIN\r\nMAIL FROM:<a>\r\n".to_owned(),
+                format!("334 \r\n{AUTH_B64}"),
+            ),
+            // Syntax, unknown mechanism, second AUTH, AUTH in a transaction.
+            (&[s], "AUTH\r\n".to_owned(), "501 5.5.4 Syntax: AUTH mechanism\r\n".to_owned()),
+            (&[s], "AUTH  \r\n".to_owned(), "501 5.5.4 Syntax: AUTH mechanism\r\n".to_owned()),
+            (
+                &[s],
+                "AUTH CRAM-MD5\r\n".to_owned(),
+                "504 5.5.4 Unrecognized authentication type\r\n".to_owned(),
+            ),
+            (
+                &[s],
+                format!("AUTH PLAIN {PLAIN_OK}\r\nAUTH LOGIN\r\nAUTH PLAIN {PLAIN_OK}\r\n"),
+                format!("{AUTH_OK}{AUTH_AGAIN}{AUTH_AGAIN}"),
+            ),
+            (
+                &[s],
+                format!("MAIL FROM:<a>\r\nAUTH PLAIN {PLAIN_OK}\r\nRSET\r\nAUTH PLAIN {PLAIN_OK}\r\n"),
+                format!("{MAIL_OK}{IN_TXN}{MAIL_OK}{AUTH_OK}"),
+            ),
+            // --auth-required: MAIL waits for AUTH; RSET and EHLO keep it.
+            (
+                &[s, "--auth-required"],
+                format!(
+                    "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nAUTH PLAIN {PLAIN_OK}\r\nEHLO x\r\nRSET\r\nMAIL FROM:<a>\r\n"
+                ),
+                format!("{AUTH_REQ}{NEED_MAIL}{AUTH_OK}<EHLO>{MAIL_OK}{MAIL_OK}"),
+            ),
+        ];
+        for (args, input, want) in table {
+            let mut c = auth_conv(args);
+            let (out, step) = run_tls(&mut c, input);
+            let ehlo = String::from_utf8_lossy(&c.cfg.replies.ehlo_tls).into_owned();
+            let want = want.replace("<EHLO>", &ehlo);
+            assert_eq!(out, format!("{GREET}{want}"), "{args:?} {input:?}");
+            assert_eq!(step, Step::Read, "{args:?} {input:?}");
+        }
+    }
+
+    #[test]
+    fn auth_lines_are_never_commands() {
+        // Each line after "AUTH LOGIN" is a response, whatever it says:
+        // QUIT is base64 for a user name, NOOP a password. The session
+        // stays open and nothing is answered as a command.
+        let mut c = auth_conv(&["--tls-on-connect"]);
+        let (out, step) = run_tls(&mut c, "AUTH LOGIN\r\nQUIT\r\nNOOP\r\nRSET\r\n");
+        assert_eq!(
+            out,
+            format!("{GREET}{ASK_USER}{ASK_PASS}{AUTH_BAD}{MAIL_OK}")
+        );
+        assert_eq!(step, Step::Read);
+        // Split at every byte, the same.
+        let input = format!("AUTH PLAIN\r\n{PLAIN_OK}\r\nAUTH LOGIN {ALICE}\r\nQUIT\r\n");
+        let whole = {
+            let mut c = auth_conv(&["--auth-plaintext"]);
+            run(&mut c, input.as_bytes()).0
+        };
+        assert_eq!(
+            whole,
+            format!("{GREET}334 \r\n{AUTH_OK}{AUTH_AGAIN}221 Bye\r\n")
+        );
+        let users = users_file();
+        let path = users.path().to_str().expect("path").to_owned();
+        let args = ["--auth-users", path.as_str(), "--auth-plaintext"];
+        for cut in 0..=input.len() {
+            let (out, _, _) = run_split(&args, input.as_bytes(), &[cut]);
+            assert_eq!(String::from_utf8_lossy(&out), whole, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn auth_over_plaintext_and_what_ehlo_offers() {
+        // Over plaintext AUTH gets 538, unless --auth-plaintext.
+        let mut c = auth_conv(&["--starttls"]);
+        let (out, _) = run(
+            &mut c,
+            format!("AUTH PLAIN {PLAIN_OK}\r\nAUTH LOGIN\r\n").as_bytes(),
+        );
+        assert_eq!(out, format!("{GREET}{AUTH_TLS}{AUTH_TLS}"));
+        let mut c = auth_conv(&[]);
+        let (out, _) = run(&mut c, format!("AUTH PLAIN {PLAIN_OK}\r\n").as_bytes());
+        assert_eq!(out, format!("{GREET}{AUTH_TLS}"));
+        // An unknown mechanism is 504 before it is 538.
+        let (out, _) = run(&mut auth_conv(&[]), b"AUTH XOAUTH2\r\n");
+        assert_eq!(
+            out,
+            format!("{GREET}504 5.5.4 Unrecognized authentication type\r\n")
+        );
+        let mut c = auth_conv(&["--auth-plaintext"]);
+        let (out, _) = run(
+            &mut c,
+            format!("AUTH LOGIN\r\n{ALICE}\r\n{SECRET}\r\n").as_bytes(),
+        );
+        assert_eq!(out, format!("{GREET}{ASK_USER}{ASK_PASS}{AUTH_OK}"));
+        // The keyword: where AUTH can succeed, and never with -a.
+        let has_auth = |args: &[&str], tls: bool| {
+            let mut c = auth_conv(args);
+            let out = if tls {
+                run_tls(&mut c, "EHLO x\r\n").0
+            } else {
+                run(&mut c, b"EHLO x\r\n").0
+            };
+            out.contains("250-AUTH PLAIN LOGIN\r\n")
+        };
+        assert!(!has_auth(&["--starttls"], false));
+        assert!(has_auth(&["--starttls"], true));
+        assert!(has_auth(&["--starttls", "--auth-plaintext"], false));
+        assert!(has_auth(&["--auth-plaintext"], false));
+        assert!(!has_auth(&["--starttls", "-a"], true));
+        // Without --auth-users, Postfix's fake AUTH, over TLS too.
+        let (out, _) = run_tls(
+            &mut conv(&["--tls-on-connect"]),
+            "EHLO x\r\nAUTH PLAIN x\r\n",
+        );
+        assert!(out.contains("250-AUTH PLAIN LOGIN\r\n"), "{out}");
+        assert!(out.ends_with(&format!("250 \r\n{OK}")), "{out}");
+    }
+
+    #[test]
+    fn auth_obeys_the_command_rules() {
+        // -f auth: the hard reply, and no exchange starts (the next line
+        // is a command again).
+        let (out, _) = run_tls(
+            &mut auth_conv(&["--starttls", "-f", "auth"]),
+            "AUTH PLAIN\r\nNOOP\r\n",
+        );
+        assert_eq!(
+            out,
+            format!("{GREET}500 5.3.0 Error: command failed\r\n{OK}")
+        );
+        let (out, step) = run_tls(
+            &mut auth_conv(&["--starttls", "-q", "auth"]),
+            "AUTH PLAIN\r\n",
+        );
+        assert_eq!((out.as_str(), step), (GREET, Step::Close));
+        // -W auth: the first reply of the exchange waits.
+        let mut c = auth_conv(&["--starttls", "-W", "auth:3"]);
+        let (out, step) = run_tls(&mut c, &format!("AUTH LOGIN\r\n{ALICE}\r\n"));
+        assert_eq!(
+            (out.as_str(), step),
+            (GREET, Step::Delay(Duration::from_secs(3)))
+        );
+        assert_eq!(c.resume(0), Step::Read);
+        let mut rest = BytesMut::from(format!("{ALICE}\r\n{SECRET}\r\n").as_bytes());
+        assert_eq!(c.input(&mut rest, 0), Step::Read);
+        assert_eq!(
+            String::from_utf8_lossy(&c.output().split()),
+            format!("{ASK_USER}{ASK_PASS}{AUTH_OK}")
+        );
+    }
+
+    #[test]
+    fn logs_never_show_an_auth_secret() {
+        let c = auth_conv(&[]);
+        for (args, want) in [
+            (&b"PLAIN AGFsaWNlAHNlY3JldA=="[..], &b"PLAIN ****"[..]),
+            (b" LOGIN\tYWxpY2U=", b"LOGIN ****"),
+            (b"LOGIN", b"LOGIN"),
+        ] {
+            assert_eq!(&c.logged_args(b"AuTh", args)[..], want);
+            assert_eq!(&c.logged_args(b"MAIL", args)[..], args);
+        }
+        // Postfix's fake AUTH logs its arguments as they are.
+        assert_eq!(
+            &conv(&[]).logged_args(b"AUTH", b"PLAIN xyz")[..],
+            b"PLAIN xyz"
+        );
+        // -s auth: the syslog line is masked too.
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+        let sink = lines.clone();
+        let users = users_file();
+        let path = users.path().to_str().expect("path").to_owned();
+        let cfg = config(&["-s", "auth", "--auth-users", &path, "--auth-plaintext"]);
+        let stats = Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())));
+        let hook: SyslogHook =
+            Arc::new(move |l: &[u8]| sink.lock().expect("lock").push(l.to_vec()));
+        let mut c: Conversation<MemDump> = Conversation::new(
+            cfg,
+            stats,
+            ClientAddr::local(),
+            None,
+            SmallRng::seed_from_u64(1),
+            Some(hook),
+        );
+        let (out, _) = run(&mut c, format!("AUTH PLAIN {PLAIN_OK}\r\n").as_bytes());
+        assert!(out.ends_with(AUTH_OK), "{out}");
+        assert_eq!(
+            lines.lock().expect("lock").clone(),
+            vec![b"AUTH PLAIN ****".to_vec()]
+        );
+    }
+
+    #[test]
+    fn auth_counts_successes_and_failures() {
+        let out = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        struct W(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl io::Write for W {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().expect("lock").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let users = users_file();
+        let path = users.path().to_str().expect("path").to_owned();
+        let cfg = config(&["-c", "--auth-users", &path, "--auth-plaintext"]);
+        let stats = Arc::new(
+            Stats::with_output(true, 0, 0, Box::new(W(out.clone()))).with_fields(false, true),
+        );
+        let mut c: Conversation<MemDump> = Conversation::new(
+            cfg,
+            stats.clone(),
+            ClientAddr::local(),
+            None,
+            SmallRng::seed_from_u64(1),
+            None,
+        );
+        let _ = run(
+            &mut c,
+            format!(
+                "AUTH PLAIN {PLAIN_BAD}\r\nAUTH LOGIN\r\n*\r\nAUTH PLAIN %\r\nAUTH LOGIN {ALICE}\r\n{ALICE}\r\nAUTH PLAIN {PLAIN_OK}\r\n"
+            )
+            .as_bytes(),
+        );
+        assert!(!stats.session_closed());
+        // Two 535s and one 235; a cancel and bad base64 are neither.
+        assert_eq!(
+            String::from_utf8_lossy(&out.lock().expect("lock")),
+            "sess=1 quit=0 mesg=0 authok=1 authfail=2\r"
         );
     }
 

@@ -359,12 +359,25 @@ impl ClientAddr {
     }
 }
 
+/// What the session negotiated, for the record: `X-Client-TLS` and
+/// `X-Client-Auth` (neither line is written for a plaintext,
+/// unauthenticated session, whose record stays Postfix's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Security<'a> {
+    /// `<protocol> <cipher>` once TLS is up.
+    pub tls: Option<&'a [u8]>,
+    /// The authenticated user, already censored for the record.
+    pub user: Option<&'a [u8]>,
+}
+
 /// The start of a record, written at MAIL time: the `-S` string, then the
-/// X-Client-Addr, X-Client-Proto, X-Helo-Args and X-Mail-Args lines.
+/// X-Client-Addr, X-Client-Proto, X-Client-TLS and X-Client-Auth (when the
+/// session has them), X-Helo-Args and X-Mail-Args lines.
 pub fn head(
     start: Option<&[u8]>,
     addr: &ClientAddr,
     proto: &str,
+    security: Security<'_>,
     helo: Option<&[u8]>,
     mail_args: &[u8],
 ) -> Vec<u8> {
@@ -376,6 +389,16 @@ pub fn head(
     out.extend_from_slice(b"\nX-Client-Proto: ");
     out.extend_from_slice(proto.as_bytes());
     out.push(b'\n');
+    for (name, value) in [
+        (&b"X-Client-TLS: "[..], security.tls),
+        (b"X-Client-Auth: ", security.user),
+    ] {
+        if let Some(value) = value {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value);
+            out.push(b'\n');
+        }
+    }
     if let Some(helo) = helo {
         out.extend_from_slice(b"X-Helo-Args: ");
         out.extend_from_slice(helo);
@@ -484,6 +507,40 @@ mod tests {
         ] {
             assert_eq!(after_colon(input), out);
         }
+    }
+
+    #[test]
+    fn head_gains_tls_and_auth_lines_only_when_used() {
+        let a = ClientAddr::from_ip("127.0.0.1".parse().expect("ip"));
+        let plain = head(
+            None,
+            &a,
+            "ESMTP",
+            Security::default(),
+            Some(b"c"),
+            b"FROM:<a>",
+        );
+        assert_eq!(
+            plain,
+            b"X-Client-Addr: 127.0.0.1\nX-Client-Proto: ESMTP\nX-Helo-Args: c\nX-Mail-Args: <a>\n"
+        );
+        let both = Security {
+            tls: Some(b"TLSv1.3 TLS13_AES_256_GCM_SHA384"),
+            user: Some(b"alice"),
+        };
+        assert_eq!(
+            head(None, &a, "ESMTP", both, None, b"FROM:<a>"),
+            &b"X-Client-Addr: 127.0.0.1\nX-Client-Proto: ESMTP\n\
+X-Client-TLS: TLSv1.3 TLS13_AES_256_GCM_SHA384\nX-Client-Auth: alice\nX-Mail-Args: <a>\n"[..]
+        );
+        let auth_only = Security {
+            tls: None,
+            user: Some(b"bob"),
+        };
+        assert_eq!(
+            head(None, &a, "SMTP", auth_only, None, b"FROM:<a>"),
+            &b"X-Client-Addr: 127.0.0.1\nX-Client-Proto: SMTP\nX-Client-Auth: bob\nX-Mail-Args: <a>\n"[..]
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! privileges, accept) → [`session`] (thin async shell per client) →
 //! [`conversation`] (the sans-IO protocol engine) with [`policy`] (which
 //! reply a command gets), [`dump`] (`-d`/`-D`) and [`stats`] (`-c`, `-n`,
-//! `-M`). docs/smtp-sink.md describes every option and each deliberate
-//! difference from Postfix.
+//! `-M`), plus [`auth`] for real AUTH (`--auth-users`). TLS itself is
+//! smtp-net's ([`smtp_net::tls`]). docs/smtp-sink.md describes every
+//! option and each deliberate difference from Postfix.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod conversation;
@@ -41,6 +43,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// `-s`.
     pub syslog: Option<SyslogHook>,
+    /// `--starttls`/`--tls-on-connect`: the handshakes' server side.
+    pub tls: Option<smtp_net::tls::TlsAcceptor>,
     exit: Notify,
 }
 
@@ -84,12 +88,15 @@ pub async fn run(
         .map(|_| Arc::new(|line: &[u8]| syslog::log(line)) as SyslogHook);
     let shared = Arc::new(Shared {
         dump: cfg.dump.clone().map(Arc::new),
-        stats: Arc::new(Stats::new(
-            cfg.show_count,
-            cfg.max_messages,
-            cfg.max_sessions,
-        )),
+        stats: Arc::new(
+            Stats::new(cfg.show_count, cfg.max_messages, cfg.max_sessions)
+                .with_fields(cfg.tls.is_some(), cfg.auth.is_some()),
+        ),
         syslog,
+        tls: cfg
+            .tls
+            .as_ref()
+            .map(|t| smtp_net::tls::TlsAcceptor::from(t.server.config.clone())),
         exit: Notify::new(),
         cfg,
     });

@@ -63,6 +63,25 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
         prog,
         nix::unistd::geteuid().as_raw(),
     )?);
+    if let Some(tls) = &cfg.tls {
+        if let Some(fingerprint) = &tls.server.generated_fingerprint {
+            // Always printed (not only with -v): a client that wants to
+            // pin the certificate needs it. Same shape as openssl x509
+            // -fingerprint -sha256.
+            eprintln!(
+                "{prog}: self-signed TLS certificate for {}: sha256 Fingerprint={fingerprint}",
+                String::from_utf8_lossy(&cfg.hostname)
+            );
+        }
+    }
+    if let Some(auth) = &cfg.auth {
+        if cfg.tls.is_none() && !auth.plaintext {
+            tracing::warn!(
+                "--auth-users without --starttls, --tls-on-connect or --auth-plaintext: \
+                 every AUTH gets 538"
+            );
+        }
+    }
     // Zone files cannot be read after a chroot.
     smtp_proto::time::init_time_zone();
     if let Some(ident) = &cfg.syslog_ident {

@@ -46,11 +46,14 @@ pub enum SinkCmd {
     /// `--chunking`, so that without it the sink knows exactly Postfix's
     /// commands.
     Bdat,
+    /// STARTTLS (RFC 3207). Not in Postfix's table either: it exists only
+    /// with `--starttls` or `--tls-on-connect`.
+    Starttls,
 }
 
 impl SinkCmd {
     /// Every command: Postfix's table order, then our additions.
-    pub const ALL: [SinkCmd; 16] = [
+    pub const ALL: [SinkCmd; 17] = [
         SinkCmd::Connect,
         SinkCmd::Helo,
         SinkCmd::Ehlo,
@@ -67,6 +70,7 @@ impl SinkCmd {
         SinkCmd::Vrfy,
         SinkCmd::Quit,
         SinkCmd::Bdat,
+        SinkCmd::Starttls,
     ];
 
     /// The name used in command lists, lower case.
@@ -88,6 +92,7 @@ impl SinkCmd {
             SinkCmd::Vrfy => "vrfy",
             SinkCmd::Quit => "quit",
             SinkCmd::Bdat => "bdat",
+            SinkCmd::Starttls => "starttls",
         }
     }
 
@@ -163,13 +168,18 @@ pub struct Policy {
 impl Default for Policy {
     /// Postfix's initial table: HELO, EHLO, LHLO and the greeting are
     /// disabled until the protocol is chosen; everything else is enabled,
-    /// except BDAT, which only `--chunking` enables.
+    /// except BDAT and STARTTLS, which only their options enable.
     fn default() -> Self {
         let mut rules = [CmdRule::default(); SinkCmd::ALL.len()];
         for cmd in SinkCmd::ALL {
             rules[cmd.index()].enabled = !matches!(
                 cmd,
-                SinkCmd::Connect | SinkCmd::Helo | SinkCmd::Ehlo | SinkCmd::Lhlo | SinkCmd::Bdat
+                SinkCmd::Connect
+                    | SinkCmd::Helo
+                    | SinkCmd::Ehlo
+                    | SinkCmd::Lhlo
+                    | SinkCmd::Bdat
+                    | SinkCmd::Starttls
             );
         }
         Policy { rules }
@@ -241,6 +251,7 @@ mod tests {
         assert_eq!(SinkCmd::lookup(b"."), Some(SinkCmd::Dot));
         assert_eq!(SinkCmd::lookup(b"CONNECT"), Some(SinkCmd::Connect));
         assert_eq!(SinkCmd::lookup(b"BdAt"), Some(SinkCmd::Bdat));
+        assert_eq!(SinkCmd::lookup(b"StartTLS"), Some(SinkCmd::Starttls));
         assert_eq!(SinkCmd::lookup(b"expn"), None);
         assert_eq!(SinkCmd::lookup(b""), None);
     }

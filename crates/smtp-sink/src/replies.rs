@@ -48,6 +48,36 @@ pub const BDAT_SYNTAX: &[u8] = b"501 5.5.4 Syntax: BDAT size [LAST]\r\n";
 /// `--size`: a MAIL SIZE= or a message over the limit.
 pub const TOO_BIG: &[u8] = b"552 5.3.4 Message size exceeds fixed limit\r\n";
 
+/// `--starttls`: the go-ahead for the TLS handshake (RFC 3207).
+pub const READY_FOR_TLS: &[u8] = b"220 2.0.0 Ready to start TLS\r\n";
+/// `--starttls`: STARTTLS with arguments.
+pub const STARTTLS_SYNTAX: &[u8] = b"501 5.5.4 Syntax: STARTTLS\r\n";
+/// `--starttls`: STARTTLS once TLS is up (also on a `--tls-on-connect`
+/// connection).
+pub const TLS_ACTIVE: &[u8] = b"503 5.5.1 Error: TLS already active\r\n";
+/// STARTTLS or AUTH between MAIL and the end of the transaction.
+pub const IN_TRANSACTION: &[u8] = b"503 5.5.1 Error: MAIL transaction in progress\r\n";
+/// `--auth-users`: a successful AUTH.
+pub const AUTH_OK: &[u8] = b"235 2.7.0 Authentication successful\r\n";
+/// `--auth-users`: unknown user, wrong password, or a PLAIN message that
+/// does not parse.
+pub const AUTH_FAILED: &[u8] = b"535 5.7.8 Authentication credentials invalid\r\n";
+/// `--auth-users`: a response that is not base64.
+pub const AUTH_MALFORMED: &[u8] = b"501 5.5.2 Cannot decode base64 response\r\n";
+/// `--auth-users`: the client cancelled the exchange with `*`.
+pub const AUTH_ABORTED: &[u8] = b"501 5.7.0 Authentication aborted\r\n";
+/// `--auth-users`: AUTH without a mechanism.
+pub const AUTH_SYNTAX: &[u8] = b"501 5.5.4 Syntax: AUTH mechanism\r\n";
+/// `--auth-users`: a mechanism other than PLAIN and LOGIN.
+pub const AUTH_UNKNOWN: &[u8] = b"504 5.5.4 Unrecognized authentication type\r\n";
+/// `--auth-users`: a second AUTH after a successful one.
+pub const AUTH_AGAIN: &[u8] = b"503 5.5.1 Error: already authenticated\r\n";
+/// `--auth-users`: AUTH over plaintext without `--auth-plaintext`.
+pub const AUTH_NEEDS_TLS: &[u8] =
+    b"538 5.7.11 Encryption required for requested authentication mechanism\r\n";
+/// `--auth-required`: MAIL before a successful AUTH.
+pub const AUTH_REQUIRED: &[u8] = b"530 5.7.0 Authentication required\r\n";
+
 /// `--chunking`: the reply to a BDAT chunk that is not the last one.
 pub fn chunk_ok(size: u64, out: &mut BytesMut) {
     use std::fmt::Write;
@@ -86,6 +116,11 @@ pub struct ReplyOptions<'a> {
     pub smtputf8: bool,
     /// `--chunking`: announce CHUNKING.
     pub chunking: bool,
+    /// `--starttls`: announce STARTTLS (before TLS is up).
+    pub starttls: bool,
+    /// Announce `AUTH PLAIN LOGIN` once TLS is up (`auth` says whether
+    /// before).
+    pub auth_tls: bool,
     /// `-b`, without CRLF.
     pub soft: &'a [u8],
     /// `-B`, without CRLF.
@@ -99,8 +134,11 @@ pub struct Replies {
     pub greeting: Bytes,
     /// `250 <h>`.
     pub helo: Bytes,
-    /// The EHLO/LHLO list.
+    /// The EHLO/LHLO list (before TLS, or without it).
     pub ehlo: Bytes,
+    /// The EHLO/LHLO list once TLS is up: no STARTTLS, and AUTH as
+    /// `auth_tls` says.
+    pub ehlo_tls: Bytes,
     /// `-b`.
     pub soft: Bytes,
     /// `-B`.
@@ -117,9 +155,11 @@ fn line(text: &[u8]) -> Bytes {
 /// The EHLO/LHLO keywords for these options. `Capabilities::render` puts
 /// Postfix's smtp-sink keywords in its order, and SIZE, SMTPUTF8 and
 /// CHUNKING where Postfix's smtpd announces them.
-fn capabilities(o: &ReplyOptions<'_>) -> Capabilities {
+fn capabilities(o: &ReplyOptions<'_>, tls: bool) -> Capabilities {
     let mut extensions = Extensions::EMPTY;
+    let auth = if tls { o.auth_tls } else { o.auth };
     for (on, ext) in [
+        (o.starttls && !tls, Extensions::STARTTLS),
         (o.pipelining, Extensions::PIPELINING),
         (o.eight_bit_mime, Extensions::EIGHT_BIT_MIME),
         (o.enhanced_status_codes, Extensions::ENHANCED_STATUS_CODES),
@@ -136,9 +176,7 @@ fn capabilities(o: &ReplyOptions<'_>) -> Capabilities {
         greeting: Bytes::copy_from_slice(o.hostname),
         extensions,
         size: o.size,
-        auth: o
-            .auth
-            .then(|| vec![Bytes::from_static(b"PLAIN"), Bytes::from_static(b"LOGIN")]),
+        auth: auth.then(|| vec![Bytes::from_static(b"PLAIN"), Bytes::from_static(b"LOGIN")]),
         xclient: attrs(o.xclient, b"NAME HELO"),
         xforward: attrs(o.xforward, b"NAME ADDR PROTO HELO"),
         unknown: Vec::new(),
@@ -160,13 +198,17 @@ impl Replies {
         };
         let mut helo = BytesMut::new();
         encode_reply(ReplyCode::OK, &[o.hostname], &mut helo);
-        let mut ehlo = BytesMut::new();
         // Postfix ends the list with "250 " and nothing after it.
-        capabilities(o).render(true, &mut ehlo);
+        let ehlo = |tls: bool| {
+            let mut out = BytesMut::new();
+            capabilities(o, tls).render(true, &mut out);
+            out.freeze()
+        };
         Replies {
             greeting,
             helo: helo.freeze(),
-            ehlo: ehlo.freeze(),
+            ehlo: ehlo(false),
+            ehlo_tls: ehlo(true),
             soft: line(o.soft),
             hard: line(o.hard),
         }
@@ -192,6 +234,8 @@ mod tests {
             size: None,
             smtputf8: false,
             chunking: false,
+            starttls: false,
+            auth_tls: all,
             soft: b"450 4.3.0 Error: command failed",
             hard: b"500 5.3.0 Error: command failed",
         }
@@ -287,6 +331,32 @@ mod tests {
         let mut out = BytesMut::new();
         chunk_ok(4096, &mut out);
         assert_eq!(&out[..], b"250 2.0.0 Ok: 4096 bytes\r\n");
+    }
+
+    #[test]
+    fn starttls_goes_before_8bitmime_and_only_before_tls() {
+        let o = ReplyOptions {
+            starttls: true,
+            auth: false,
+            auth_tls: true,
+            ..opts(true)
+        };
+        let r = Replies::new(&o);
+        assert_eq!(
+            &r.ehlo[..],
+            &b"250-smtp-sink\r\n250-PIPELINING\r\n250-STARTTLS\r\n250-8BITMIME\r\n\
+250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250-ENHANCEDSTATUSCODES\r\n\
+250-DSN\r\n250 \r\n"[..]
+        );
+        assert_eq!(
+            &r.ehlo_tls[..],
+            &b"250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n\
+250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250-ENHANCEDSTATUSCODES\r\n\
+250-DSN\r\n250 \r\n"[..]
+        );
+        // Without the TLS options both lists are Postfix's.
+        let r = Replies::new(&opts(true));
+        assert_eq!(r.ehlo, r.ehlo_tls);
     }
 
     #[test]

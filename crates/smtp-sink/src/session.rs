@@ -11,6 +11,11 @@
 //!   about 6.4 KiB of RSS, the task and its timer included);
 //! * the idle timer is one `Sleep` per session that is re-armed only when
 //!   it fires early, not on every read.
+//!
+//! TLS (`--starttls`, `--tls-on-connect`) swaps the stream: the session
+//! runs over [`Stream`], and at [`Step::StartTls`] the plaintext [`Io`] is
+//! taken apart, its buffered input thrown away, and the handshake's TLS
+//! stream goes into a new one. A plaintext session never takes that path.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use smtp_net::Transport;
+use smtp_net::{strerror, Stream, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
@@ -49,6 +54,10 @@ enum End {
     Lost,
     /// `-M` reached.
     Exit,
+    /// STARTTLS was answered: the handshake comes next.
+    StartTls,
+    /// A TLS handshake failed (already logged).
+    TlsFailed,
 }
 
 struct Io<S> {
@@ -62,14 +71,34 @@ struct Io<S> {
 }
 
 impl<S: Transport> Io<S> {
+    fn new(conn: S, timeout: Duration) -> Io<S> {
+        Io {
+            conn,
+            buf: BytesMut::new(),
+            timeout,
+            last_activity: Instant::now(),
+            more_queued: false,
+        }
+    }
+
     /// Writes all of `out`, waiting at most the timeout for each write.
     async fn flush(&mut self, out: &mut BytesMut) -> Result<(), End> {
+        if out.is_empty() {
+            return Ok(());
+        }
         while !out.is_empty() {
             match tokio::time::timeout(self.timeout, self.conn.write(out)).await {
                 Ok(Ok(0) | Err(_)) => return Err(End::Lost),
                 Ok(Ok(n)) => out.advance(n),
                 Err(_) => return Err(End::WriteTimeout),
             }
+        }
+        // TLS may hold encrypted records back when the socket was full;
+        // for a plain socket this is a no-op without a system call.
+        match tokio::time::timeout(self.timeout, self.conn.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(End::Lost),
+            Err(_) => return Err(End::WriteTimeout),
         }
         if out.capacity() > KEEP_OUTPUT {
             *out = BytesMut::new();
@@ -159,7 +188,7 @@ fn unix_now() -> i64 {
 
 /// Serves one client until it goes away. `-n` and `-M` are reported to
 /// `shared`, which ends the process.
-pub async fn serve<S: Transport>(conn: S, client: ClientAddr, shared: Arc<Shared>) {
+pub async fn serve(conn: Stream, client: ClientAddr, shared: Arc<Shared>) {
     let cfg = shared.cfg.clone();
     let dump = shared.dump.as_ref().map(|d| FileDump::new(d.clone()));
     let dumping = dump.is_some();
@@ -173,26 +202,9 @@ pub async fn serve<S: Transport>(conn: S, client: ClientAddr, shared: Arc<Shared
         rng,
         shared.syslog.clone(),
     );
-    let mut io = Io {
-        conn,
-        buf: BytesMut::new(),
-        timeout: cfg.timeout,
-        last_activity: Instant::now(),
-        more_queued: false,
-    };
     let idle = tokio::time::sleep(cfg.timeout);
     tokio::pin!(idle);
-    let end = drive(&mut conv, &mut io, &mut idle, now).await;
-    // Logged before the socket closes, so a client that sees the close
-    // can rely on the log line being there.
-    match end {
-        End::ReadTimeout => warn!("read timeout"),
-        End::WriteTimeout => warn!("write timeout"),
-        End::Lost => warn!("lost connection"),
-        End::Closed | End::Exit => {}
-    }
-    conv.close();
-    drop(io);
+    let end = converse(&mut conv, conn, &shared, &mut idle, now).await;
     if end == End::Exit {
         shared.exit();
         return;
@@ -205,13 +217,109 @@ pub async fn serve<S: Transport>(conn: S, client: ClientAddr, shared: Arc<Shared
     }
 }
 
+/// The whole conversation over `conn`, TLS handshakes included. The end
+/// is logged and the conversation closed (an unfinished dump removed)
+/// before the socket closes, so a client that sees the close can rely on
+/// both.
+async fn converse(
+    conv: &mut Conversation<FileDump>,
+    mut conn: Stream,
+    shared: &Shared,
+    idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    now: impl Fn() -> i64,
+) -> End {
+    let timeout = shared.cfg.timeout;
+    if shared.cfg.tls.as_ref().is_some_and(|t| t.on_connect) {
+        match handshake(conn, shared, conv).await {
+            Some(tls) => conn = tls,
+            None => return end_session(conv, None, End::TlsFailed).await,
+        }
+    }
+    let mut step = conv.start(now());
+    loop {
+        let mut io = Io::new(conn, timeout);
+        let end = drive(conv, &mut io, idle, step, &now).await;
+        if end != End::StartTls {
+            return end_session(conv, Some(io), end).await;
+        }
+        if !io.buf.is_empty() {
+            // Plaintext the client sent after STARTTLS, before the 220:
+            // it must never run as commands under TLS (CVE-2011-0411).
+            warn!(
+                "improper command pipelining after STARTTLS: {} bytes discarded",
+                io.buf.len()
+            );
+        }
+        let Io { conn: plain, .. } = io;
+        match handshake(plain, shared, conv).await {
+            Some(tls) => conn = tls,
+            None => return end_session(conv, None, End::TlsFailed).await,
+        }
+        // Input under TLS, if the client sent any already, is read next.
+        step = Step::Read;
+    }
+}
+
+/// Logs how the session ended, closes the conversation, then the socket
+/// (a TLS one with a close_notify alert).
+async fn end_session(conv: &mut Conversation<FileDump>, io: Option<Io<Stream>>, end: End) -> End {
+    match end {
+        End::ReadTimeout => warn!("read timeout"),
+        End::WriteTimeout => warn!("write timeout"),
+        End::Lost => warn!("lost connection"),
+        End::Closed | End::Exit | End::StartTls | End::TlsFailed => {}
+    }
+    conv.close();
+    if let Some(mut io) = io {
+        if matches!(io.conn, Stream::Tls(_)) && matches!(end, End::Closed | End::Exit) {
+            let _ = tokio::time::timeout(io.timeout, io.conn.shutdown()).await;
+        }
+    }
+    end
+}
+
+/// The server side of a TLS handshake, bounded by `-t`. On success the
+/// conversation learns it (and resets); a failure is logged and counted.
+async fn handshake(
+    conn: Stream,
+    shared: &Shared,
+    conv: &mut Conversation<FileDump>,
+) -> Option<Stream> {
+    let acceptor = shared.tls.as_ref()?;
+    let result = tokio::time::timeout(shared.cfg.timeout, conn.start_tls_server(acceptor)).await;
+    let tls = match result {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            warn!("TLS handshake failed: {}", strerror(&e));
+            shared.stats.tls_handshake(None);
+            return None;
+        }
+        Err(_) => {
+            warn!("TLS handshake failed: timeout");
+            shared.stats.tls_handshake(None);
+            return None;
+        }
+    };
+    let info = tls.tls_info()?;
+    shared.stats.tls_handshake(Some(info.resumed));
+    if shared.cfg.verbose > 0 {
+        let resumed = if info.resumed { " (resumed)" } else { "" };
+        info!(
+            "TLS connection established: {} with cipher {}{resumed}",
+            info.protocol, info.cipher
+        );
+    }
+    conv.tls_started(info.protocol, &info.cipher);
+    Some(tls)
+}
+
 async fn drive<S: Transport>(
     conv: &mut Conversation<FileDump>,
     io: &mut Io<S>,
     idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-    now: impl Fn() -> i64,
+    mut step: Step,
+    now: &impl Fn() -> i64,
 ) -> End {
-    let mut step = conv.start(now());
     loop {
         let size = if conv.in_data() {
             DATA_READ
@@ -267,6 +375,7 @@ async fn drive<S: Transport>(
             }
             Step::Close => return End::Closed,
             Step::Exit => return End::Exit,
+            Step::StartTls => return End::StartTls,
         };
         io.shrink();
     }

@@ -3,7 +3,10 @@
 //! The counters are atomics touched once per session or message, and only
 //! when an option needs them, so the per-message path takes no lock. The
 //! `-c` line is printed under the stdout lock, as Postfix prints it: one
-//! `sess=%d quit=%d mesg=%d\r` per closed session and per message.
+//! `sess=%d quit=%d mesg=%d\r` per closed session and per message. With
+//! the TLS options the line goes on with ` tlsfull=%d tlsresumed=%d
+//! tlsfail=%d`, with `--auth-users` with ` authok=%d authfail=%d`; without
+//! them it is Postfix's, byte for byte.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,15 @@ pub struct Stats {
     sessions: AtomicU64,
     quits: AtomicU64,
     messages: AtomicU64,
+    /// Print the TLS counters (`--starttls`, `--tls-on-connect`).
+    show_tls: bool,
+    /// Print the AUTH counters (`--auth-users`).
+    show_auth: bool,
+    tls_full: AtomicU64,
+    tls_resumed: AtomicU64,
+    tls_failed: AtomicU64,
+    auth_ok: AtomicU64,
+    auth_failed: AtomicU64,
     out: Mutex<Box<dyn Write + Send>>,
 }
 
@@ -64,8 +76,23 @@ impl Stats {
             sessions: AtomicU64::new(0),
             quits: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            show_tls: false,
+            show_auth: false,
+            tls_full: AtomicU64::new(0),
+            tls_resumed: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
+            auth_ok: AtomicU64::new(0),
+            auth_failed: AtomicU64::new(0),
             out: Mutex::new(out),
         }
+    }
+
+    /// Adds the TLS and the AUTH counters to the `-c` line.
+    #[must_use]
+    pub fn with_fields(mut self, tls: bool, auth: bool) -> Stats {
+        self.show_tls = tls;
+        self.show_auth = auth;
+        self
     }
 
     fn print(&self) {
@@ -75,12 +102,29 @@ impl Stats {
             .out
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let line = format!(
-            "sess={} quit={} mesg={}\r",
-            self.sessions.load(Ordering::Relaxed),
-            self.quits.load(Ordering::Relaxed),
-            self.messages.load(Ordering::Relaxed)
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let mut line = format!(
+            "sess={} quit={} mesg={}",
+            load(&self.sessions),
+            load(&self.quits),
+            load(&self.messages)
         );
+        if self.show_tls {
+            line.push_str(&format!(
+                " tlsfull={} tlsresumed={} tlsfail={}",
+                load(&self.tls_full),
+                load(&self.tls_resumed),
+                load(&self.tls_failed)
+            ));
+        }
+        if self.show_auth {
+            line.push_str(&format!(
+                " authok={} authfail={}",
+                load(&self.auth_ok),
+                load(&self.auth_failed)
+            ));
+        }
+        line.push('\r');
         // A closed stdout must not take the sink down (Postfix ignores it too).
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
@@ -90,6 +134,28 @@ impl Stats {
     pub fn quit(&self) {
         if self.show_count {
             self.quits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A TLS handshake finished: `Some(resumed)`, or `None` when it failed.
+    /// Counted only with `-c`; printed with the next line.
+    pub fn tls_handshake(&self, outcome: Option<bool>) {
+        if !self.show_count {
+            return;
+        }
+        let counter = match outcome {
+            Some(false) => &self.tls_full,
+            Some(true) => &self.tls_resumed,
+            None => &self.tls_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An AUTH exchange ended with 235 (`true`) or 535 (`false`).
+    pub fn auth(&self, ok: bool) {
+        if self.show_count {
+            let counter = if ok { &self.auth_ok } else { &self.auth_failed };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -152,6 +218,33 @@ mod tests {
         assert_eq!(
             text,
             b"sess=0 quit=0 mesg=1\rsess=1 quit=1 mesg=1\rsess=2 quit=1 mesg=1\r"
+        );
+    }
+
+    #[test]
+    fn tls_and_auth_fields_follow_in_the_same_style() {
+        let out = Shared::default();
+        let s = Stats::with_output(true, 0, 0, Box::new(out.clone())).with_fields(true, true);
+        s.tls_handshake(Some(false));
+        s.tls_handshake(Some(false));
+        s.tls_handshake(Some(true));
+        s.tls_handshake(None);
+        s.auth(true);
+        s.auth(false);
+        s.auth(false);
+        assert!(!s.session_closed());
+        let out2 = Shared::default();
+        let s = Stats::with_output(true, 0, 0, Box::new(out2.clone())).with_fields(false, true);
+        s.tls_handshake(None);
+        s.auth(true);
+        assert!(!s.session_closed());
+        assert_eq!(
+            out.0.lock().expect("lock").clone(),
+            b"sess=1 quit=0 mesg=0 tlsfull=2 tlsresumed=1 tlsfail=1 authok=1 authfail=2\r"
+        );
+        assert_eq!(
+            out2.0.lock().expect("lock").clone(),
+            b"sess=1 quit=0 mesg=0 authok=1 authfail=0\r"
         );
     }
 
