@@ -9,3 +9,4 @@ mod esmtp;
 mod interop;
 mod replies;
 mod timing;
+mod tls;
