@@ -323,3 +323,315 @@ fn smtpping_measures_every_phase() {
     assert!(text.contains("3 e-mail messages transmitted"), "{text}");
     assert_eq!(sink.wait_counters(|c| c == (3, 3, 3)), Some((3, 3, 3)));
 }
+
+// ---- TLS and AUTH (--starttls, --tls-on-connect, --auth-users) ----
+
+/// A users file for `--auth-users`, in a directory that lives as long as
+/// the returned guard.
+fn users() -> (tempfile::TempDir, String) {
+    let dir = open_dir();
+    let path = dir.path().join("users");
+    std::fs::write(&path, "alice:secret\nbob:hunter2\n").expect("users");
+    let path = path.to_str().expect("utf-8").to_owned();
+    (dir, path)
+}
+
+fn host_port(sink: &Sink) -> (String, String) {
+    let Addr::Tcp(a) = &sink.addr else {
+        unreachable!()
+    };
+    let (h, p) = a.rsplit_once(':').expect("host:port");
+    (h.to_owned(), p.to_owned())
+}
+
+/// The whole last `-c` line, once it starts with `start` (10 s at most).
+fn count_line(sink: &Sink, start: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = sink.stdout();
+        let last = text.split('\r').rfind(|l| !l.is_empty()).unwrap_or("");
+        if last.starts_with(start) || std::time::Instant::now() > deadline {
+            return last.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// swaks with TLS needs Net::SSLeay (Debian: libnet-ssleay-perl).
+fn swaks_has_tls() -> bool {
+    let out = Command::new("swaks")
+        .arg("--support")
+        .output()
+        .expect("swaks --support");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let ok = text.contains("TLS supported");
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "swaks lacks TLS (Net::SSLeay, Debian's libnet-ssleay-perl): {text}"
+        );
+        eprintln!("SKIP: swaks has no TLS support");
+    }
+    ok
+}
+
+#[test]
+fn swaks_over_starttls_and_tls_on_connect_with_auth() {
+    if !have("swaks") || !swaks_has_tls() {
+        return;
+    }
+    let (_dir, users) = users();
+    let starttls = start(OURS, &["-c", "--starttls", "--auth-users", &users]);
+    let smtps = start(OURS, &["-c", "--tls-on-connect", "--auth-users", &users]);
+    let alice = ["--auth-user", "alice", "--auth-password", "secret"];
+    // (sink, swaks options, exit status, what the transcript must show)
+    let runs: &[(&Sink, Vec<&str>, i32, &[&str])] = &[
+        (
+            &starttls,
+            vec!["-tls"],
+            0,
+            &[
+                "<-  220 2.0.0 Ready to start TLS",
+                "<~  250 2.0.0 Ok",
+                "<~  221 Bye",
+            ],
+        ),
+        (
+            &starttls,
+            [&["-tls", "--auth", "PLAIN"][..], &alice].concat(),
+            0,
+            &[
+                "<~  235 2.7.0 Authentication successful",
+                "<~  250 2.0.0 Ok",
+            ],
+        ),
+        (
+            &starttls,
+            [&["-tls", "--auth", "LOGIN"][..], &alice].concat(),
+            0,
+            &[
+                "<~  334 VXNlcm5hbWU6",
+                "<~  334 UGFzc3dvcmQ6",
+                "<~  235 2.7.0 Authentication successful",
+            ],
+        ),
+        (
+            &starttls,
+            vec![
+                "-tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                "wrong",
+            ],
+            28,
+            &["535 5.7.8 Authentication credentials invalid"],
+        ),
+        // In the clear AUTH is not offered, so swaks does not even try.
+        (
+            &starttls,
+            [&["--auth", "PLAIN"][..], &alice].concat(),
+            28,
+            &["Host did not advertise authentication"],
+        ),
+        (
+            &smtps,
+            [&["--tls-on-connect", "--auth", "PLAIN"][..], &alice].concat(),
+            0,
+            &[
+                "<~  220 smtp-sink ESMTP",
+                "<~  235 2.7.0",
+                "<~  250 2.0.0 Ok",
+            ],
+        ),
+        (
+            &smtps,
+            [&["--tls-on-connect", "--auth", "LOGIN"][..], &alice].concat(),
+            0,
+            &["<~  334 UGFzc3dvcmQ6", "<~  235 2.7.0", "<~  250 2.0.0 Ok"],
+        ),
+    ];
+    for (sink, opts, status, want) in runs {
+        let (host, port) = host_port(sink);
+        let child = Command::new("swaks")
+            .args(["--server", &host, "--port", &port])
+            .args(["--from", "a@example.org", "--to", "b@example.org"])
+            .args(opts)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("swaks");
+        let out = wait_child(child, Duration::from_secs(60));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*status), "{opts:?}: {text}");
+        for w in *want {
+            assert!(text.contains(w), "{opts:?}: no {w:?} in {text}");
+        }
+        // swaks never shows the password in clear.
+        assert!(!text.contains("secret"), "{text}");
+    }
+    assert_eq!(
+        count_line(&starttls, "sess=5 "),
+        "sess=5 quit=5 mesg=3 tlsfull=4 tlsresumed=0 tlsfail=0 authok=2 authfail=1"
+    );
+    assert_eq!(
+        count_line(&smtps, "sess=2 "),
+        "sess=2 quit=2 mesg=2 tlsfull=2 tlsresumed=0 tlsfail=0 authok=2 authfail=0"
+    );
+}
+
+/// Runs `openssl s_client` with `args`, feeding it `script` (LF lines,
+/// sent with CRLF), until the sink closes.
+fn s_client(args: &[&str], script: &str) -> (std::process::Output, String) {
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .args(["-quiet", "-crlf"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).expect("script");
+    }
+    let out = wait_child(child, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, text)
+}
+
+#[test]
+fn openssl_s_client_starttls_smtp_and_implicit_tls() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = open_dir();
+    let template = format!("{}/m.", dir.path().display());
+    let sink = start(OURS, &["-c", "--starttls", "-d", &template]);
+    let (host, port) = host_port(&sink);
+    let connect = format!("{host}:{port}");
+    // s_client says EHLO and STARTTLS itself, then hands over.
+    let (out, text) = s_client(
+        &["-starttls", "smtp", "-connect", &connect],
+        "EHLO s-client.example\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.org>\nDATA\n\
+Subject: s_client\n\nover TLS\n.\nQUIT\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(
+            "250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n221 Bye\r\n"
+        ),
+        "{text}{stderr}"
+    );
+    assert!(!text.contains("250-STARTTLS"), "{text}");
+    assert_eq!(
+        count_line(&sink, "sess=1 "),
+        "sess=1 quit=1 mesg=1 tlsfull=1 tlsresumed=0 tlsfail=0"
+    );
+    let records = crate::dump::files(dir.path());
+    assert_eq!(records.len(), 1);
+    let rec = String::from_utf8(std::fs::read(&records[0]).expect("record")).expect("utf-8");
+    assert!(
+        rec.contains("\nX-Client-Proto: ESMTP\nX-Client-TLS: TLSv1.3 TLS13_"),
+        "{rec}"
+    );
+    assert!(
+        rec.ends_with("\nSubject: s_client\n\nover TLS\n\n"),
+        "{rec}"
+    );
+
+    let smtps = start(OURS, &["-c", "--tls-on-connect"]);
+    let (host, port) = host_port(&smtps);
+    let (out, text) = s_client(
+        &["-connect", &format!("{host}:{port}")],
+        "EHLO s-client.example\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.org>\nDATA\nhi\n.\nQUIT\n",
+    );
+    assert!(
+        text.starts_with("220 smtp-sink ESMTP\r\n250-smtp-sink\r\n")
+            && text.ends_with("250 2.0.0 Ok\r\n221 Bye\r\n"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count_line(&smtps, "sess=1 "),
+        "sess=1 quit=1 mesg=1 tlsfull=1 tlsresumed=0 tlsfail=0"
+    );
+}
+
+const SMTPLIB_TLS: &str = r#"
+import base64, smtplib, sys
+host, starttls_port, smtps_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+msg = "Subject: t\r\n\r\nbody\r\n"
+# STARTTLS: in the clear no AUTH is offered, and AUTH sent anyway gets 538.
+s = smtplib.SMTP(host, starttls_port, timeout=10)
+s.ehlo("py.example")
+assert s.has_extn("starttls") and not s.has_extn("auth"), s.esmtp_features
+code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0secret").decode())
+assert code == 538 and text == b"5.7.11 Encryption required for requested authentication mechanism", (code, text)
+code, text = s.starttls()
+assert code == 220 and text == b"2.0.0 Ready to start TLS", (code, text)
+s.ehlo("py.example")
+assert s.has_extn("auth") and not s.has_extn("starttls"), s.esmtp_features
+try:
+    s.login("alice", "wrong")
+    raise AssertionError("a wrong password was accepted")
+except smtplib.SMTPAuthenticationError as e:
+    assert e.smtp_code == 535 and e.smtp_error == b"5.7.8 Authentication credentials invalid", e
+code, text = s.login("alice", "secret")
+assert code == 235 and text == b"2.7.0 Authentication successful", (code, text)
+assert s.sendmail("a@example.org", ["b@example.org"], msg) == {}
+s.quit()
+# LOGIN without an initial response: both prompts.
+s = smtplib.SMTP(host, starttls_port, timeout=10)
+s.starttls()
+s.ehlo("py.example")
+s.user, s.password = "bob", "hunter2"
+code, text = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+assert code == 235, (code, text)
+assert s.sendmail("a@example.org", ["b@example.org"], msg) == {}
+s.quit()
+# Implicit TLS.
+s = smtplib.SMTP_SSL(host, smtps_port, timeout=10)
+s.ehlo("py.example")
+assert s.has_extn("auth") and not s.has_extn("starttls"), s.esmtp_features
+s.login("bob", "hunter2")
+assert s.sendmail("a@example.org", ["b@example.org"], msg) == {}
+s.quit()
+print("ok")
+"#;
+
+#[test]
+fn python_smtplib_starttls_login_and_smtp_ssl() {
+    if !have("python3") {
+        return;
+    }
+    let (_dir, users) = users();
+    let starttls = start(OURS, &["-c", "--starttls", "--auth-users", &users]);
+    let smtps = start(OURS, &["-c", "--tls-on-connect", "--auth-users", &users]);
+    let (host, p1) = host_port(&starttls);
+    let (_, p2) = host_port(&smtps);
+    let child = Command::new("python3")
+        .args(["-c", SMTPLIB_TLS, &host, &p1, &p2])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let out = wait_child(child, Duration::from_secs(60));
+    assert_succeeded(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    // login() with a wrong password tries PLAIN, then LOGIN: two 535s.
+    assert_eq!(
+        count_line(&starttls, "sess=2 "),
+        "sess=2 quit=2 mesg=2 tlsfull=2 tlsresumed=0 tlsfail=0 authok=2 authfail=2"
+    );
+    assert_eq!(
+        count_line(&smtps, "sess=1 "),
+        "sess=1 quit=1 mesg=1 tlsfull=1 tlsresumed=0 tlsfail=0 authok=1 authfail=0"
+    );
+}
