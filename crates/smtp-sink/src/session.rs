@@ -83,9 +83,7 @@ impl<S: Transport> Io<S> {
 
     /// Writes all of `out`, waiting at most the timeout for each write.
     async fn flush(&mut self, out: &mut BytesMut) -> Result<(), End> {
-        if out.is_empty() {
-            return Ok(());
-        }
+        let wrote = !out.is_empty();
         while !out.is_empty() {
             match tokio::time::timeout(self.timeout, self.conn.write(out)).await {
                 Ok(Ok(0) | Err(_)) => return Err(End::Lost),
@@ -93,12 +91,25 @@ impl<S: Transport> Io<S> {
                 Err(_) => return Err(End::WriteTimeout),
             }
         }
-        // TLS may hold encrypted records back when the socket was full;
-        // for a plain socket this is a no-op without a system call.
-        match tokio::time::timeout(self.timeout, self.conn.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(End::Lost),
-            Err(_) => return Err(End::WriteTimeout),
+        if wrote {
+            // TLS may hold encrypted records back when the socket was
+            // full. A plain socket's flush is ready at once, without a
+            // system call, so it is polled once before any timer is set.
+            let conn = &mut self.conn;
+            let once = poll_fn(|cx| match std::pin::Pin::new(&mut *conn).poll_flush(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await;
+            let flushed = match once {
+                Some(r) => Ok(r),
+                None => tokio::time::timeout(self.timeout, self.conn.flush()).await,
+            };
+            match flushed {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(End::Lost),
+                Err(_) => return Err(End::WriteTimeout),
+            }
         }
         if out.capacity() > KEEP_OUTPUT {
             *out = BytesMut::new();
