@@ -94,6 +94,25 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Waits (bounded) until `dir` holds at least `n` dump files (the sink
+/// closes a file just after its 250), and returns them.
+pub fn wait_dumps(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dumps = || -> Vec<PathBuf> {
+        files_in(dir)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with("m."))
+            })
+            .collect()
+    };
+    while dumps().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dumps()
+}
+
 /// The `-l` body as the sink dumps it: CRs removed, with the LF the
 /// source's trailing CRLF leaves.
 pub fn expected_l_body(len: usize) -> Vec<u8> {
