@@ -283,7 +283,10 @@ async fn end_session(conv: &mut Conversation<FileDump>, io: Option<Io<Stream>>, 
     conv.close();
     if let Some(mut io) = io {
         if matches!(io.conn, Stream::Tls(_)) && matches!(end, End::Closed | End::Exit) {
-            let _ = tokio::time::timeout(io.timeout, io.conn.shutdown()).await;
+            // Best effort: a client that reads no more must not hold the
+            // session for long.
+            let bound = io.timeout.min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(bound, io.conn.shutdown()).await;
         }
     }
     end
