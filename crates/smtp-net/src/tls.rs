@@ -143,11 +143,19 @@ pub fn server_config(
     let (certs, key, generated_fingerprint) = match cert_and_key {
         Some((cert, key)) => (read_certs(cert)?, read_key(key)?, None),
         None => {
-            let made = rcgen::generate_simple_self_signed(vec![hostname.to_owned()])
-                .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
-            let der = made.cert.der().clone();
+            let bad = |e: rcgen::Error| TlsError::SelfSigned(e.to_string());
+            // The name goes in the subject (what -v and openssl show) and in
+            // the subject alternative names (what clients verify).
+            let mut params =
+                rcgen::CertificateParams::new(vec![hostname.to_owned()]).map_err(bad)?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, hostname);
+            let signing_key = rcgen::KeyPair::generate().map_err(bad)?;
+            let cert = params.self_signed(&signing_key).map_err(bad)?;
+            let der = cert.der().clone();
             let fingerprint = sha256_fingerprint(&der);
-            let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
+            let key = PrivateKeyDer::try_from(signing_key.serialize_der())
                 .map_err(|e| TlsError::SelfSigned(e.to_owned()))?;
             (vec![der], key, Some(fingerprint))
         }
