@@ -147,3 +147,58 @@ fn counts_agree_between_source_and_sink() {
     let last = out.split('\r').rfind(|s| !s.is_empty()).unwrap();
     assert_eq!(last, "sess=20 quit=19 mesg=19");
 }
+
+/// `-A` under pipelining against our sink's rejection rules: every
+/// rejection is counted in its phase, the replies of an aborted group are
+/// not, and the run ends with nothing delivered where nothing could be.
+#[test]
+fn tolerated_rejections_under_pipelining() {
+    let field = |json: &str, path: &str| -> u64 {
+        let at = json
+            .find(path)
+            .unwrap_or_else(|| panic!("{path} in {json}"))
+            + path.len();
+        json[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    for (sink_rule, pipelined, phase) in [
+        ("mail", &["--pipelining"][..], "\"mail\":"),
+        ("mail", &["--pipelining", "--chunking"][..], "\"mail\":"),
+        ("rcpt", &["--pipelining"][..], "\"rcpt\":"),
+        ("rcpt", &["--pipelining", "--chunking"][..], "\"rcpt\":"),
+    ] {
+        let port = free_port();
+        let _sink = start_sink(&["--chunking", "-r", sink_rule], port);
+        let mut args = vec!["-A", "-d", "-s", "2", "-m", "20", "-r", "2", "--json", "-"];
+        args.extend_from_slice(pipelined);
+        let out = run_source(&args, port);
+        let json = String::from_utf8(out.stdout).unwrap();
+        let rejects = &json[json.find("\"rejects_by_phase\"").unwrap()..];
+        let failed = &json[json.find("\"failed_by_phase\"").unwrap()..];
+        // MAIL: one reject per transaction; RCPT: two (every recipient).
+        let per_txn = if sink_rule == "mail" { 1 } else { 2 };
+        assert_eq!(
+            field(rejects, phase),
+            20 * per_txn,
+            "{sink_rule} {pipelined:?}: {json}"
+        );
+        assert_eq!(
+            field(failed, phase),
+            20,
+            "{sink_rule} {pipelined:?}: {json}"
+        );
+        // The DATA/BDAT replies of the aborted groups are not counted.
+        for other in ["\"data\":", "\"bdat\":", "\"end-of-data\":"] {
+            assert_eq!(
+                field(rejects, other),
+                0,
+                "{other} {sink_rule} {pipelined:?}: {json}"
+            );
+        }
+        assert_eq!(field(&json, "\"accepted\":"), 0, "{json}");
+    }
+}
