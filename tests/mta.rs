@@ -10,19 +10,25 @@
 //! root and a Postfix installation (`apt-get install postfix`); without them
 //! the tests fail when CI is set and skip with a notice otherwise. The tests
 //! take turns (one MTA at a time) through a static lock.
+//!
+//! The TLS tests give smtpd Debian's snakeoil certificate (`apt-get install
+//! ssl-cert`): STARTTLS on the plain port and implicit TLS (wrapper mode) on
+//! a second one. They also need `openssl` to read the certificate's name;
+//! without either, the same CI rule applies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{bin, dump_dir, expected_l_body, files_in, free_port, is_root, start_sink};
+use support::{bin, dump_dir, expected_l_body, files_in, free_port, is_root, start_sink, Killed};
 
 /// One Postfix instance at a time: a machine runs only so many.
 static ONE_MTA_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -110,13 +116,262 @@ fn multi_chunk_bdat_through_postfix() {
     );
 }
 
+// ---------------------------------------------------------------- TLS
+
+#[test]
+fn starttls_through_postfix() {
+    let Some(mut relay) = Relay::start(true) else {
+        return;
+    };
+    let run = relay.send(&["--starttls", "-s", "5", "-m", "100", "-d"], 100);
+    // One connection per session, each upgraded once: EHLO, STARTTLS, EHLO.
+    assert_eq!(run.connections, 5, "{}", run.source_stderr);
+    assert_eq!(run.smtpd_total("starttls"), 5, "{}", run.sessions());
+    assert_eq!(run.smtpd_total("ehlo"), 10, "{}", run.sessions());
+    run.assert_unused("helo");
+    run.assert_received_with(&["ESMTPS"]);
+    // A handshake per connection. The sessions share one resumption
+    // cache, so one that reaches its handshake after another's finished
+    // may resume that session: only the sum is fixed.
+    let (full, _) = run.assert_handshakes(5);
+    assert!(
+        full >= 1,
+        "a first handshake is a full one\n{}",
+        run.source_stderr
+    );
+}
+
+#[test]
+fn starttls_pipelining_chunking_through_postfix() {
+    let Some(mut relay) = Relay::start(true) else {
+        return;
+    };
+    let run = relay.send(
+        &[
+            "--starttls",
+            "--pipelining",
+            "--chunking",
+            "-s",
+            "2",
+            "-m",
+            "50",
+            "-d",
+        ],
+        50,
+    );
+    run.assert_received_with(&["ESMTPS"]);
+    assert_eq!(run.smtpd_total("starttls"), 2, "{}", run.sessions());
+    // BDAT over TLS: every message as BDAT, none as DATA.
+    run.assert_unused("data");
+    assert!(
+        run.smtpd_total("bdat") >= 50,
+        "one BDAT or more per message\n{}",
+        run.sessions()
+    );
+    run.assert_handshakes(2);
+}
+
+/// Postfix 3.7 resumes out of the box, with RFC 5077 session tickets (no
+/// session cache database needed), as long as tlsmgr runs: it issues the
+/// ticket keys (and without it smtpd disables TLS altogether). It issues one
+/// ticket per full handshake and none on a resumed one. TLS 1.3 tickets are
+/// single-use, so with TLS 1.3 every other connection of a session resumes
+/// at best; a TLS 1.2 ticket serves any number of them.
+#[test]
+fn starttls_resumption_through_postfix() {
+    let Some(mut relay) = Relay::start(true) else {
+        return;
+    };
+    // A connection per message: after the first handshakes the source
+    // offers the tickets Postfix gave it, and Postfix takes them.
+    let run = relay.send(&["--starttls", "-s", "2", "-m", "40"], 40);
+    assert_eq!(run.connections, 40, "{}", run.source_stderr);
+    assert_eq!(run.smtpd_total("starttls"), 40, "{}", run.sessions());
+    run.assert_received_with(&["ESMTPS"]);
+    let (full, resumed) = run.assert_handshakes(40);
+    eprintln!("resumption on: {full} full handshakes, {resumed} resumed");
+    assert!(resumed > 0, "no TLS session resumed\n{}", run.source_stderr);
+
+    // The same with TLS 1.2 only.
+    let run = relay.send(
+        &[
+            "--starttls",
+            "--tls-protocol",
+            "tls1.2",
+            "-s",
+            "2",
+            "-m",
+            "40",
+        ],
+        40,
+    );
+    assert_eq!(
+        run.source_tls_protocol(),
+        "TLSv1.2",
+        "{}",
+        run.source_stderr
+    );
+    assert_eq!(
+        run.log.matches(" TLS connection established from ").count(),
+        run.log.matches(": TLSv1.2 with cipher ").count(),
+        "smtpd negotiated TLS 1.2 only\n{}",
+        run.log
+    );
+    let (full, resumed) = run.assert_handshakes(40);
+    eprintln!("TLS 1.2, resumption on: {full} full handshakes, {resumed} resumed");
+    assert!(resumed > 0, "no TLS session resumed\n{}", run.source_stderr);
+
+    // Resumption off: every handshake is a full one.
+    let run = relay.send(
+        &["--starttls", "--no-tls-resume", "-s", "2", "-m", "40"],
+        40,
+    );
+    assert_eq!(run.connections, 40, "{}", run.source_stderr);
+    assert_eq!(
+        run.assert_handshakes(40),
+        (40, 0),
+        "--no-tls-resume: full handshakes only\n{}",
+        run.source_stderr
+    );
+}
+
+#[test]
+fn tls_on_connect_through_postfix() {
+    let Some(mut relay) = Relay::start(true) else {
+        return;
+    };
+    let port = relay.mta.smtps_port.expect("a wrapper-mode smtpd");
+    let run = relay.send_to(port, &["--tls-on-connect", "-s", "2", "-m", "40", "-d"], 40);
+    // TLS from the first byte: no STARTTLS, and still TLS in the header
+    // (ESMTPS after EHLO, SMTPS after HELO).
+    run.assert_unused("starttls");
+    run.assert_received_with(&["ESMTPS", "SMTPS"]);
+    run.assert_handshakes(2);
+}
+
+#[test]
+fn tls_verify_through_postfix() {
+    let Some(mut relay) = Relay::start(true) else {
+        return;
+    };
+    let tls = relay.tls.clone().expect("TLS set up");
+    // Verification against system roots that lack the self-signed snakeoil
+    // certificate, with the right name: its issuer is unknown. (Debian's
+    // ssl-cert links the certificate into /etc/ssl/certs, which makes it a
+    // system root of that machine; rustls-native-certs reads the store
+    // SSL_CERT_FILE/SSL_CERT_DIR name, so here an empty one.)
+    let empty_roots = relay.mta.scratch().join("no-roots.pem");
+    fs::write(&empty_roots, "").unwrap();
+    let log = relay.expect_failure(
+        &[
+            "--starttls",
+            "--tls-verify",
+            "--tls-sni",
+            &tls.cert_name,
+            "-s",
+            "1",
+            "-m",
+            "1",
+        ],
+        &[
+            ("SSL_CERT_FILE", Some(empty_roots.as_os_str())),
+            ("SSL_CERT_DIR", None),
+        ],
+        "TLS handshake failed: invalid peer certificate: UnknownIssuer",
+    );
+    // The source told smtpd why, in a TLS alert: unknown_ca (48).
+    assert!(
+        log.contains("SSL alert number 48"),
+        "smtpd saw an unknown_ca alert\n{log}"
+    );
+    // Trusting it, but connecting to 127.0.0.1 without a name: the
+    // certificate names a host (in its CN and subjectAltName), not that
+    // address.
+    let log = relay.expect_failure(
+        &[
+            "--starttls",
+            "--tls-ca",
+            SNAKEOIL_CERT,
+            "-s",
+            "1",
+            "-m",
+            "1",
+        ],
+        &[],
+        "TLS handshake failed: invalid peer certificate: \
+         certificate not valid for name \"127.0.0.1\"",
+    );
+    // bad_certificate (42).
+    assert!(
+        log.contains("SSL alert number 42"),
+        "smtpd saw a bad_certificate alert\n{log}"
+    );
+    // Trusting it and naming the host it was made for: verified.
+    let run = relay.send(
+        &[
+            "--starttls",
+            "--tls-verify",
+            "--tls-ca",
+            SNAKEOIL_CERT,
+            "--tls-sni",
+            &tls.cert_name,
+            "-v",
+            "-s",
+            "2",
+            "-m",
+            "10",
+            "-d",
+        ],
+        10,
+    );
+    run.assert_received_with(&["ESMTPS"]);
+    let (full, _) = run.assert_handshakes(2);
+    // -v: `TLS <protocol> <cipher>, full handshake|resumed, peer: <subject>`
+    // after each handshake.
+    let peer = format!("peer: CN={}", tls.cert_name);
+    let shown: Vec<&str> = run
+        .source_stderr
+        .lines()
+        .filter(|l| l.contains(" TLS ") && l.contains(", peer: "))
+        .collect();
+    assert_eq!(
+        shown.len(),
+        2,
+        "-v: a line per handshake\n{}",
+        run.source_stderr
+    );
+    assert_eq!(
+        shown
+            .iter()
+            .filter(|l| l.contains(", full handshake, "))
+            .count() as u64,
+        full,
+        "-v: the full handshakes\n{}",
+        shown.join("\n")
+    );
+    assert!(
+        shown.iter().all(|l| l.contains(&peer)),
+        "-v names the verified peer ({peer})\n{}",
+        shown.join("\n")
+    );
+}
+
 // ---------------------------------------------------------------- the helper
 
-/// What Postfix's smtpd logged about the source's sessions.
+/// What one smtp-source run through Postfix left behind.
 struct Relayed {
     /// The `disconnect from …` lines of smtpd: one per session, with the
     /// commands it received (`ehlo=1 mail=40 rcpt=40 bdat=40 quit=1 …`).
     disconnects: Vec<String>,
+    /// Postfix's log lines written during the run.
+    log: String,
+    /// smtp-source's stderr: its `--summary` line (and `-v` output).
+    source_stderr: String,
+    /// Connections the source made, from its summary.
+    connections: u64,
+    /// How many messages Postfix's Received header says arrived with each
+    /// protocol (`SMTP`, `ESMTP`, `ESMTPS`, `UTF8SMTP`…).
+    received_with: BTreeMap<String, u64>,
 }
 
 impl Relayed {
@@ -149,134 +404,381 @@ impl Relayed {
             self.sessions()
         );
     }
+
+    /// Every message arrived with one of these protocols.
+    fn assert_received_with(&self, protocols: &[&str]) {
+        assert!(
+            self.received_with
+                .keys()
+                .all(|p| protocols.contains(&p.as_str())),
+            "Received headers say {:?}, expected only {protocols:?}",
+            self.received_with
+        );
+    }
+
+    /// Checks that the source's summary, and smtpd's log, count
+    /// `connections` TLS handshakes, and that both count the same resumed
+    /// ones. Returns the source's (full, resumed).
+    fn assert_handshakes(&self, connections: u64) -> (u64, u64) {
+        let (full, resumed) = self.source_handshakes();
+        assert_eq!(
+            full + resumed,
+            connections,
+            "a TLS handshake per connection\n{}",
+            self.source_stderr
+        );
+        // At smtpd_tls_loglevel 2: `… TLS connection established from …`
+        // per handshake, and `…: Reusing old session` per resumed one.
+        let smtpd = |what: &str| {
+            self.log
+                .lines()
+                .filter(|l| l.contains("/smtpd[") && l.contains(what))
+                .count() as u64
+        };
+        assert_eq!(
+            smtpd(" TLS connection established from "),
+            connections,
+            "smtpd logged a TLS handshake per connection\n{}",
+            self.log
+        );
+        assert_eq!(
+            smtpd(": Reusing old session"),
+            resumed,
+            "smtpd resumed the sessions the source resumed\n{}\n{}",
+            self.source_stderr,
+            self.log
+        );
+        (full, resumed)
+    }
+
+    /// The summary's `; TLS <protocol> <cipher>: …` part.
+    fn source_tls_summary(&self) -> &str {
+        self.source_stderr
+            .lines()
+            .find_map(|line| line.find("; TLS ").map(|at| &line[at + 2..]))
+            .unwrap_or_else(|| panic!("no TLS in the summary\n{}", self.source_stderr))
+    }
+
+    /// `TLSv1.3` or `TLSv1.2`, from the summary.
+    fn source_tls_protocol(&self) -> &str {
+        self.source_tls_summary()
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+    }
+
+    /// (full, resumed) from the summary: `; TLS <protocol> <cipher>: N full
+    /// handshakes, M resumed`.
+    fn source_handshakes(&self) -> (u64, u64) {
+        let tls = self.source_tls_summary();
+        let parsed = tls.split_once(": ").and_then(|(_, counts)| {
+            let (full, rest) = counts.split_once(" full handshakes, ")?;
+            let resumed = rest.split_whitespace().next()?;
+            Some((full.parse().ok()?, resumed.parse().ok()?))
+        });
+        parsed.unwrap_or_else(|| {
+            panic!(
+                "no TLS handshake counts in the summary\n{}",
+                self.source_stderr
+            )
+        })
+    }
 }
 
 /// Sends `messages` messages with smtp-source `source_args` through a fresh
-/// private Postfix instance into our smtp-sink, and checks that every one
-/// arrived, once, with the source's body, and that the queue is empty.
-/// Returns None (after a notice) when Postfix can't run here and CI is unset.
+/// private Postfix instance (no TLS) into our smtp-sink; see
+/// [`Relay::send`]. Returns None (after a notice) when Postfix can't run
+/// here and CI is unset.
 fn through_postfix(source_args: &[&str], messages: u64) -> Option<Relayed> {
-    let _turn = ONE_MTA_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let tools = require_postfix()?;
-    let source = bin("smtp-source");
+    Some(Relay::start(false)?.send(source_args, messages))
+}
 
-    let dump = dump_dir();
-    let sink_port = free_port();
-    // Declared before the MTA so that it is dropped after it.
-    let template = dump.path().join("m.");
-    let _sink = start_sink(&["-d", &template.display().to_string()], sink_port);
-    let mta = Mta::start(tools, sink_port);
+/// Our smtp-sink and a private Postfix relaying to it, for one test or a
+/// few runs in turn. Fields drop in order: the MTA stops before the sink,
+/// the sink before its dump directory goes, and the turn is given up last.
+struct Relay {
+    mta: Mta,
+    _sink: Killed,
+    dump: tempfile::TempDir,
+    /// The TLS setup, when Postfix speaks TLS.
+    tls: Option<TlsSetup>,
+    /// Dumps already accounted for by earlier runs.
+    seen: BTreeSet<PathBuf>,
+    /// Bytes of Postfix's log that earlier runs account for.
+    log_seen: usize,
+    _turn: MutexGuard<'static, ()>,
+}
 
-    let label = format!("smtp-source {}", source_args.join(" "));
-    let ran = run_bounded(
-        Command::new(&source)
-            .args(source_args)
-            .arg(format!("127.0.0.1:{}", mta.smtpd_port)),
-        SOURCE_CAP,
-        &mta.scratch(),
-    );
-    assert!(
-        ran.status.is_some_and(|s| s.success()),
-        "{label}: {}\nstderr:\n{}",
-        ran.describe(),
-        ran.stderr
-    );
+impl Relay {
+    /// Starts the sink and Postfix, with TLS (snakeoil certificate,
+    /// STARTTLS on the plain port and a wrapper-mode port) when `tls`.
+    /// None (after a notice) when they can't run here and CI is unset.
+    fn start(tls: bool) -> Option<Relay> {
+        let turn = ONE_MTA_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tools = require_postfix()?;
+        let tls = if tls { Some(require_tls()?) } else { None };
+        let dump = dump_dir();
+        let sink_port = free_port();
+        let template = dump.path().join("m.");
+        let sink = start_sink(&["-d", &template.display().to_string()], sink_port);
+        let mta = Mta::start(tools, sink_port, tls.as_ref());
+        Some(Relay {
+            mta,
+            _sink: sink,
+            dump,
+            tls,
+            seen: BTreeSet::new(),
+            log_seen: 0,
+            _turn: turn,
+        })
+    }
 
-    // Every message at the sink and none left in Postfix's queue. Once the
-    // queue is empty nothing more can arrive, so the count is final.
-    let started = Instant::now();
-    let mut queue = String::new();
-    loop {
-        let delivered = files_in(dump.path()).len() as u64;
-        if delivered >= messages {
-            queue = mta.queue();
-            if queue.is_empty() {
-                break;
+    /// Runs smtp-source (bounded) against a port of this Postfix, with
+    /// these environment variables set or, for None, removed.
+    fn source(&self, port: u16, source_args: &[&str], env: &[(&str, Option<&OsStr>)]) -> Ran {
+        let mut cmd = Command::new(bin("smtp-source"));
+        for (name, value) in env {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
+        cmd.args(source_args).arg(format!("127.0.0.1:{port}"));
+        run_bounded(&mut cmd, SOURCE_CAP, &self.mta.scratch())
+    }
+
+    /// Postfix's log since the last run accounted for, up to its last
+    /// complete line, and the offset after it.
+    fn new_log(&self) -> (String, usize) {
+        let log = self.mta.log_bytes();
+        let new = log.get(self.log_seen..).unwrap_or_default();
+        let complete = new.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        (
+            String::from_utf8_lossy(&new[..complete]).into_owned(),
+            self.log_seen + complete,
+        )
+    }
+
+    /// [`Relay::send_to`] smtpd's plain port.
+    fn send(&mut self, source_args: &[&str], messages: u64) -> Relayed {
+        let port = self.mta.smtpd_port;
+        self.send_to(port, source_args, messages)
+    }
+
+    /// Sends `messages` messages with smtp-source `source_args` to `port`
+    /// (with `--summary` added), and checks that every one arrived at the
+    /// sink, once, with the source's body, and that the queue is empty.
+    fn send_to(&mut self, port: u16, source_args: &[&str], messages: u64) -> Relayed {
+        let label = format!("smtp-source {}", source_args.join(" "));
+        let ran = self.source(port, &[source_args, &["--summary"]].concat(), &[]);
+        assert!(
+            ran.status.is_some_and(|s| s.success()),
+            "{label}: {}\nstderr:\n{}",
+            ran.describe(),
+            ran.stderr
+        );
+        let connections = summary_connections(&ran.stderr)
+            .unwrap_or_else(|| panic!("{label}: no summary line\n{}", ran.stderr));
+
+        // Every message at the sink and none left in Postfix's queue. Once
+        // the queue is empty nothing more can arrive, so the count is final.
+        let started = Instant::now();
+        let mut queue = String::new();
+        let files = loop {
+            let files: Vec<PathBuf> = files_in(self.dump.path())
+                .into_iter()
+                .filter(|f| !self.seen.contains(f))
+                .collect();
+            let delivered = files.len() as u64;
+            if delivered >= messages {
+                queue = self.mta.queue();
+                if queue.is_empty() {
+                    break files;
+                }
+            }
+            assert!(
+                started.elapsed() < DELIVERY_CAP,
+                "{label}: after {:?}, {delivered} of {messages} messages at the sink; \
+                 Postfix queue:\n{queue}",
+                DELIVERY_CAP
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        eprintln!(
+            "{label}: {messages} messages at the sink {:.1?} after the source exited",
+            started.elapsed()
+        );
+
+        assert_eq!(
+            files.len() as u64,
+            messages,
+            "{label}: one dump per message, no duplicates"
+        );
+        let body = expected_body(source_args);
+        let via_postfix = format!("by {MTA_HOSTNAME} (Postfix)");
+        let mut received_with = BTreeMap::new();
+        for (i, f) in files.iter().enumerate() {
+            let data = fs::read(f).unwrap();
+            assert!(
+                memchr::memmem::find(&data, &body).is_some(),
+                "{label}: {} lacks the source's body:\n{}",
+                f.display(),
+                String::from_utf8_lossy(&data)
+            );
+            // How Postfix's smtpd named the protocol it received the
+            // message with ("with SMTP", "with ESMTPS", "with UTF8SMTP"…).
+            let text = String::from_utf8_lossy(&data).replace("\n\t", " ");
+            let received = text
+                .lines()
+                .find(|l| l.starts_with("Received:") && l.contains(&via_postfix))
+                .unwrap_or_else(|| {
+                    panic!("{label}: {} has no Received header of Postfix", f.display())
+                });
+            let with = received
+                .split_once(" with ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("-");
+            *received_with.entry(with.to_owned()).or_insert(0) += 1;
+            if i == 0 {
+                // For the record.
+                eprintln!(
+                    "{label}: {}",
+                    received.split(';').next().unwrap_or(received)
+                );
             }
         }
-        assert!(
-            started.elapsed() < DELIVERY_CAP,
-            "{label}: after {:?}, {delivered} of {messages} messages at the sink; \
-             Postfix queue:\n{queue}",
-            DELIVERY_CAP
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "{label}: {messages} messages at the sink {:.1?} after the source exited",
-        started.elapsed()
-    );
+        eprintln!("{label}: received with {received_with:?}");
+        self.seen.extend(files);
 
-    let files = files_in(dump.path());
-    assert_eq!(
-        files.len() as u64,
-        messages,
-        "{label}: one dump per message, no duplicates"
-    );
-    let body = expected_body(source_args);
-    let via_postfix = format!("by {MTA_HOSTNAME} (Postfix)");
-    for f in &files {
-        let data = fs::read(f).unwrap();
-        assert!(
-            memchr::memmem::find(&data, via_postfix.as_bytes()).is_some(),
-            "{label}: {} has no Received header of Postfix",
-            f.display()
-        );
-        assert!(
-            memchr::memmem::find(&data, &body).is_some(),
-            "{label}: {} lacks the source's body:\n{}",
-            f.display(),
-            String::from_utf8_lossy(&data)
-        );
-    }
-    // For the record: how Postfix's smtpd named the protocol it received
-    // the first message with ("with SMTP", "with ESMTP", "with UTF8SMTP"…).
-    if let Some(f) = files.first() {
-        let data = String::from_utf8_lossy(&fs::read(f).unwrap()).replace("\n\t", " ");
-        if let Some(received) = data
-            .lines()
-            .find(|l| l.starts_with("Received:") && l.contains(&via_postfix))
+        // smtpd logs a session's commands when it ends, which may be a
+        // moment after the source saw its last reply: wait (bounded) for
+        // all of them.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut log, mut end) = self.new_log();
+        let mut disconnects = smtpd_disconnects(&log);
+        while ((disconnects.len() as u64) < connections
+            || smtpd_totals(&disconnects).get("mail").copied().unwrap_or(0) < messages)
+            && Instant::now() < deadline
         {
-            eprintln!(
-                "{label}: {}",
-                received.split(';').next().unwrap_or(received)
-            );
+            std::thread::sleep(Duration::from_millis(100));
+            (log, end) = self.new_log();
+            disconnects = smtpd_disconnects(&log);
         }
+        self.log_seen = end;
+        let run = Relayed {
+            disconnects,
+            log,
+            source_stderr: ran.stderr,
+            connections,
+            received_with,
+        };
+        eprintln!("{label}: smtpd saw {:?}", smtpd_totals(&run.disconnects));
+        if let Some(summary) = run.source_stderr.lines().find(|l| l.contains("; TLS ")) {
+            eprintln!("{label}: {summary}");
+        }
+        assert_eq!(
+            run.disconnects.len() as u64,
+            connections,
+            "{label}: smtpd saw the source's connections\n{}",
+            run.sessions()
+        );
+        assert_eq!(
+            run.smtpd_total("mail"),
+            messages,
+            "{label}: smtpd accepted one MAIL per message\n{}",
+            run.sessions()
+        );
+        // With default settings Postfix 3.7 only logs pipelining that RFC
+        // 2920 forbids (newer Postfix disconnects the client): none is
+        // allowed.
+        let improper: Vec<&str> = run
+            .log
+            .lines()
+            .filter(|l| l.contains("improper command pipelining"))
+            .collect();
+        assert!(
+            improper.is_empty(),
+            "{label}: Postfix saw improper pipelining:\n{}",
+            improper.join("\n")
+        );
+        run
     }
 
-    // smtpd logs a session's commands when it ends, which may be a moment
-    // after the source saw its last reply: wait (bounded) for all of them.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut disconnects = mta.smtpd_disconnects();
-    while smtpd_totals(&disconnects).get("mail").copied().unwrap_or(0) < messages
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-        disconnects = mta.smtpd_disconnects();
+    /// Runs smtp-source `source_args` (one session, with `env` as for
+    /// [`Relay::source`]) against smtpd's plain port,
+    /// which must fail after STARTTLS: exit status 1 with `reason` on
+    /// stderr, and nothing delivered. Returns what Postfix logged.
+    fn expect_failure(
+        &mut self,
+        source_args: &[&str],
+        env: &[(&str, Option<&OsStr>)],
+        reason: &str,
+    ) -> String {
+        let label = format!("smtp-source {}", source_args.join(" "));
+        let ran = self.source(self.mta.smtpd_port, source_args, env);
+        eprintln!("{label}: {}: {}", ran.describe(), ran.stderr.trim_end());
+        assert_eq!(
+            ran.status.and_then(|s| s.code()),
+            Some(1),
+            "{label}: {}\nstderr:\n{}",
+            ran.describe(),
+            ran.stderr
+        );
+        assert!(
+            ran.stderr.contains(reason),
+            "{label}: stderr lacks {reason:?}:\n{}",
+            ran.stderr
+        );
+        // Wait (bounded) for smtpd to log the end of that session, so that
+        // the next run's log is its own.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut log, mut end) = self.new_log();
+        while smtpd_disconnects(&log).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            (log, end) = self.new_log();
+        }
+        self.log_seen = end;
+        // smtpd: STARTTLS accepted, its handshake failed (`starttls=0/1`),
+        // no mail.
+        let totals = smtpd_totals(&smtpd_disconnects(&log));
+        assert_eq!(
+            (totals.get("starttls"), totals.get("mail")),
+            (Some(&0), None),
+            "{label}: smtpd saw a failed STARTTLS and no mail\n{log}"
+        );
+        assert!(
+            files_in(self.dump.path())
+                .iter()
+                .all(|f| self.seen.contains(f)),
+            "{label}: nothing reached the sink"
+        );
+        log
     }
-    let run = Relayed { disconnects };
-    eprintln!("{label}: smtpd saw {:?}", smtpd_totals(&run.disconnects));
-    assert_eq!(
-        run.smtpd_total("mail"),
-        messages,
-        "{label}: smtpd accepted one MAIL per message\n{}",
-        run.sessions()
-    );
-    // With default settings Postfix 3.7 only logs pipelining that RFC 2920
-    // forbids (newer Postfix disconnects the client): none is allowed.
-    let log = mta.log();
-    let improper: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("improper command pipelining"))
-        .collect();
-    assert!(
-        improper.is_empty(),
-        "{label}: Postfix saw improper pipelining:\n{}",
-        improper.join("\n")
-    );
-    Some(run)
+}
+
+/// The number of connections in smtp-source's `--summary` line
+/// (`…: N sessions, M connections, …`).
+fn summary_connections(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|line| {
+        let before = &line[..line.find(" connections, ")?];
+        before.rsplit(' ').next()?.parse().ok()
+    })
+}
+
+/// smtpd's `disconnect from` lines, one per session that ended, but for
+/// sessions without a command (`commands=0/0`: the harness's probes of
+/// whether smtpd listens).
+fn smtpd_disconnects(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            l.contains("/smtpd[")
+                && l.contains(" disconnect from ")
+                && !l.ends_with(" commands=0/0")
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The body the source sends for these arguments, as the sink dumps it.
@@ -316,9 +818,9 @@ struct Tools {
     postqueue: PathBuf,
 }
 
-/// Finds a Postfix command on PATH or in the usual sbin directories (which a
+/// Finds a command on PATH or in the usual sbin directories (which a
 /// non-login PATH often lacks).
-fn postfix_tool(name: &str) -> Option<PathBuf> {
+fn find_tool(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -329,8 +831,8 @@ fn postfix_tool(name: &str) -> Option<PathBuf> {
 /// Postfix's commands, when Postfix can run here (installed, and we are
 /// root). Otherwise fails under CI and returns None after a notice.
 fn require_postfix() -> Option<Tools> {
-    let tools = postfix_tool("postfix")
-        .zip(postfix_tool("postqueue"))
+    let tools = find_tool("postfix")
+        .zip(find_tool("postqueue"))
         .map(|(postfix, postqueue)| Tools { postfix, postqueue });
     let problem = match tools {
         Some(tools) if is_root() => return Some(tools),
@@ -344,6 +846,59 @@ fn require_postfix() -> Option<Tools> {
     None
 }
 
+/// Debian's self-signed certificate and its key (package ssl-cert): fixed
+/// system paths.
+const SNAKEOIL_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+const SNAKEOIL_KEY: &str = "/etc/ssl/private/ssl-cert-snakeoil.key";
+
+/// What the TLS tests give Postfix and check the source against.
+#[derive(Clone)]
+struct TlsSetup {
+    /// The host name the snakeoil certificate was made for (its CN: the
+    /// machine's name when ssl-cert was installed), read with openssl.
+    cert_name: String,
+}
+
+/// The snakeoil certificate and the name it was made for, when they are
+/// here. Otherwise fails under CI and returns None after a notice.
+fn require_tls() -> Option<TlsSetup> {
+    let problem = if !Path::new(SNAKEOIL_CERT).is_file() || !Path::new(SNAKEOIL_KEY).is_file() {
+        "the snakeoil certificate is not installed".to_owned()
+    } else if let Some(openssl) = find_tool("openssl") {
+        let out = Command::new(openssl)
+            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+            .arg(SNAKEOIL_CERT)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        let subject = String::from_utf8_lossy(&out.stdout).into_owned();
+        // subject=CN=host (RFC 2253: the most specific name first).
+        let cn = subject
+            .trim()
+            .trim_start_matches("subject=")
+            .split(',')
+            .find_map(|rdn| rdn.trim().strip_prefix("CN="));
+        match cn {
+            Some(name) if out.status.success() && !name.is_empty() => {
+                return Some(TlsSetup {
+                    cert_name: name.to_owned(),
+                })
+            }
+            _ => panic!(
+                "openssl x509 -subject {SNAKEOIL_CERT}: no CN in {subject:?}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    } else {
+        "openssl is not installed".to_owned()
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("{problem}: the MTA TLS tests require it in CI (apt-get install ssl-cert openssl)");
+    }
+    eprintln!("skipping: {problem}");
+    None
+}
+
 /// A private Postfix instance relaying everything to one loopback port.
 /// Dropping it stops it (`postfix -c DIR stop`) and removes its files; a
 /// test that panics prints the tail of its log first.
@@ -351,11 +906,14 @@ struct Mta {
     tools: Tools,
     dir: tempfile::TempDir,
     conf: PathBuf,
+    /// smtpd: plain SMTP, with STARTTLS when TLS is set up.
     smtpd_port: u16,
+    /// smtpd in wrapper mode (TLS from the first byte), when TLS is set up.
+    smtps_port: Option<u16>,
 }
 
 impl Mta {
-    fn start(tools: Tools, relay_port: u16) -> Mta {
+    fn start(tools: Tools, relay_port: u16, tls: Option<&TlsSetup>) -> Mta {
         let dir = tempfile::Builder::new()
             .prefix("mta-test.")
             .tempdir()
@@ -396,7 +954,6 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:{relay_port}
 smtp_tls_security_level = none
-smtpd_tls_security_level = none
 in_flow_delay = 0
 default_process_limit = 200
 smtpd_client_connection_count_limit = 0
@@ -408,12 +965,27 @@ minimal_backoff_time = 2s
 maximal_backoff_time = 4s
 "
         );
+        // STARTTLS offered, not required. Log level 2: a summary line per
+        // handshake, and the session cache and ticket events.
+        let main_cf = match tls {
+            None => format!("{main_cf}smtpd_tls_security_level = none\n"),
+            Some(_) => format!(
+                "\
+{main_cf}\
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {SNAKEOIL_CERT}
+smtpd_tls_key_file = {SNAKEOIL_KEY}
+smtpd_tls_loglevel = 2
+"
+            ),
+        };
         fs::write(conf.join("main.cf"), main_cf).unwrap();
 
         let mta = Mta {
             tools,
             conf,
             smtpd_port: free_port(),
+            smtps_port: tls.map(|_| free_port()),
             dir,
         };
         // No chroot: a private queue directory has no copies of /etc.
@@ -442,6 +1014,20 @@ postlog   unix-dgram n - n - 1 postlogd
 ",
             port = mta.smtpd_port
         );
+        // With TLS: a wrapper-mode smtpd, and tlsmgr (smtpd's TLS session
+        // cache, ticket keys and PRNG seed).
+        let master_cf = match mta.smtps_port {
+            None => master_cf,
+            Some(port) => format!(
+                "\
+{master_cf}\
+127.0.0.1:{port} inet n - n - - smtpd
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_tls_security_level=encrypt
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+"
+            ),
+        };
         fs::write(mta.conf.join("master.cf"), master_cf).unwrap();
 
         // From here on the guard stops whatever started, even on a panic.
@@ -461,13 +1047,14 @@ postlog   unix-dgram n - n - 1 postlogd
             ran.stderr
         );
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", mta.smtpd_port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Postfix's smtpd did not listen on {}",
-                mta.smtpd_port
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for port in [Some(mta.smtpd_port), mta.smtps_port].into_iter().flatten() {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "Postfix's smtpd did not listen on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         mta
     }
@@ -496,19 +1083,12 @@ postlog   unix-dgram n - n - 1 postlogd
         ran.stdout
     }
 
-    fn log(&self) -> String {
-        fs::read(self.dir.path().join("maillog"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+    fn log_bytes(&self) -> Vec<u8> {
+        fs::read(self.dir.path().join("maillog")).unwrap_or_default()
     }
 
-    /// smtpd's `disconnect from` lines, one per session that ended.
-    fn smtpd_disconnects(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("/smtpd[") && l.contains(" disconnect from "))
-            .map(str::to_owned)
-            .collect()
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log_bytes()).into_owned()
     }
 }
 
