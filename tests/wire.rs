@@ -42,7 +42,8 @@ fn socket_writes(trace: &Path) -> usize {
     let calls: Vec<(&str, &str)> = text
         .lines()
         .filter_map(|l| {
-            let call = l.split_once(' ')?.1;
+            // `PID  call(...)`: strace pads short pids with spaces.
+            let call = l.split_once(' ')?.1.trim_start();
             let (name, rest) = call.split_once('(')?;
             let (fd, args) = rest.split_once(", ")?;
             ["write", "writev", "sendto", "sendmsg"]
