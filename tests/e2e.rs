@@ -7,7 +7,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{bin, dump_dir, expected_l_body, files_in, free_port, is_root, start_sink, Killed};
+use support::{
+    bin, dump_dir, expected_l_body, files_in, free_port, is_root, json_number, start_sink, Killed,
+};
 
 fn run_source(args: &[&str], port: u16) -> Output {
     let out = Command::new(bin("smtp-source"))
@@ -153,18 +155,7 @@ fn counts_agree_between_source_and_sink() {
 /// not, and the run ends with nothing delivered where nothing could be.
 #[test]
 fn tolerated_rejections_under_pipelining() {
-    let field = |json: &str, path: &str| -> u64 {
-        let at = json
-            .find(path)
-            .unwrap_or_else(|| panic!("{path} in {json}"))
-            + path.len();
-        json[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap()
-    };
+    let field = json_number;
     for (sink_rule, pipelined, phase) in [
         ("mail", &["--pipelining"][..], "\"mail\":"),
         ("mail", &["--pipelining", "--chunking"][..], "\"mail\":"),

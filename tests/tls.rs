@@ -4,7 +4,7 @@
 use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
 
 mod support;
-use support::{bin, dump_dir, files_in, free_port, start_sink, wait_dumps};
+use support::{bin, dump_dir, files_in, free_port, json_number, start_sink, wait_dumps};
 
 /// A `user:password` file readable by the sink after it drops to nobody.
 fn users_file(dir: &Path, lines: &str) -> String {
@@ -35,17 +35,7 @@ fn source(args: &[&str], port: u16) -> Ran {
 
 /// The value of a numeric field of the JSON report.
 fn field(json: &str, name: &str) -> u64 {
-    let key = format!("\"{name}\":");
-    let at = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} in {json}"))
-        + key.len();
-    json[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
+    json_number(json, &format!("\"{name}\":"))
 }
 
 /// STARTTLS then AUTH PLAIN, logins in turn from a file: every message is

@@ -128,3 +128,16 @@ pub fn expected_l_body(len: usize) -> Vec<u8> {
     body.push(b'\n');
     body
 }
+
+/// The number after `key` in a JSON text (smtp-source's report), e.g.
+/// `json_number(report, "\"accepted\":")`; searching from a later offset
+/// reaches a nested object's field.
+pub fn json_number(json: &str, key: &str) -> u64 {
+    let at = json.find(key).unwrap_or_else(|| panic!("{key} in {json}")) + key.len();
+    json[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after {key} in {json}"))
+}
