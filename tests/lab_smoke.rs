@@ -210,7 +210,10 @@ fn smoke_run_produces_every_column() {
     for row in &rows {
         assert_eq!(row["point"], "-s 10 -d");
         assert_eq!(row["transport"], "tcp");
-        assert_eq!(row["esmtp"], "", "the smoke point is Postfix's conversation");
+        assert_eq!(
+            row["esmtp"], "",
+            "the smoke point is Postfix's conversation"
+        );
         in_range(row, "sessions", 10.0, 10.0);
         in_range(row, "reps", 3.0, 3.0);
         in_range(row, "messages", 100.0, 1e7);
