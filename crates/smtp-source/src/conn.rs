@@ -19,8 +19,8 @@ pub enum IoFail {
 
 /// The most slices handed to one `writev`: a pipelined group with its
 /// content needs a handful; a message in many BDAT chunks is written in
-/// several calls.
-const MAX_SLICES: usize = 32;
+/// several calls. Small, because the array is set up on every write.
+const MAX_SLICES: usize = 8;
 
 /// A connected stream with its read buffer.
 #[derive(Debug)]
@@ -64,6 +64,10 @@ impl<S: Transport> Conn<S> {
     /// timeout applies to each write, as Postfix's does, so a large message
     /// over a slow path fails only if the peer stops reading.
     pub async fn write_parts(&mut self, parts: &mut [&[u8]]) -> Result<(), IoFail> {
+        if let [one] = parts {
+            // One command (Postfix's conversation): a plain write.
+            return self.write_one(one).await;
+        }
         let mut at = 0;
         loop {
             while at < parts.len() && parts[at].is_empty() {
@@ -93,6 +97,19 @@ impl<S: Transport> Conn<S> {
                 at += 1;
             }
         }
+    }
+}
+
+impl<S: Transport> Conn<S> {
+    async fn write_one(&mut self, mut buf: &[u8]) -> Result<(), IoFail> {
+        while !buf.is_empty() {
+            match tokio::time::timeout(self.timeout, self.stream.write(buf)).await {
+                Err(_) => return Err(IoFail::Timeout),
+                Ok(Ok(0) | Err(_)) => return Err(IoFail::Lost),
+                Ok(Ok(n)) => buf = &buf[n..],
+            }
+        }
+        Ok(())
     }
 }
 

@@ -472,7 +472,9 @@ async fn write_transmit(
     if verbose && !content_first {
         show(shared, tx);
     }
-    let mut parts: [&[u8]; 64] = [&[]; 64];
+    // Set up on every write, so kept small: many BDAT chunks are written
+    // in several calls.
+    let mut parts: [&[u8]; 16] = [&[]; 16];
     let mut n = 0;
     let mut contents = 0;
     for piece in &tx.pieces {
