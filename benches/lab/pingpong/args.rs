@@ -23,6 +23,10 @@ pub(crate) struct Args {
     /// `--chunking`: the one-round-trip conversation (EHLO, then per message
     /// MAIL+RCPT+BDAT LAST+content in one write), for client and server.
     pub(crate) chunking: bool,
+    /// `--starttls`: the conversation of our pair with `--starttls` (tokio
+    /// flavour, TCP); `--no-tls-resume` (client) forces full handshakes.
+    pub(crate) starttls: bool,
+    no_tls_resume: bool,
 }
 
 /// How a ping-pong process runs its sessions.
@@ -60,6 +64,8 @@ impl Args {
                 "-m" => args.messages = number(flag, &value()?)?,
                 "-d" => args.keep_open = true,
                 "--chunking" => args.chunking = true,
+                "--starttls" => args.starttls = true,
+                "--no-tls-resume" => args.no_tls_resume = true,
                 "-r" => args.rcpts = number(flag, &value()?)?,
                 "-l" => args.body_len = number(flag, &value()?)?,
                 "--helo" => args.helo = Some(value()?),
@@ -98,6 +104,8 @@ impl Args {
             body_len: self.body_len,
             helo: self.helo.clone().unwrap_or_else(client::default_helo),
             chunking: self.chunking,
+            starttls: self.starttls,
+            tls_resume: !self.no_tls_resume,
         }
     }
 }

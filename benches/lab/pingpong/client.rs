@@ -29,6 +29,11 @@ pub(crate) struct Config {
     pub(crate) helo: String,
     /// `--chunking`: EHLO, then one write and one read per message.
     pub(crate) chunking: bool,
+    /// `--starttls`: EHLO, STARTTLS, a rustls handshake, EHLO again (tokio
+    /// flavour only, TCP only; see `tls.rs`).
+    pub(crate) starttls: bool,
+    /// `--no-tls-resume`: a full handshake on every connection.
+    pub(crate) tls_resume: bool,
 }
 
 impl Default for Config {
@@ -41,6 +46,8 @@ impl Default for Config {
             body_len: 0,
             helo: default_helo(),
             chunking: false,
+            starttls: false,
+            tls_resume: true,
         }
     }
 }

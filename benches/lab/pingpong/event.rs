@@ -19,6 +19,8 @@ use tokio::{
     net::{TcpListener, TcpStream, UnixListener, UnixStream},
 };
 
+use smtp_net::tls::rustls::pki_types::ServerName;
+
 use crate::{
     client::{Config, Outcome},
     script::{Script, DATA_GO, DATA_OK, GREETING, HELO_OK, MAIL_OK, OTHER_OK, QUIT_OK, RCPT_OK},
@@ -36,8 +38,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Serves until killed.
-pub(crate) fn serve(endpoint: &Endpoint, chunking: bool) -> Result<(), String> {
+pub(crate) fn serve(endpoint: &Endpoint, chunking: bool, starttls: bool) -> Result<(), String> {
     let rt = runtime()?;
+    let acceptor = if starttls {
+        if matches!(endpoint, Endpoint::Unix(_)) {
+            return Err("--starttls: TCP only".to_owned());
+        }
+        Some(crate::tls::acceptor()?)
+    } else {
+        None
+    };
     rt.block_on(async {
         match endpoint {
             Endpoint::Tcp(addr) => {
@@ -54,8 +64,11 @@ pub(crate) fn serve(endpoint: &Endpoint, chunking: bool) -> Result<(), String> {
                         .await
                         .map_err(|e| format!("accept: {e}"))?;
                     let _ = s.set_nodelay(true);
+                    let acceptor = acceptor.clone();
                     tokio::spawn(async move {
-                        let _ = if chunking {
+                        let _ = if let Some(acceptor) = acceptor {
+                            conversation_starttls(s, acceptor).await
+                        } else if chunking {
                             conversation_bdat(s).await
                         } else {
                             conversation(s).await
@@ -100,21 +113,50 @@ async fn read_line<S: AsyncRead + Unpin>(s: &mut S, line: &mut Vec<u8>) -> std::
 }
 
 async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::Result<()> {
+    s.write_all(GREETING).await?;
+    commands(&mut s, HELO_OK).await
+}
+
+/// `--starttls`: greeting, EHLO and STARTTLS in the clear, the handshake,
+/// then the conversation inside TLS, and a close_notify after QUIT.
+async fn conversation_starttls(
+    mut s: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> std::io::Result<()> {
+    let mut line = Vec::with_capacity(512);
+    s.write_all(GREETING).await?;
+    if !read_line(&mut s, &mut line).await? {
+        return Ok(());
+    }
+    s.write_all(crate::tls::EHLO_STARTTLS).await?;
+    if !read_line(&mut s, &mut line).await? {
+        return Ok(());
+    }
+    s.write_all(crate::tls::READY).await?;
+    let mut s = acceptor.accept(s).await?;
+    commands(&mut s, crate::tls::EHLO_TLS).await?;
+    s.shutdown().await
+}
+
+/// Answers commands until QUIT or EOF; `helo_reply` answers HELO/EHLO.
+async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    helo_reply: &[u8],
+) -> std::io::Result<()> {
     let mut line = Vec::with_capacity(512);
     // Read into spare capacity (read_buf), so no connection pays for zeroing.
     let mut chunk = Vec::with_capacity(64 * 1024);
-    s.write_all(GREETING).await?;
     loop {
-        if !read_line(&mut s, &mut line).await? {
+        if !read_line(s, &mut line).await? {
             return Ok(());
         }
         let reply = match line.first() {
-            Some(b'H' | b'E' | b'L') => HELO_OK,
+            Some(b'H' | b'E' | b'L') => helo_reply,
             Some(b'M') => MAIL_OK,
             Some(b'R') => RCPT_OK,
             Some(b'D') => {
                 s.write_all(DATA_GO).await?;
-                if !skip_data(&mut s, &mut chunk).await? {
+                if !skip_data(s, &mut chunk).await? {
                     return Ok(());
                 }
                 DATA_OK
@@ -171,6 +213,17 @@ pub(crate) fn client(endpoint: &Endpoint, config: &Config) -> Result<Outcome, St
     let script = Arc::new(Script::new(&config.helo, config.rcpts, config.body_len));
     let budget = Arc::new(AtomicU64::new(config.messages));
     let done = Arc::new(AtomicU64::new(0));
+    let tls = if config.starttls {
+        let Endpoint::Tcp(addr) = endpoint else {
+            return Err("--starttls: TCP only".to_owned());
+        };
+        Some(Arc::new((
+            crate::tls::connector(config.tls_resume)?,
+            crate::tls::server_name(addr)?,
+        )))
+    } else {
+        None
+    };
     let start = Instant::now();
     let result: Result<(), String> = rt.block_on(async {
         let tasks: Vec<_> = (0..config.sessions)
@@ -178,8 +231,14 @@ pub(crate) fn client(endpoint: &Endpoint, config: &Config) -> Result<Outcome, St
                 let (script, budget, done) = (script.clone(), budget.clone(), done.clone());
                 let (endpoint, keep_open, chunking) =
                     (endpoint.clone(), config.keep_open, config.chunking);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    session(&endpoint, &script, keep_open, chunking, &budget, &done).await
+                    let how = How {
+                        keep_open,
+                        chunking,
+                        tls: tls.as_deref(),
+                    };
+                    session(&endpoint, &script, &how, &budget, &done).await
                 })
             })
             .collect();
@@ -205,6 +264,15 @@ fn claim(budget: &AtomicU64) -> bool {
 enum Conn {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// How a session talks: `-d`, `--chunking`, `--starttls` (the connector
+/// and the server name).
+struct How<'a> {
+    keep_open: bool,
+    chunking: bool,
+    tls: Option<&'a (tokio_rustls::TlsConnector, ServerName<'static>)>,
 }
 
 async fn connect(endpoint: &Endpoint) -> Result<Conn, String> {
@@ -227,30 +295,41 @@ async fn connect(endpoint: &Endpoint) -> Result<Conn, String> {
 async fn session(
     endpoint: &Endpoint,
     script: &Script,
-    keep_open: bool,
-    chunking: bool,
+    how: &How<'_>,
     budget: &AtomicU64,
     done: &AtomicU64,
 ) -> Result<(), String> {
+    let chunking = how.chunking;
     let mut reply = Vec::with_capacity(512);
     let mut conn: Option<Conn> = None;
     while claim(budget) {
         if conn.is_none() {
             let mut c = connect(endpoint).await?;
+            if let (Some((connector, name)), Conn::Tcp(_)) = (how.tls, &c) {
+                let Conn::Tcp(s) = c else {
+                    unreachable!("matched above")
+                };
+                c = Conn::Tls(Box::new(
+                    starttls(s, script, connector, name, &mut reply).await?,
+                ));
+            }
             match &mut c {
                 Conn::Tcp(s) => hello(s, script, chunking, &mut reply).await?,
                 Conn::Unix(s) => hello(s, script, chunking, &mut reply).await?,
+                Conn::Tls(_) => {}
             }
             conn = Some(c);
         }
         match (conn.as_mut().expect("connected above"), chunking) {
             (Conn::Tcp(s), false) => transaction(s, script, &mut reply).await?,
             (Conn::Unix(s), false) => transaction(s, script, &mut reply).await?,
+            (Conn::Tls(s), false) => transaction(s.as_mut(), script, &mut reply).await?,
             (Conn::Tcp(s), true) => transaction_bdat(s, script, &mut reply).await?,
             (Conn::Unix(s), true) => transaction_bdat(s, script, &mut reply).await?,
+            (Conn::Tls(s), true) => transaction_bdat(s.as_mut(), script, &mut reply).await?,
         }
         done.fetch_add(1, Ordering::Relaxed);
-        if !keep_open {
+        if !how.keep_open {
             quit(conn.take().expect("connected above"), script, &mut reply).await?;
         }
     }
@@ -258,6 +337,25 @@ async fn session(
         quit(c, script, &mut reply).await?;
     }
     Ok(())
+}
+
+/// `--starttls`: greeting, EHLO, STARTTLS, the handshake, EHLO again.
+async fn starttls(
+    mut s: TcpStream,
+    script: &Script,
+    connector: &tokio_rustls::TlsConnector,
+    name: &ServerName<'static>,
+    reply: &mut Vec<u8>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    expect(&mut s, reply, "greeting").await?;
+    exchange(&mut s, &script.ehlo, 1, reply, "EHLO").await?;
+    step(&mut s, crate::tls::STARTTLS, reply, "STARTTLS").await?;
+    let mut tls = connector
+        .connect(name.clone(), s)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    exchange(&mut tls, &script.ehlo, 1, reply, "EHLO").await?;
+    Ok(tls)
 }
 
 async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
@@ -327,6 +425,12 @@ async fn quit(conn: Conn, script: &Script, reply: &mut Vec<u8>) -> Result<(), St
             let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
         }
         Conn::Unix(mut s) => step(&mut s, script.quit, reply, "QUIT").await?,
+        Conn::Tls(mut s) => {
+            step(s.as_mut(), script.quit, reply, "QUIT").await?;
+            // close_notify, then RST as above.
+            let _ = s.shutdown().await;
+            let _ = socket2::SockRef::from(s.get_ref().0).set_linger(Some(Duration::ZERO));
+        }
     }
     Ok(())
 }

@@ -24,11 +24,19 @@
 //! --chunking` (EHLO, then per message MAIL+RCPT×r+`BDAT n LAST`+content
 //! in one write, answered by one write; see `bdat.rs`).
 //!
+//! With `--starttls` on both sides (tokio flavour, TCP only) the
+//! conversation is our pair's with `--starttls`: EHLO, STARTTLS and its 220
+//! in the clear, a rustls handshake (smtp-net's configurations: ring, a
+//! self-signed certificate, no verification), then EHLO again and Postfix's
+//! transaction inside TLS; the client's `--no-tls-resume` makes every
+//! handshake a full one (see `tls.rs`).
+//!
 //! Usage (the lab harness `benches/lab/run.py` drives it):
 //!   pingpong server (--tcp ADDR | --unix PATH) [--flavor threads|tokio] [--threads N]
-//!                   [--chunking]
+//!                   [--chunking | --starttls]
 //!   pingpong client (--tcp ADDR | --unix PATH) [--flavor threads|tokio]
 //!                   -s N -m M [-d] [-r R] [-l L] [--helo NAME] [--chunking]
+//!                   [--starttls [--no-tls-resume]]
 //!   pingpong hold   --tcp ADDR --count N [--bind IP]
 //!   pingpong rtt    (--tcp ADDR | --unix PATH) [-n N]
 //!   pingpong spawn  --report FILE -- PROGRAM [ARGS...]
@@ -44,6 +52,7 @@ mod script;
 mod server;
 mod spawn;
 mod stream;
+mod tls;
 
 use std::{process::ExitCode, time::Duration};
 
@@ -72,11 +81,13 @@ fn main() -> ExitCode {
     };
     let result = match mode.as_str() {
         "server" => args.endpoint().and_then(|ep| match args.flavor {
+            Flavor::Threads if args.starttls => Err(TLS_TOKIO_ONLY.to_owned()),
             Flavor::Threads => server::run(&ep, args.threads, args.chunking),
-            Flavor::Tokio => event::serve(&ep, args.chunking),
+            Flavor::Tokio => event::serve(&ep, args.chunking, args.starttls),
         }),
         "client" => args.endpoint().and_then(|ep| {
             let outcome = match args.flavor {
+                Flavor::Threads if args.starttls => return Err(TLS_TOKIO_ONLY.to_owned()),
                 Flavor::Threads => client::run(&ep, &args.client_config())?,
                 Flavor::Tokio => event::client(&ep, &args.client_config())?,
             };
@@ -95,6 +106,8 @@ fn main() -> ExitCode {
     };
     report(result)
 }
+
+const TLS_TOKIO_ONLY: &str = "--starttls: only with --flavor tokio";
 
 fn report(result: Result<(), String>) -> ExitCode {
     match result {
