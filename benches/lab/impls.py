@@ -73,6 +73,8 @@ class Impl:
         argv = [self.sink, *self.sink_extra]
         if self.esmtp and "--chunking" in point.esmtp_flags:
             argv.append("--chunking")
+        if self.esmtp and point.tls:
+            argv.append("--starttls")
         if running_as_root():
             argv += ["-u", "nobody"]
         if point.dump and dump_dir:
@@ -94,10 +96,15 @@ class Impl:
         return [self.source, *self.source_extra, *flags, *esmtp, endpoint.smtp_address]
 
     def pingpong_mode(self, point):
-        """The ping-pong's conversation for the point: Postfix's, or with
-        --pipelining --chunking the one-round-trip one (--chunking)."""
+        """The ping-pong's conversation for the point: Postfix's, with
+        --pipelining --chunking the one-round-trip one (--chunking), with
+        --starttls [--no-tls-resume] our pair's TLS one (tokio flavour)."""
         if not point.esmtp:
             return []
+        if point.tls:
+            if not set(point.esmtp_flags) <= {"--starttls", "--no-tls-resume"}:
+                raise ValueError(f"the ceiling has no conversation for {point.esmtp!r}")
+            return point.esmtp_flags
         if set(point.esmtp_flags) != {"--pipelining", "--chunking"}:
             raise ValueError(f"the ceiling has no conversation for {point.esmtp!r}")
         return ["--chunking"]

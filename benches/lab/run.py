@@ -284,7 +284,7 @@ def main(argv=None):
     if args.smoke:
         points = pts.SMOKE
     elif args.points:
-        pool = pts.full_matrix() + pts.STANDARD
+        pool = pts.full_matrix() + pts.STANDARD + pts.TLS
         points = pts.select(args.points, pool)
     elif args.matrix == "full":
         points = pts.full_matrix()
