@@ -81,6 +81,10 @@ def parse_args(argv):
                     help="directory for the results CSVs")
     ap.add_argument("--doc", default=None,
                     help="markdown file to regenerate (default docs/performance.md; none in --smoke)")
+    ap.add_argument("--doc-block", default=None, metavar="NAME",
+                    help="write this run's tables and targets into the doc's <!-- NAME:begin --> "
+                    "block instead of the lab and targets blocks (e.g. tls: a run at a few points "
+                    "that must not replace the standard run's tables)")
     ap.add_argument("--caveat", default="", help="a sentence printed above the tables")
     ap.add_argument("--keep", action="store_true", help="keep the scratch dir (logs) for debugging")
     ap.add_argument("--quiet-wait", type=float, default=0, metavar="MINUTES",
@@ -369,7 +373,15 @@ def main(argv=None):
             "scale_note": scale_note(hard),
             "baseline": args.baseline_label or "the binaries given to --baseline-bin",
         }
-        if not restricted:
+        if args.doc_block and not restricted:
+            text = report.markdown(points, summary, scale_rows, meta)
+            if ours_ok and summary:
+                text += ("\n\n#### Against the targets\n\n"
+                         + report.targets_markdown(points, summary, scale_rows))
+            if not report.update_block(args.doc, args.doc_block, text):
+                raise SystemExit(f"{args.doc} has no <!-- {args.doc_block}:begin --> block")
+            log(f"updated the {args.doc_block} block of {args.doc}")
+        elif not restricted:
             report.update_doc(args.doc, report.markdown(points, summary, scale_rows, meta))
             if ours_ok and summary:
                 report.update_block(args.doc, "targets",
