@@ -58,9 +58,9 @@ class Point:
 BASE = Point()
 
 # The base point, then one factor changed at a time, so every factor of the
-# issue's matrix is covered; these also include every point of
-# performance-notes.md (-s 1 -d, -s 10, -s 10 -d, -d -r 10, -d -l 10240,
-# -d -l 102400, -D, unix).
+# issue's matrix is covered; these also include every point first measured
+# on this kind of machine before the suite existed (-s 1 -d, -s 10, -s 10 -d,
+# -d -r 10, -d -l 10240, -d -l 102400, -D, unix).
 PLAIN = [
     BASE,
     replace(BASE, sessions=1),

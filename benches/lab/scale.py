@@ -22,7 +22,8 @@ from procs import Child, rss_kib
 HOLD_PER_PROCESS = 5000
 RTT_RUNS = 3
 RTT_ROUNDS = 50
-# Measured on this machine (performance-notes.md); used to keep Postfix's sink
+# Measured on this kind of machine (Postfix's sink holds ~264 KiB per idle
+# session, docs/performance.md "Connection scale"); used to keep Postfix's sink
 # within the memory that is free.
 POSTFIX_KIB_PER_SESSION = 264
 

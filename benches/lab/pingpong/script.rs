@@ -1,6 +1,6 @@
 //! The bytes of one lab point's conversation, built once: the commands
 //! Postfix's smtp-source sends and the replies Postfix's smtp-sink gives, with
-//! the same sizes (postfix-reference.md 1.2 and 2.2).
+//! the same sizes (docs/smtp-source.md "The conversation", docs/smtp-sink.md).
 
 /// The server's replies, byte for byte those of Postfix's smtp-sink.
 pub(crate) const GREETING: &[u8] = b"220 smtp-sink ESMTP\r\n";

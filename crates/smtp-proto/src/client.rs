@@ -42,7 +42,7 @@
 //! * **STARTTLS** (RFC 3207): staged after EHLO when asked for; on 220 the
 //!   session reports [`Event::StartTls`] and waits while the runtime runs
 //!   the handshake, then ([`ClientSession::tls_started`]) greets again with
-//!   the capabilities forgotten (§4.2).
+//!   the capabilities forgotten (RFC 3207 §4.2).
 //! * **AUTH** (RFC 4954): PLAIN (with its initial response) or LOGIN (whose
 //!   334 prompts are answered in turn), after the (second) EHLO; the lines
 //!   that carry secrets are [`Piece::Secret`], so a transcript can hide them.

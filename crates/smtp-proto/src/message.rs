@@ -1,4 +1,4 @@
-//! The messages Postfix's smtp-source generates (postfix-reference.md §1.2),
+//! The messages Postfix's smtp-source generates (docs/smtp-source.md "The conversation"),
 //! built once and shared by every session.
 //!
 //! A message on the wire is a small per-message header block followed by a

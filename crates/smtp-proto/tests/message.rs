@@ -1,4 +1,4 @@
-//! The messages of Postfix's smtp-source (postfix-reference.md §1.2): the
+//! The messages of Postfix's smtp-source (docs/smtp-source.md "The conversation"): the
 //! default body, `-l N`, `-F file`, and the generated header block.
 
 use bytes::BytesMut;
@@ -80,7 +80,7 @@ fn generated_bodies_have_postfix_shape_for_every_length() {
 fn file_bodies() {
     type Row<'a> = (&'a [u8], &'a [u8]);
     let table: &[Row<'_>] = &[
-        // postfix-reference.md §5.18, observed on the wire.
+        // Observed on the wire from Postfix's smtp-source.
         (
             b".leading dot\n..two dots\n.\nlast line no newline",
             b"..leading dot\r\n...two dots\r\n..\r\nlast line no newline\r\n\r\n.\r\n",
@@ -157,7 +157,7 @@ Message-Id: <16c1.0003.0000@vm>\r\n\r\n"[..]
 
 #[test]
 fn postfix_l250_data_section_is_422_bytes() {
-    // postfix-reference.md §5.17: `-l 250 -S 'Test subject' -M
+    // Observed from Postfix's smtp-source: `-l 250 -S 'Test subject' -M
     // client.example` sends a 422-byte data section up to the final ".".
     // (A 4-digit pid, the 2026 date, connection 3, budget 0.)
     let mut out = BytesMut::new();

@@ -1,6 +1,6 @@
 //! The validated run configuration. [`Config::from_args`] is the only code
 //! that sees the command line; its checks and texts are Postfix's
-//! (postfix-reference.md §1.1).
+//! (docs/smtp-source.md "Options").
 
 use std::{ffi::OsString, time::Duration};
 

@@ -1,5 +1,5 @@
 //! `smtp-source`: a drop-in, faster replacement for Postfix's smtp-source
-//! (postfix-reference.md §1).
+//! (docs/smtp-source.md).
 //!
 //! The flow is one way: [`Config::from_args`] checks the command line,
 //! [`run`] starts `-s` workers that each drive smtp-proto's sans-IO

@@ -24,7 +24,7 @@ impl Budget {
 
     /// Postfix's `message_count-- > 0`: true when a message may start. A
     /// session that finds the budget empty still decrements it, which is
-    /// why Message-Id can show `ffffffff` (postfix-reference.md §4.11).
+    /// why Message-Id can show `ffffffff` (docs/smtp-source.md, "The conversation").
     pub fn claim(&self) -> bool {
         self.0.fetch_sub(1, Ordering::Relaxed) > 0
     }

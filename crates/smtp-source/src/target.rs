@@ -1,5 +1,5 @@
 //! The server address: Postfix's `[inet:]host[:port]` and `unix:/path`
-//! forms (postfix-reference.md §1.2 "Addresses"), parsed and resolved the
+//! forms (docs/smtp-source.md "Addresses"), parsed and resolved the
 //! way host_port() and getaddrinfo() do it there.
 
 use std::{

@@ -1,5 +1,5 @@
 //! Exact transcripts of the `smtp-source` binary against a scripted server
-//! that records every byte (postfix-reference.md §1 and §5).
+//! that records every byte (docs/smtp-source.md).
 
 mod support;
 
