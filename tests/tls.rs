@@ -253,3 +253,88 @@ fn verbose_hides_secrets() {
         }
     }
 }
+
+/// Every report is valid against docs/report.schema.json (checked with
+/// Python's jsonschema, a real validator): plain, several recipients,
+/// ESMTP, TLS with AUTH; the sink rejects every RCPT (`-r rcpt`), so the
+/// per-phase counters are filled too.
+#[test]
+fn reports_match_their_schema() {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let has_validator = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_validator {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with jsonschema is missing (apt-get install python3-jsonschema)"
+        );
+        eprintln!("skipping: python3 jsonschema is not installed");
+        return;
+    }
+    let dir = dump_dir();
+    let users = users_file(dir.path(), "frank:pw\n");
+    let port = free_port();
+    let _sink = start_sink(
+        &[
+            "--starttls",
+            "--chunking",
+            "--auth-users",
+            &users,
+            "-r",
+            "rcpt",
+        ],
+        port,
+    );
+    let login = ["--auth-user", "frank", "--auth-password", "pw"];
+    let mut reports = Vec::new();
+    for args in [
+        vec!["-A", "-m", "2"],
+        vec!["-A", "-m", "2", "-r", "2"],
+        vec!["-A", "-d", "--pipelining", "--chunking", "-m", "3"],
+        [&["-A", "--starttls", "--auth", "-m", "2"][..], &login[..]].concat(),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--json", "-"]);
+        let run = source(&args, port);
+        assert!(run.ok, "{}", run.stderr);
+        reports.push(run.stdout);
+    }
+    assert!(
+        reports[3].contains("\"tls_protocol\":\"TLSv1."),
+        "{}",
+        reports[3]
+    );
+    for report in &reports {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, jsonschema\n\
+                 schema = json.load(open(sys.argv[1]))\n\
+                 jsonschema.validate(json.loads(sys.argv[2]), schema)",
+            ])
+            .arg(&schema)
+            .arg(report)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{report}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The schema rejects what it should: a missing field.
+    let broken = reports[0].replace("\"accepted\":", "\"accepted_\":");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             jsonschema.validate(json.loads(sys.argv[2]), json.load(open(sys.argv[1])))",
+        ])
+        .arg(&schema)
+        .arg(&broken)
+        .output()
+        .expect("python3");
+    assert!(!out.status.success(), "the schema accepted {broken}");
+}
