@@ -141,3 +141,76 @@ pub fn json_number(json: &str, key: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("a number after {key} in {json}"))
 }
+
+/// The python3 that has jsonschema (the one on PATH, or Debian's), or None
+/// outside CI when neither has it; in CI a missing validator fails.
+fn python_with_jsonschema() -> Option<&'static str> {
+    let found = ["python3", "/usr/bin/python3"].into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import jsonschema"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with jsonschema is missing (apt-get install python3-jsonschema)"
+        );
+        eprintln!("skipping schema check: python3 jsonschema is not installed");
+    }
+    found
+}
+
+/// Checks `json` against the schema at `schema` (relative to the
+/// workspace, e.g. `docs/report.schema.json`) with Python's jsonschema, a
+/// real validator. Returns the validator's complaint, or None when valid;
+/// also None (with a note on stderr) when no validator is installed
+/// outside CI.
+pub fn schema_errors(schema: &str, json: &str) -> Option<String> {
+    let python = python_with_jsonschema()?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(schema);
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1]))\n\
+             jsonschema.Draft202012Validator.check_schema(schema)\n\
+             jsonschema.validate(json.loads(sys.stdin.read()), schema,\n\
+                 cls=jsonschema.Draft202012Validator)",
+        ])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(json.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python3");
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Asserts that `json` is valid against the schema at `schema`.
+pub fn assert_matches_schema(schema: &str, json: &str) {
+    if let Some(err) = schema_errors(schema, json) {
+        panic!("{json}\ndoes not match {schema}:\n{err}");
+    }
+}
+
+/// Asserts that the schema at `schema` refuses `json` (a schema that
+/// accepts anything would pass every other check).
+pub fn assert_violates_schema(schema: &str, json: &str) {
+    if python_with_jsonschema().is_some() {
+        assert!(
+            schema_errors(schema, json).is_some(),
+            "{schema} accepted {json}"
+        );
+    }
+}
