@@ -46,6 +46,13 @@
 //! * **AUTH** (RFC 4954): PLAIN (with its initial response) or LOGIN (whose
 //!   334 prompts are answered in turn), after the (second) EHLO; the lines
 //!   that carry secrets are [`Piece::Secret`], so a transcript can hide them.
+//! * **Timing**: the session never reads a clock. A runtime that measures
+//!   sets [`ClientConfig::timings`] and tells the session the time with
+//!   [`ClientSession::set_clock`] before each write and after each read;
+//!   each reply then yields a [`Timing`] (from the write that carried its
+//!   command to the read that brought it), and each transaction one more
+//!   (MAIL written to its last reply), collected with
+//!   [`ClientSession::timings`].
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -192,6 +199,8 @@ pub struct ClientConfig {
     pub limits: Limits,
     /// Report every reply as [`Event::Reply`] (for verbose transcripts).
     pub report_replies: bool,
+    /// Time every reply and transaction (see [`ClientSession::set_clock`]).
+    pub timings: bool,
 }
 
 impl ClientConfig {
@@ -206,6 +215,7 @@ impl ClientConfig {
             tolerate_rejects,
             limits: Limits::default(),
             report_replies: false,
+            timings: false,
         }
     }
 }
@@ -508,6 +518,34 @@ struct Expect {
     /// The reply answers a command of an aborted transaction: it is read
     /// and dropped.
     swallow: bool,
+    /// The clock when its command was written ([`UNSTAMPED`] for the
+    /// greeting until the clock is first set).
+    since: u64,
+}
+
+/// The greeting is awaited from the moment the clock is first set.
+const UNSTAMPED: u64 = u64::MAX;
+
+/// What a [`Timing`] measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measured {
+    /// One reply of a phase: from the write that carried its command (for
+    /// the greeting, from the first [`ClientSession::set_clock`]) to the
+    /// read that completed it. An AUTH exchange is timed whole, from the
+    /// AUTH command to its final reply.
+    Phase(Phase),
+    /// A transaction: from the write that carried MAIL to its last reply
+    /// (end of data, or the RSET that ended it).
+    Transaction,
+}
+
+/// A duration measured on the runtime's clock, in its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// What took this long.
+    pub measured: Measured,
+    /// How long, in the units of [`ClientSession::set_clock`].
+    pub elapsed: u64,
 }
 
 /// Where a transaction is.
@@ -540,6 +578,8 @@ struct Txn {
     /// one reply per accepted recipient, known only by then).
     dot_seen: bool,
     first_reject: Option<Phase>,
+    /// The clock when its MAIL was written.
+    since: u64,
 }
 
 /// One client conversation over one connection.
@@ -571,6 +611,13 @@ pub struct ClientSession {
     caps_pending: Option<Capabilities>,
     /// The LOGIN prompt answered next: 0 user name, 1 password.
     login_step: u8,
+    /// The runtime's clock, as last set.
+    now: u64,
+    /// When the AUTH exchange in progress began (its 334 prompts carry it
+    /// on).
+    auth_since: Option<u64>,
+    /// Durations measured and not yet collected.
+    timings: Vec<Timing>,
 }
 
 impl ClientSession {
@@ -581,6 +628,7 @@ impl ClientSession {
         in_flight.push_back(Expect {
             phase: Phase::Greeting,
             swallow: false,
+            since: UNSTAMPED,
         });
         Self {
             config,
@@ -599,6 +647,39 @@ impl ClientSession {
             tls_done: false,
             caps_pending: None,
             login_step: 0,
+            now: 0,
+            auth_since: None,
+            timings: Vec::new(),
+        }
+    }
+
+    /// Tells the session the runtime's clock (any monotonic count, e.g.
+    /// microseconds since the run began): commands handed out by
+    /// [`poll_transmit`](Self::poll_transmit) after this are stamped with
+    /// it, and replies handled after it are timed against it. A runtime
+    /// that measures calls it before each write and after each read; one
+    /// that does not never needs to.
+    pub fn set_clock(&mut self, now: u64) {
+        self.now = now;
+        if let Some(e) = self.in_flight.front_mut() {
+            if e.since == UNSTAMPED {
+                e.since = now;
+            }
+        }
+    }
+
+    /// The durations measured since the last call, oldest first (only with
+    /// [`ClientConfig::timings`]).
+    pub fn timings(&mut self) -> std::vec::Drain<'_, Timing> {
+        self.timings.drain(..)
+    }
+
+    fn time(&mut self, measured: Measured, since: u64) {
+        if self.config.timings && since != UNSTAMPED {
+            self.timings.push(Timing {
+                measured,
+                elapsed: self.now.saturating_sub(since),
+            });
         }
     }
 
@@ -662,6 +743,7 @@ impl ClientSession {
         let txn = Txn {
             state: TxnState::Envelope,
             content_len,
+            since: UNSTAMPED,
             ..Txn::default()
         };
         if self.txn.state == TxnState::None {
@@ -813,9 +895,17 @@ impl ClientSession {
                     self.staging_txn().state = TxnState::ContentSent;
                 }
             }
+            let since = match (cmd.phase, self.auth_since) {
+                (Phase::Auth, Some(start)) => start,
+                _ => self.now,
+            };
+            if cmd.phase == Phase::Mail && !cmd.swallow {
+                self.mail_written();
+            }
             self.in_flight.push_back(Expect {
                 phase: cmd.phase,
                 swallow: cmd.swallow,
+                since,
             });
             self.last_phase = cmd.phase;
         }
@@ -849,6 +939,15 @@ impl ClientSession {
             return;
         };
         let phase = expect.phase;
+        if phase == Phase::Auth && reply.code.0 == 334 && !expect.swallow {
+            // The exchange goes on: it is timed whole.
+            self.auth_since = Some(expect.since);
+        } else {
+            if phase == Phase::Auth {
+                self.auth_since = None;
+            }
+            self.time(Measured::Phase(phase), expect.since);
+        }
         if self.config.report_replies {
             self.events.push_back(Event::Reply {
                 phase,
@@ -941,6 +1040,7 @@ impl ClientSession {
             self.in_flight.push_back(Expect {
                 phase: Phase::EndOfData,
                 swallow: false,
+                since: self.now,
             });
         }
         self.last_phase = Phase::EndOfData;
@@ -1172,7 +1272,19 @@ impl ClientSession {
         }
     }
 
+    /// A MAIL went out: it starts the oldest transaction not yet started.
+    fn mail_written(&mut self) {
+        let now = self.now;
+        if self.txn.state != TxnState::None && self.txn.since == UNSTAMPED {
+            self.txn.since = now;
+        } else if let Some(next) = self.next.as_mut() {
+            next.since = now;
+        }
+    }
+
     fn finish_transaction(&mut self) {
+        let since = self.txn.since;
+        self.time(Measured::Transaction, since);
         let outcome = match self.txn.first_reject {
             Some(phase) => Outcome::Rejected { phase },
             None => Outcome::Delivered {
@@ -1677,5 +1789,81 @@ mod tests {
         assert_eq!(c(Phase::Data, 554), R::Reset);
         assert_eq!(c(Phase::EndOfData, 550), R::EndTransaction);
         assert_eq!(c(Phase::Rset, 421), R::Close);
+    }
+
+    /// With a clock: each reply is timed from the write of its command
+    /// (the greeting from the first clock), an AUTH LOGIN exchange whole,
+    /// the transaction from MAIL to its end; pipelined commands written
+    /// together are each timed from that one write.
+    #[test]
+    fn timings_follow_the_clock() {
+        use Measured::{Phase as P, Transaction};
+        let mut config = ClientConfig::new(Protocol::Smtp, Some(b"h"), false);
+        config.timings = true;
+        config.esmtp.ehlo = true;
+        config.esmtp.pipelining = true;
+        config.auth = Some(Auth {
+            mechanism: Some(Mechanism::Login),
+            user: b"u".to_vec(),
+            password: b"p".to_vec(),
+        });
+        let mut s = ClientSession::new(config);
+        let mut tx = Transmit::default();
+        let mut at = |s: &mut ClientSession, t: u64, reply: &str| {
+            s.set_clock(t);
+            s.handle_input(&mut BytesMut::from(reply.as_bytes()))
+                .unwrap();
+        };
+        s.set_clock(100);
+        at(&mut s, 103, "220 hi\r\n");
+        s.set_clock(110);
+        assert!(s.poll_transmit(&mut tx));
+        at(&mut s, 115, "250-x\r\n250-PIPELINING\r\n250 AUTH LOGIN\r\n");
+        for (t, reply) in [(120, "334 VXNlcm5hbWU6\r\n"), (130, "334 UGFzc3dvcmQ6\r\n")] {
+            s.set_clock(t - 4);
+            assert!(s.poll_transmit(&mut tx));
+            at(&mut s, t, reply);
+        }
+        s.set_clock(140);
+        assert!(s.poll_transmit(&mut tx));
+        at(&mut s, 150, "235 ok\r\n");
+        while s.poll_event().is_some() {}
+        s.mail(b"f", 10).unwrap();
+        s.rcpt(&[b"a"]);
+        s.rcpt(&[b"b"]);
+        s.data();
+        s.set_clock(200);
+        assert!(s.poll_transmit(&mut tx));
+        at(&mut s, 201, "250 ok\r\n250 ok\r\n");
+        at(&mut s, 207, "250 ok\r\n354 go\r\n");
+        s.set_clock(210);
+        assert!(s.poll_transmit(&mut tx));
+        at(&mut s, 230, "250 queued\r\n");
+        let got: Vec<(Measured, u64)> = s.timings().map(|t| (t.measured, t.elapsed)).collect();
+        assert_eq!(
+            got,
+            [
+                (P(Phase::Greeting), 3),
+                (P(Phase::Ehlo), 5),
+                (P(Phase::Auth), 150 - 116),
+                (P(Phase::Mail), 1),
+                (P(Phase::Rcpt), 1),
+                (P(Phase::Rcpt), 7),
+                (P(Phase::Data), 7),
+                (P(Phase::EndOfData), 20),
+                (Transaction, 30),
+            ]
+        );
+        assert_eq!(s.timings().count(), 0, "collected once");
+    }
+
+    /// Without `timings` nothing is collected, however the clock is set.
+    #[test]
+    fn no_timings_unless_asked() {
+        let mut s = ClientSession::new(smtp(false));
+        s.set_clock(5);
+        s.handle_input(&mut BytesMut::from(&b"220 x\r\n"[..]))
+            .unwrap();
+        assert_eq!(s.timings().count(), 0);
     }
 }
