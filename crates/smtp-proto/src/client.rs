@@ -1809,7 +1809,7 @@ mod tests {
         });
         let mut s = ClientSession::new(config);
         let mut tx = Transmit::default();
-        let mut at = |s: &mut ClientSession, t: u64, reply: &str| {
+        let at = |s: &mut ClientSession, t: u64, reply: &str| {
             s.set_clock(t);
             s.handle_input(&mut BytesMut::from(reply.as_bytes()))
                 .unwrap();
