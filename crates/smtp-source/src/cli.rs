@@ -13,7 +13,8 @@ use clap::{ArgAction, Parser};
     about = "SMTP/LMTP test generator, a drop-in and faster Postfix smtp-source",
     disable_help_flag = true,
     disable_version_flag = true,
-    args_override_self = true
+    args_override_self = true,
+    after_help = crate::exit::HELP
 )]
 pub struct Cli {
     /// Resolve host names to IPv4 addresses only.
@@ -149,6 +150,25 @@ pub struct Cli {
     /// Runtime threads: 0 runs everything on the main thread.
     #[arg(long, value_name = "N")]
     pub threads: Option<String>,
+    /// Live progress line on stderr: auto (a terminal, without -c, -v or
+    /// --json -), always or never.
+    #[arg(long, value_name = "WHEN")]
+    pub progress: Option<String>,
+    /// End the run after TIME (30s, 5m, 1h30m); with -m, whichever comes
+    /// first.
+    #[arg(long, value_name = "TIME")]
+    pub duration: Option<String>,
+    /// Open model: start R messages per second on a fixed schedule, and
+    /// report latency also from each message's intended start.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<String>,
+    /// Record nothing during the first TIME of the run.
+    #[arg(long, value_name = "TIME")]
+    pub warmup: Option<String>,
+    /// A pass/fail condition checked at the end, e.g. rcpt.p99<50ms,
+    /// accepted>=99.9%, rate>=5000, failed==0 (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,

@@ -17,6 +17,7 @@ use smtp_proto::{
 use crate::{
     cli::Cli,
     target::{valid_address_literal, Family, Target},
+    threshold::Threshold,
 };
 
 /// Pause between messages of a session (`-w`, `-R`).
@@ -93,6 +94,46 @@ pub struct Config {
     pub tls: Option<TlsPlan>,
     /// AUTH, when asked for.
     pub auth: Option<AuthPlan>,
+    /// The command line as given (for the report).
+    pub command_line: Vec<String>,
+    /// The target as typed (for the report).
+    pub target_text: String,
+    /// `--progress`.
+    pub progress: Progress,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// `--rate`: messages started per second.
+    pub rate: Option<f64>,
+    /// `--warmup`.
+    pub warmup: Option<Duration>,
+    /// `--threshold`, in the order given.
+    pub thresholds: Vec<Threshold>,
+}
+
+/// When the live progress line is shown (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// On a terminal, unless -c, -v or `--json -` write there too.
+    Auto,
+    /// Always, even on a pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Config {
+    /// Whether the sessions time their phases: only when something reads
+    /// the figures (a report, a threshold, `--rate`, or the live line), so
+    /// a plain Postfix-style run costs nothing extra.
+    pub fn measures(&self) -> bool {
+        self.reports() || self.rate.is_some() || crate::live::mode(self) != crate::live::Mode::Off
+    }
+
+    /// Whether a report is asked for; then Ctrl-C ends the run with partial
+    /// figures instead of killing it as it kills Postfix's.
+    pub fn reports(&self) -> bool {
+        self.summary || self.json.is_some() || !self.thresholds.is_empty()
+    }
 }
 
 /// When TLS starts.
@@ -200,10 +241,14 @@ impl Config {
                 })
             }
         };
-        Self::from_cli(cli, argv0)
+        let command_line = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        Self::from_cli(cli, argv0, command_line)
     }
 
-    fn from_cli(cli: Cli, argv0: String) -> Result<Config, ConfigError> {
+    fn from_cli(cli: Cli, argv0: String, command_line: Vec<String>) -> Result<Config, ConfigError> {
         let connect_attempts = positive(&cli.connect_count, "connection count")?.unwrap_or(1);
         let mut body = Body::Default;
         if let Some(path) = &cli.file {
@@ -222,7 +267,44 @@ impl Config {
         if let Some(len) = positive(&cli.length, "message length")? {
             body = Body::Generated(usize::try_from(len).unwrap_or(0));
         }
-        let messages = positive(&cli.messages, "message count")?.unwrap_or(1);
+        let duration = cli
+            .duration
+            .as_deref()
+            .map(|t| time_option(t, "--duration"))
+            .transpose()?;
+        let warmup = cli
+            .warmup
+            .as_deref()
+            .map(|t| time_option(t, "--warmup"))
+            .transpose()?;
+        // With --duration alone the run ends by time, not by count.
+        let messages = match positive(&cli.messages, "message count")? {
+            Some(m) => m,
+            None if duration.is_some() => i64::MAX,
+            None => 1,
+        };
+        let rate = match &cli.rate {
+            None => None,
+            Some(r) => match r.trim().parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000_000.0 => Some(r),
+                _ => return Err(invalid(format!("bad rate: {r} (messages per second)"))),
+            },
+        };
+        let progress = match cli.progress.as_deref() {
+            None | Some("auto") => Progress::Auto,
+            Some("always") => Progress::Always,
+            Some("never") => Progress::Never,
+            Some(p) => {
+                return Err(invalid(format!(
+                    "bad --progress: {p} (auto, always or never)"
+                )))
+            }
+        };
+        let thresholds = cli
+            .threshold
+            .iter()
+            .map(|t| Threshold::parse(t).map_err(|e| invalid(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         let myhostname = match &cli.myhostname {
             Some(name) if name.starts_with('[') => {
                 if !valid_address_literal(name) {
@@ -365,7 +447,31 @@ impl Config {
             esmtp,
             tls,
             auth,
+            command_line,
+            target_text: addr,
+            progress,
+            duration,
+            rate,
+            warmup,
+            thresholds,
         })
+    }
+}
+
+/// A `--duration`/`--warmup` value: humantime's `30s`, `5m`, `1h30m`, or
+/// plain seconds.
+fn time_option(text: &str, option: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let parsed = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::try_from_secs_f64(secs).ok(),
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(text).ok(),
+    };
+    match parsed {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(invalid(format!(
+            "bad {option}: {text} (e.g. 30s, 5m, 1h30m)"
+        ))),
     }
 }
 

@@ -11,13 +11,17 @@ pub mod config;
 pub mod conn;
 pub mod connect;
 pub mod error;
+pub mod exit;
+pub mod latency;
+pub mod live;
 pub mod output;
 pub mod plan;
 pub mod report;
 pub mod target;
+pub mod threshold;
 pub mod worker;
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 pub use config::{Config, ConfigError};
 pub use error::Error;
@@ -31,45 +35,43 @@ pub const DEFAULT_THREADS: usize = 0;
 /// Builds the runtime `--threads` asks for and runs the load on it.
 ///
 /// # Errors
-/// The first fatal error of any session; the run stops there.
+/// Only a runtime that cannot start; a fatal error of the run is in the
+/// report ([`Report::fatal`]), which is always made.
 pub fn run(config: Config) -> Result<Report, Error> {
     let threads = config.threads.unwrap_or(DEFAULT_THREADS);
     let rt = smtp_net::build_runtime(threads).map_err(|source| Error::Io {
         what: "runtime".to_owned(),
         source,
     })?;
-    rt.block_on(run_async(config))
+    Ok(rt.block_on(run_async(config)))
 }
 
-/// Runs the load on the current tokio runtime.
-///
-/// # Errors
-/// The first fatal error of any session; the others are cancelled.
-pub async fn run_async(config: Config) -> Result<Report, Error> {
+/// Runs the load on the current tokio runtime. The first fatal error of a
+/// session stops the others (as in Postfix, the run ends there) and is
+/// recorded in the report with what was measured up to then.
+pub async fn run_async(config: Config) -> Report {
     smtp_proto::time::init_time_zone();
-    let now = std::time::SystemTime::now()
+    let started = std::time::SystemTime::now();
+    let now = started
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
     let sessions = config.sessions;
     // Ctrl-C ends the run with partial figures, but only when a report
     // was asked for; otherwise SIGINT kills the process as it does Postfix.
-    let interruptible = config.summary || config.json.is_some();
+    let interruptible = config.reports();
+    let warmup = config.warmup;
     let shared = Arc::new(worker::Shared::new(config, now));
+    let live = live::LiveView::start(&shared);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..sessions {
         let shared = Arc::clone(&shared);
         let mut stop = stop_rx.clone();
         set.spawn(async move {
             let mut stats = Stats::default();
-            let res = if interruptible {
-                tokio::select! {
-                    r = worker::run_session(shared, i, &mut stats) => r,
-                    _ = stop.wait_for(|s| *s) => Ok(()),
-                }
-            } else {
-                worker::run_session(shared, i, &mut stats).await
+            let res = tokio::select! {
+                r = worker::run_session(shared, i, &mut stats) => r,
+                _ = stop.wait_for(|s| *s) => Ok(()),
             };
             (res, stats)
         });
@@ -82,6 +84,7 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
     };
     tokio::pin!(interrupt);
     let mut interrupted = false;
+    let mut fatal = None;
     let mut stats = Stats::default();
     loop {
         let joined = tokio::select! {
@@ -93,47 +96,86 @@ pub async fn run_async(config: Config) -> Result<Report, Error> {
             }
         };
         let Some(joined) = joined else { break };
-        match joined {
-            Ok((Ok(()), s)) => stats.merge(&s),
-            Ok((Err(e), _)) => {
-                set.abort_all();
-                return Err(e);
+        let error = match joined {
+            Ok((res, s)) => {
+                stats.merge(&s);
+                res.err()
             }
-            Err(e) => {
-                set.abort_all();
-                return Err(Error::Io {
-                    what: "session task".to_owned(),
-                    source: std::io::Error::other(e.to_string()),
+            Err(e) => Some(Error::Io {
+                what: "session task".to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        };
+        if let Some(e) = error {
+            if fatal.is_none() {
+                fatal = Some(report::Fatal {
+                    phase: exit::phase_name(&e),
+                    message: e.to_string(),
+                    exit_code: exit::code(&e),
                 });
+                // The others stop where they are; what they counted stays.
+                let _ = stop_tx.send(true);
             }
         }
     }
-    shared.output.finish();
-    let report = Report {
+    if let Some(live) = live {
+        live.stop();
+    }
+    if fatal.is_none() {
+        shared.output.finish();
+    }
+    let mut elapsed = shared.recorder.start().elapsed();
+    if let Some(w) = warmup {
+        elapsed = elapsed.saturating_sub(w);
+    }
+    let mut report = Report {
         sessions,
         stats,
-        elapsed: start.elapsed(),
-        interrupted,
+        elapsed,
+        interrupted: interrupted && fatal.is_none(),
+        started,
+        ended: std::time::SystemTime::now(),
+        latency: shared.recorder.finish(),
+        fatal,
+        thresholds: Vec::new(),
     };
-    Ok(report)
+    report.thresholds = shared
+        .config
+        .thresholds
+        .iter()
+        .map(|t| report.check(t))
+        .collect();
+    report
 }
 
-/// Prints what `--summary` and `--json` ask for.
-///
-/// # Errors
-/// The JSON file cannot be written.
-pub fn print_report(config: &Config, report: &Report) -> Result<(), Error> {
+/// Prints what the run ends with: the fatal error (Postfix's line), then
+/// what `--summary` and `--json` ask for; returns the exit status.
+pub fn finish(config: &Config, report: &Report) -> u8 {
+    if let Some(f) = &report.fatal {
+        eprintln!("{}: fatal: {}", config.argv0, f.message);
+    }
     if config.summary {
-        eprintln!("{}: {}", config.argv0, report.summary());
+        eprint!("{}: {}\n{}", config.argv0, report.summary(), report.table());
+    } else if !report.thresholds.is_empty() {
+        // Without --summary a failed threshold still says which.
+        for t in report.thresholds.iter().filter(|t| !t.passed) {
+            eprintln!(
+                "{}: threshold {} failed: {}",
+                config.argv0, t.threshold, t.detail
+            );
+        }
     }
-    match &config.json {
-        Some(path) => write_json(report, path),
-        None => Ok(()),
+    if let Some(path) = &config.json {
+        if let Err(e) = write_json(&report.to_json(config), path) {
+            eprintln!("{}: fatal: {e}", config.argv0);
+            return report.exit_code().max(exit::USAGE);
+        }
     }
+    report.exit_code()
 }
 
-fn write_json(report: &Report, path: &str) -> Result<(), Error> {
-    let text = report.to_json() + "\n";
+fn write_json(text: &str, path: &str) -> Result<(), Error> {
+    let text = format!("{text}\n");
     let res = if path == "-" {
         use std::io::Write as _;
         std::io::stdout().lock().write_all(text.as_bytes())

@@ -1,5 +1,6 @@
-//! `smtp-source`: parse, run, exit like Postfix (1 on any fatal error,
-//! without Postfix's one-second sleep).
+//! `smtp-source`: parse, run, report, exit (with a status naming the
+//! failed phase where Postfix exits 1; see `exit.rs`), without Postfix's
+//! one-second sleep.
 
 use std::process::ExitCode;
 
@@ -26,18 +27,9 @@ fn main() -> ExitCode {
             return fatal(&argv0, &e);
         }
     };
-    let report = match smtp_source::run(config.clone()) {
-        Ok(r) => r,
-        Err(e) => return fatal(&config.argv0, &e),
-    };
-    if let Err(e) = smtp_source::print_report(&config, &report) {
-        return fatal(&config.argv0, &e);
-    }
-    if report.interrupted {
-        // 128 + SIGINT, what a shell shows for a Postfix run killed by ^C.
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
+    match smtp_source::run(config.clone()) {
+        Ok(report) => ExitCode::from(smtp_source::finish(&config, &report)),
+        Err(e) => fatal(&config.argv0, &e),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The run's shared arithmetic: the global message budget (`-m`), the
-//! global recipient counter (`-N`/`-r`) and the pause between messages
-//! (`-w`/`-R`). Pure apart from atomics, so it is tested without sockets.
+//! global recipient counter (`-N`/`-r`), the pause between messages
+//! (`-w`/`-R`) and the `--rate` schedule. Pure apart from atomics, so it is
+//! tested without sockets or clocks.
 
 use std::{
     sync::atomic::{AtomicI64, AtomicU64, Ordering},
@@ -46,6 +47,38 @@ impl RcptNumbers {
     }
 }
 
+/// `--rate`: the intended start times of messages, shared by all
+/// sessions. Message k is due k/R seconds into the run; a session that is
+/// free takes the next one, so the schedule does not slow down when the
+/// server does (an open model), and how late each start was is measured.
+#[derive(Debug)]
+pub struct Schedule {
+    /// Microseconds between starts.
+    interval: f64,
+    /// Starts due at or after this (µs) are not made (`--duration`).
+    end: u64,
+    next: AtomicU64,
+}
+
+impl Schedule {
+    /// `rate` messages per second until `end_micros` (u64::MAX: no end).
+    pub fn new(rate: f64, end_micros: u64) -> Self {
+        Self {
+            interval: 1e6 / rate,
+            end: end_micros,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The intended start (µs into the run) of the next message, or None
+    /// when the schedule has ended.
+    pub fn take(&self) -> Option<u64> {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let due = (k as f64 * self.interval) as u64;
+        (due < self.end).then_some(due)
+    }
+}
+
 /// The pause before the next message of a session (and once more when it
 /// retires, as Postfix does).
 pub fn pause(delay: Delay) -> Option<Duration> {
@@ -78,6 +111,20 @@ mod tests {
         assert_eq!(n.take(3), 0);
         assert_eq!(n.take(3), 3);
         assert_eq!(n.take(1), 6);
+    }
+
+    /// 200/s for 5 s is exactly 1000 starts, evenly spaced.
+    #[test]
+    fn schedule_is_even_and_bounded() {
+        let s = Schedule::new(200.0, 5_000_000);
+        let mut starts = Vec::new();
+        while let Some(t) = s.take() {
+            starts.push(t);
+        }
+        assert_eq!(starts.len(), 1000);
+        assert_eq!(starts[1] - starts[0], 5_000);
+        assert_eq!(*starts.last().unwrap(), 4_995_000);
+        assert_eq!(s.take(), None);
     }
 
     #[test]

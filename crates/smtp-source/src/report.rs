@@ -1,9 +1,20 @@
 //! The run's statistics: each worker fills its own [`Stats`]; they are
 //! merged once at the end into the [`Report`].
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
 
+use serde::Serialize;
 use smtp_proto::client::Phase;
+
+use crate::{
+    config::Config,
+    exit,
+    latency::{Latencies, Metric, PhaseLatency, Recorded, LATE_AFTER},
+    threshold::{Counter, LatencyStat, Measured, Threshold, UnknownPhase},
+};
 
 /// Counters of one worker, or of the whole run after merging.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,6 +27,8 @@ pub struct Stats {
     pub transactions: u64,
     /// Messages whose content and "." were sent.
     pub messages_sent: u64,
+    /// Bytes of message content sent (header block and body, as written).
+    pub bytes_sent: u64,
     /// Transactions whose end of data was accepted.
     pub accepted: u64,
     /// Transactions that failed, by the phase of their first rejection.
@@ -41,6 +54,7 @@ impl Stats {
         self.connect_failures += other.connect_failures;
         self.transactions += other.transactions;
         self.messages_sent += other.messages_sent;
+        self.bytes_sent += other.bytes_sent;
         self.accepted += other.accepted;
         self.service_closing += other.service_closing;
         self.tls_full += other.tls_full;
@@ -56,28 +70,78 @@ impl Stats {
     }
 }
 
+/// A fatal error, as the report records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fatal {
+    /// The phase it happened in (a latency key), or null for a setup error.
+    pub phase: Option<&'static str>,
+    /// Postfix's text, as printed after `fatal: `.
+    pub message: String,
+    /// The exit status it causes.
+    pub exit_code: u8,
+}
+
+/// One `--threshold` and how it fared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdResult {
+    /// As given.
+    pub threshold: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The value it was checked against, when there was one.
+    pub observed: Option<f64>,
+    /// A readable account: `rcpt.p99 = 1003.5 ms, wanted < 50 ms`.
+    pub detail: String,
+}
+
 /// What a finished run reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Report {
     /// Parallel sessions (`-s`).
     pub sessions: u32,
     /// Merged counters.
     pub stats: Stats,
-    /// Wall time from the first connect to the last close.
+    /// Wall time from the first connect (or the end of the warm-up) to the
+    /// last close.
     pub elapsed: Duration,
-    /// Whether Ctrl-C ended the run early (only with --summary/--json).
+    /// Whether Ctrl-C ended the run early (only with a report).
     pub interrupted: bool,
+    /// When the run began and ended (wall clock).
+    pub started: SystemTime,
+    /// See `started`.
+    pub ended: SystemTime,
+    /// The latency histograms.
+    pub latency: Recorded,
+    /// The fatal error that ended the run, if one did.
+    pub fatal: Option<Fatal>,
+    /// `--threshold` results, in the order given.
+    pub thresholds: Vec<ThresholdResult>,
 }
 
 impl Report {
     /// Messages sent per second of wall time.
     pub fn msgs_per_sec(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.stats.messages_sent as f64 / secs
-        } else {
-            0.0
+        per_sec(self.stats.messages_sent, self.elapsed)
+    }
+
+    /// Transactions accepted per second of wall time.
+    pub fn accepted_per_sec(&self) -> f64 {
+        per_sec(self.stats.accepted, self.elapsed)
+    }
+
+    /// The exit status: the fatal error's, else a failed threshold's, else
+    /// Ctrl-C's, else success.
+    pub fn exit_code(&self) -> u8 {
+        if let Some(f) = &self.fatal {
+            return f.exit_code;
         }
+        if self.thresholds.iter().any(|t| !t.passed) {
+            return exit::THRESHOLD;
+        }
+        if self.interrupted {
+            return exit::INTERRUPTED;
+        }
+        exit::OK
     }
 
     /// Rejections as `rcpt 3, data 1`, or `none`.
@@ -133,55 +197,287 @@ impl Report {
         out
     }
 
-    /// The report as a JSON object (`--json`).
-    pub fn to_json(&self) -> String {
-        let s = &self.stats;
-        let by_phase = |a: &[u64; Phase::COUNT]| {
-            let fields: Vec<String> = Phase::ALL
-                .iter()
-                .map(|p| format!("\"{}\":{}", p.name(), a[p.index()]))
-                .collect();
-            format!("{{{}}}", fields.join(","))
+    /// The `--summary` table that follows the paragraph: one row per
+    /// phase measured (ms), the rates, late starts under `--rate`, the
+    /// thresholds and the fatal error. Every line ends in a newline.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mut section = |title: &str, lat: &Latencies| {
+            out += &format!(
+                "{title:<13}{:>9}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}\n",
+                "count", "min", "mean", "p50", "p90", "p99", "p99.9", "max"
+            );
+            for m in Metric::ALL {
+                let h = lat.get(m);
+                if h.is_empty() {
+                    continue;
+                }
+                let p = PhaseLatency::of(h);
+                out += &format!(
+                    "{:<13}{:>9}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}{:>10.3}\n",
+                    m.name(),
+                    p.count,
+                    p.min_ms,
+                    p.mean_ms,
+                    p.p50_ms,
+                    p.p90_ms,
+                    p.p99_ms,
+                    p.p999_ms,
+                    p.max_ms
+                );
+            }
         };
-        format!(
-            "{{\"sessions\":{},\"connections\":{},\"connect_failures\":{},\"transactions\":{},\
-             \"messages_sent\":{},\"accepted\":{},\"failed_by_phase\":{},\"rejects_by_phase\":{},\
-             \"service_closing\":{},\"tls_handshakes_full\":{},\"tls_handshakes_resumed\":{},\
-             \"tls_protocol\":{},\"tls_cipher\":{},\"auth_successes\":{},\
-             \"interrupted\":{},\"elapsed_seconds\":{:.6},\"messages_per_second\":{:.1}}}",
-            self.sessions,
-            s.connections,
-            s.connect_failures,
-            s.transactions,
-            s.messages_sent,
-            s.accepted,
-            by_phase(&s.failed_by_phase),
-            by_phase(&s.rejects_by_phase),
-            s.service_closing,
-            s.tls_full,
-            s.tls_resumed,
-            json_string(s.tls_negotiated.as_ref().map(|t| t.0)),
-            json_string(s.tls_negotiated.as_ref().map(|t| t.1.as_str())),
-            s.auth_ok,
-            self.interrupted,
-            self.elapsed.as_secs_f64(),
-            self.msgs_per_sec()
-        )
+        section("phase (ms)", &self.latency.raw);
+        if self.latency.lateness.is_some() {
+            section("corrected", &self.latency.corrected);
+        }
+        out += &format!(
+            "rate: {:.1} msg/s sent, {:.1} msg/s accepted, {} sent ({}/s)\n",
+            self.msgs_per_sec(),
+            self.accepted_per_sec(),
+            bytes_text(self.stats.bytes_sent as f64),
+            bytes_text(self.stats.bytes_sent as f64 / self.elapsed.as_secs_f64().max(1e-9)),
+        );
+        if let Some(late) = &self.latency.lateness {
+            out += &format!(
+                "schedule: {} starts, {} late by more than {} ms (max {:.3} ms late)\n",
+                late.len(),
+                self.latency.late_starts,
+                LATE_AFTER / 1000,
+                late.max() as f64 / 1000.0
+            );
+        }
+        for t in &self.thresholds {
+            out += &format!(
+                "threshold {}: {} ({})\n",
+                t.threshold,
+                if t.passed { "passed" } else { "FAILED" },
+                t.detail
+            );
+        }
+        if let Some(f) = &self.fatal {
+            out += &format!(
+                "fatal in {}: {} (exit {})\n",
+                f.phase.unwrap_or("setup"),
+                f.message,
+                f.exit_code
+            );
+        }
+        out
+    }
+
+    /// The report as one line of JSON (`--json`), described by
+    /// docs/report.schema.json.
+    pub fn to_json(&self, config: &Config) -> String {
+        let s = &self.stats;
+        let by_phase = |a: &[u64; Phase::COUNT]| -> BTreeMap<&'static str, u64> {
+            Phase::ALL
+                .iter()
+                .map(|p| (p.name(), a[p.index()]))
+                .collect()
+        };
+        let rated = self.latency.lateness.is_some();
+        let json = JsonReport {
+            schema_version: SCHEMA_VERSION,
+            program: "smtp-source",
+            version: env!("CARGO_PKG_VERSION"),
+            command_line: &config.command_line,
+            target: &config.target_text,
+            started: rfc3339(self.started),
+            ended: rfc3339(self.ended),
+            duration_seconds: self.elapsed.as_secs_f64(),
+            warmup_seconds: config.warmup.map(|d| d.as_secs_f64()),
+            rate_target: config.rate,
+            sessions: self.sessions,
+            connections: s.connections,
+            connect_failures: s.connect_failures,
+            transactions: s.transactions,
+            messages_sent: s.messages_sent,
+            bytes_sent: s.bytes_sent,
+            accepted: s.accepted,
+            failed_by_phase: by_phase(&s.failed_by_phase),
+            rejects_by_phase: by_phase(&s.rejects_by_phase),
+            service_closing: s.service_closing,
+            tls_handshakes_full: s.tls_full,
+            tls_handshakes_resumed: s.tls_resumed,
+            tls_protocol: s.tls_negotiated.as_ref().map(|t| t.0),
+            tls_cipher: s.tls_negotiated.as_ref().map(|t| t.1.as_str()),
+            auth_successes: s.auth_ok,
+            interrupted: self.interrupted,
+            elapsed_seconds: self.elapsed.as_secs_f64(),
+            messages_per_second: round1(self.msgs_per_sec()),
+            accepted_per_second: round1(self.accepted_per_sec()),
+            bytes_per_second: round1(per_sec(s.bytes_sent, self.elapsed)),
+            latency: self.latency.raw.summaries(),
+            latency_corrected: rated.then(|| self.latency.corrected.summaries()),
+            schedule: self.latency.lateness.as_ref().map(|late| Schedule {
+                starts: late.len(),
+                late_starts: self.latency.late_starts,
+                late_after_ms: LATE_AFTER as f64 / 1000.0,
+                lateness: PhaseLatency::of(late),
+            }),
+            thresholds: &self.thresholds,
+            error: self.fatal.as_ref(),
+            exit_code: self.exit_code(),
+        };
+        serde_json::to_string(&json).expect("a report always serializes")
     }
 }
 
-/// A JSON string (these are protocol and cipher names: no escaping
-/// needed beyond quotes), or `null`.
-fn json_string(s: Option<&str>) -> String {
-    match s {
-        Some(s) => format!("\"{}\"", s.replace(['"', '\\'], "")),
-        None => "null".to_owned(),
+impl Report {
+    /// Checks one `--threshold` against the run.
+    pub fn check(&self, threshold: &Threshold) -> ThresholdResult {
+        let v = threshold.check(self);
+        ThresholdResult {
+            threshold: threshold.text().to_owned(),
+            passed: v.passed,
+            observed: v.observed,
+            detail: v.detail,
+        }
+    }
+}
+
+impl Measured for Report {
+    fn latency_ms(&self, phase: &str, stat: LatencyStat) -> Result<Option<f64>, UnknownPhase> {
+        let metric = Metric::from_name(phase).ok_or(UnknownPhase)?;
+        let h = self.latency.raw.get(metric);
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let us = match stat {
+            LatencyStat::Min => h.min() as f64,
+            LatencyStat::Max => h.max() as f64,
+            LatencyStat::Mean => h.mean(),
+            LatencyStat::Percentile(q) => h.value_at_quantile(q / 100.0) as f64,
+        };
+        Ok(Some(us / 1000.0))
+    }
+
+    fn counter(&self, counter: Counter) -> f64 {
+        let s = &self.stats;
+        let n = match counter {
+            Counter::Accepted => s.accepted,
+            // Transactions that did not end accepted: refused, or cut short.
+            Counter::Failed => s.transactions.saturating_sub(s.accepted),
+            Counter::Rejected => s.failed_by_phase.iter().sum(),
+            Counter::Sent => s.messages_sent,
+            Counter::Transactions => s.transactions,
+            Counter::Connections => s.connections,
+            Counter::ConnectFailures => s.connect_failures,
+            Counter::Rate => return self.accepted_per_sec(),
+            Counter::LateStarts => self.latency.late_starts,
+        };
+        n as f64
+    }
+}
+
+/// The report's `schema_version`: 2 added the run's metadata, latency,
+/// thresholds and the error (1 was counters only).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The JSON form of a [`Report`].
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema_version: u32,
+    program: &'static str,
+    version: &'static str,
+    command_line: &'a [String],
+    target: &'a str,
+    started: String,
+    ended: String,
+    duration_seconds: f64,
+    warmup_seconds: Option<f64>,
+    rate_target: Option<f64>,
+    sessions: u32,
+    connections: u64,
+    connect_failures: u64,
+    transactions: u64,
+    messages_sent: u64,
+    bytes_sent: u64,
+    accepted: u64,
+    failed_by_phase: BTreeMap<&'static str, u64>,
+    rejects_by_phase: BTreeMap<&'static str, u64>,
+    service_closing: u64,
+    tls_handshakes_full: u64,
+    tls_handshakes_resumed: u64,
+    tls_protocol: Option<&'static str>,
+    tls_cipher: Option<&'a str>,
+    auth_successes: u64,
+    interrupted: bool,
+    elapsed_seconds: f64,
+    messages_per_second: f64,
+    accepted_per_second: f64,
+    bytes_per_second: f64,
+    latency: BTreeMap<String, PhaseLatency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_corrected: Option<BTreeMap<String, PhaseLatency>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<Schedule>,
+    thresholds: &'a [ThresholdResult],
+    error: Option<&'a Fatal>,
+    exit_code: u8,
+}
+
+/// `--rate`: how the schedule was kept.
+#[derive(Serialize)]
+struct Schedule {
+    starts: u64,
+    late_starts: u64,
+    late_after_ms: f64,
+    lateness: PhaseLatency,
+}
+
+fn per_sec(n: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `2026-11-30T18:04:05.123Z`.
+fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `12.3 MB`: decimal units, as network rates are given.
+fn bytes_text(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut n = n;
+    let mut unit = 0;
+    while n >= 1000.0 && unit + 1 < UNITS.len() {
+        n /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n:.0} B")
+    } else {
+        format!("{n:.1} {}", UNITS[unit])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(stats: Stats) -> Report {
+        Report {
+            sessions: 2,
+            stats,
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+            started: SystemTime::UNIX_EPOCH,
+            ended: SystemTime::UNIX_EPOCH + Duration::from_secs(2),
+            latency: Recorded::default(),
+            fatal: None,
+            thresholds: Vec::new(),
+        }
+    }
 
     #[test]
     fn merge_and_summary() {
@@ -196,19 +492,40 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.connections, 2);
         assert_eq!(a.messages_sent, 4);
-        let r = Report {
-            sessions: 2,
-            stats: a,
-            elapsed: Duration::from_secs(2),
-            interrupted: false,
-        };
+        let r = report(a);
         assert_eq!(r.msgs_per_sec(), 2.0);
         let s = r.summary();
         assert!(s.contains("4 messages sent"), "{s}");
         assert!(s.contains("rejected replies: rcpt 3"), "{s}");
         assert!(s.ends_with("2 msg/s"), "{s}");
-        let j = r.to_json();
-        assert!(j.contains("\"rcpt\":3"), "{j}");
-        assert!(j.starts_with('{') && j.ends_with('}'));
+        assert_eq!(r.exit_code(), exit::OK);
+    }
+
+    /// A fatal error outranks a failed threshold, which outranks Ctrl-C.
+    #[test]
+    fn exit_code_precedence() {
+        let mut r = report(Stats::default());
+        r.interrupted = true;
+        assert_eq!(r.exit_code(), exit::INTERRUPTED);
+        r.thresholds.push(ThresholdResult {
+            threshold: "failed==0".to_owned(),
+            passed: false,
+            observed: Some(1.0),
+            detail: String::new(),
+        });
+        assert_eq!(r.exit_code(), exit::THRESHOLD);
+        r.fatal = Some(Fatal {
+            phase: Some("rcpt"),
+            message: "x".to_owned(),
+            exit_code: exit::RCPT,
+        });
+        assert_eq!(r.exit_code(), exit::RCPT);
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(bytes_text(999.0), "999 B");
+        assert_eq!(bytes_text(12_345_678.0), "12.3 MB");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 }

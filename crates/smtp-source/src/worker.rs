@@ -4,7 +4,9 @@
 //! [`ClientSession`] over a [`Conn`].
 //!
 //! Each worker owns its connection, its reused buffers and its [`Stats`];
-//! the only shared state is atomics (budget, recipient numbers, `-c`).
+//! the only shared state is atomics (budget, recipient numbers, `-c`,
+//! the `--rate` schedule) and, once per batch of latency samples, the
+//! [`Recorder`].
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -15,7 +17,8 @@ use bytes::{Bytes, BytesMut};
 use smtp_net::{tls::TlsConnector, Stream};
 use smtp_proto::{
     client::{
-        Auth, ClientConfig, ClientSession, CloseReason, Event, Outcome, Phase, Piece, Transmit,
+        Auth, ClientConfig, ClientSession, CloseReason, Event, Measured, Outcome, Phase, Piece,
+        Transmit,
     },
     message::HeaderBlock,
     Capabilities, Extensions, Reply,
@@ -26,8 +29,9 @@ use crate::{
     conn::{Conn, IoFail},
     connect::connect,
     error::{reject_text, reply_text, strerror, Error},
+    latency::{LiveCounts, Metric, Recorder, Samples},
     output::Output,
-    plan::{itoa, pause, Budget, RcptNumbers},
+    plan::{itoa, pause, Budget, RcptNumbers, Schedule},
     report::Stats,
 };
 
@@ -61,6 +65,14 @@ pub struct Shared {
     warned_missing: AtomicBool,
     /// Logins so far: the next connection logs in as `users[n % len]`.
     logins: std::sync::atomic::AtomicUsize,
+    /// The run's clock and latency histograms.
+    pub recorder: Recorder,
+    /// Whether sessions time their phases ([`Config::measures`]).
+    measure: bool,
+    /// `--rate`.
+    schedule: Option<Schedule>,
+    /// `--duration`: no transaction starts at or after this (µs).
+    deadline: u64,
 }
 
 impl Shared {
@@ -76,6 +88,15 @@ impl Shared {
             config.tolerate_rejects,
         );
         client.report_replies = config.verbose > 0;
+        let measure = config.measures();
+        client.timings = measure;
+        let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let warmup = config.warmup.map_or(0, micros);
+        // The warm-up comes first; --duration counts from its end.
+        let deadline = config
+            .duration
+            .map_or(u64::MAX, |d| warmup.saturating_add(micros(d)));
+        let schedule = config.rate.map(|r| Schedule::new(r, deadline));
         client.esmtp = config.esmtp;
         client.starttls = config
             .tls
@@ -93,6 +114,10 @@ impl Shared {
             client,
             warned_missing: AtomicBool::new(false),
             logins: std::sync::atomic::AtomicUsize::new(0),
+            recorder: Recorder::new(warmup),
+            measure,
+            schedule,
+            deadline,
             config,
         }
     }
@@ -187,6 +212,16 @@ struct Worker<'s> {
     shared: Arc<Shared>,
     stats: &'s mut Stats,
     link: Option<Link>,
+    /// Latency samples waiting to go to the recorder (when measuring).
+    samples: Option<Samples>,
+    /// When the current connection's connect began (µs).
+    session_since: u64,
+    /// STARTTLS's reply time, completed by the handshake's.
+    starttls_reply: u64,
+    /// When the TLS handshake in progress began (µs).
+    tls_began: u64,
+    /// The warm-up is over for this session (its counters restarted).
+    warm: bool,
     /// Connect failures left before the fatal one (`-C`, whole life).
     connect_left: u32,
     /// Message-Id's second number: Postfix shows the socket's fd; ours is
@@ -210,9 +245,17 @@ struct Worker<'s> {
 /// # Errors
 /// Any fatal condition, with Postfix's text.
 pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> Result<(), Error> {
+    let samples = shared
+        .measure
+        .then(|| Samples::new(shared.schedule.is_some()));
     let mut w = Worker {
         connect_left: shared.config.connect_attempts,
         conn_number: 3 + index,
+        samples,
+        session_since: 0,
+        starttls_reply: 0,
+        tls_began: 0,
+        warm: shared.config.warmup.is_none(),
         shared,
         stats,
         link: None,
@@ -222,13 +265,78 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
         next_pending: false,
         to: Vec::with_capacity(64),
     };
-    loop {
-        if !w.shared.budget.claim() {
-            if w.link.is_some() {
-                w.quit().await?;
-            }
-            break;
+    w.run().await
+}
+
+impl Drop for Worker<'_> {
+    /// However the session ends (done, failed, or stopped by Ctrl-C or
+    /// another session's fatal error), its batched samples are kept and
+    /// its connection is no longer counted open.
+    fn drop(&mut self) {
+        if self.link.take().is_some() {
+            self.shared.recorder.session_opened(-1);
         }
+        self.flush();
+    }
+}
+
+impl Worker<'_> {
+    /// The session's loop: a transaction per budget claim (or per
+    /// scheduled start under `--rate`) until the budget, the schedule or
+    /// `--duration` ends.
+    async fn run(&mut self) -> Result<(), Error> {
+        let w = self;
+        loop {
+            if !w.next_start().await? || !w.shared.budget.claim() {
+                if w.link.is_some() {
+                    w.quit().await?;
+                }
+                return Ok(());
+            }
+            w.transaction_cycle().await?;
+        }
+    }
+
+    /// Waits for the next message's turn: under `--rate` its slot in the
+    /// schedule (the connection's outstanding replies are read first, so
+    /// none waits for the next slot); false when the run is over by time.
+    async fn next_start(&mut self) -> Result<bool, Error> {
+        if !self.warm && self.shared.recorder.recording(self.shared.recorder.now()) {
+            // What happened during the warm-up is not reported: the
+            // counters start again at the first message after it.
+            self.warm = true;
+            let negotiated = self.stats.tls_negotiated.take();
+            *self.stats = Stats {
+                tls_negotiated: negotiated,
+                ..Stats::default()
+            };
+            if let Some(samples) = self.samples.as_mut() {
+                samples.restart_counts();
+            }
+        }
+        let Some(schedule) = self.shared.schedule.as_ref() else {
+            let over = self.shared.deadline != u64::MAX
+                && self.shared.recorder.now() >= self.shared.deadline;
+            return Ok(!over);
+        };
+        let Some(due) = schedule.take() else {
+            return Ok(false);
+        };
+        self.settle().await?;
+        let rec = &self.shared.recorder;
+        let at = rec.start() + std::time::Duration::from_micros(due);
+        tokio::time::sleep_until(at.into()).await;
+        let now = rec.now();
+        if let Some(samples) = self.samples.as_mut() {
+            samples.started_late(rec, now.saturating_sub(due), now);
+        }
+        Ok(true)
+    }
+
+    /// One claimed message: connect if needed, the transaction, QUIT
+    /// unless `-d`, the `-w`/`-R` pause.
+    async fn transaction_cycle(&mut self) -> Result<(), Error> {
+        let w = self;
         if w.link.is_none() {
             w.open().await?;
         }
@@ -241,15 +349,79 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
         if let Some(d) = pause(w.shared.config.delay) {
             tokio::time::sleep(d).await;
         }
+        Ok(())
     }
-    Ok(())
-}
 
-impl Worker<'_> {
+    /// The clock, when measuring.
+    fn now(&self) -> Option<u64> {
+        self.samples.as_ref().map(|_| self.shared.recorder.now())
+    }
+
+    /// Records one latency sample completed at `now`.
+    fn record(&mut self, metric: Metric, micros: u64, now: u64) {
+        let Some(samples) = self.samples.as_mut() else {
+            return;
+        };
+        let rec = &self.shared.recorder;
+        samples.record(rec, metric, micros, now);
+        if samples.due(now) {
+            samples.flush(rec, live_counts(self.stats), now);
+        }
+    }
+
+    /// Sends what is batched to the recorder (at the end of the session).
+    fn flush(&mut self) {
+        if let Some(samples) = self.samples.as_mut() {
+            let rec = &self.shared.recorder;
+            samples.flush(rec, live_counts(self.stats), rec.now());
+        }
+    }
+
+    /// Takes the session's timings into the batch.
+    fn collect_timings(&mut self, now: Option<u64>) {
+        let (Some(now), Some(link)) = (now, self.link.as_mut()) else {
+            return;
+        };
+        let Some(samples) = self.samples.as_mut() else {
+            return;
+        };
+        let rec = &self.shared.recorder;
+        for t in link.session.timings() {
+            let metric = match t.measured {
+                // Completed by the handshake (see `drive`).
+                Measured::Phase(Phase::Starttls) => {
+                    self.starttls_reply = t.elapsed;
+                    continue;
+                }
+                Measured::Phase(p) => Metric::of_phase(p),
+                Measured::Transaction => Metric::Transaction,
+            };
+            samples.record(rec, metric, t.elapsed, now);
+        }
+        if samples.due(now) {
+            samples.flush(rec, live_counts(self.stats), now);
+        }
+    }
+
+    /// The connection is gone: its session time is recorded.
+    fn closed(&mut self) {
+        if self.link.take().is_some() {
+            self.shared.recorder.session_opened(-1);
+            if let Some(now) = self.now() {
+                self.record(Metric::Session, now.saturating_sub(self.session_since), now);
+            }
+        }
+    }
     /// Connects (with `-C` retries), reads the greeting, sends HELO.
     async fn open(&mut self) -> Result<(), Error> {
+        let waiting = self.now();
+        let shared = Arc::clone(&self.shared);
+        let gate = shared.connect_gate.lock().await;
+        let mut connecting = self.now();
+        if let (Some(from), Some(to)) = (waiting, connecting) {
+            self.record(Metric::ConnectWait, to - from, to);
+        }
         let cfg = &self.shared.config;
-        let gate = self.shared.connect_gate.lock().await;
         let stream = loop {
             match connect(&cfg.target, cfg.window, cfg.timeout).await {
                 Ok(s) => break s,
@@ -263,25 +435,51 @@ impl Worker<'_> {
                         .output
                         .warning(&format!("connect: {}", strerror(&e)));
                     tokio::task::yield_now().await;
+                    connecting = self.now();
                 }
             }
         };
         drop(gate);
+        let connected = self.now();
+        if let (Some(from), Some(to)) = (connecting, connected) {
+            self.session_since = from;
+            self.record(Metric::Connect, to - from, to);
+        }
         self.stats.connections += 1;
+        self.shared.recorder.session_opened(1);
+        let cfg = &self.shared.config;
         let on_connect = cfg
             .tls
             .as_ref()
             .is_some_and(|t| t.start == TlsStart::OnConnect);
         let stream = if on_connect {
-            self.shared.handshake(stream, self.stats).await?
+            self.starttls_reply = 0;
+            self.tls_began = self.now().unwrap_or(0);
+            let stream = self.shared.handshake(stream, self.stats).await;
+            self.handshake_done();
+            stream?
         } else {
             stream
         };
+        let mut session = ClientSession::new(self.shared.session_config());
+        if let Some(now) = self.now() {
+            session.set_clock(now);
+        }
         self.link = Some(Link {
-            conn: Conn::new(stream, cfg.timeout),
-            session: ClientSession::new(self.shared.session_config()),
+            conn: Conn::new(stream, self.shared.config.timeout),
+            session,
         });
         self.drive().await
+    }
+
+    /// A TLS handshake ended: STARTTLS's time is its reply's plus the
+    /// handshake's.
+    fn handshake_done(&mut self) {
+        let Some(now) = self.now() else {
+            return;
+        };
+        let began = self.tls_began;
+        self.record(Metric::Starttls, self.starttls_reply + (now - began), now);
     }
 
     /// One transaction; the budget is already claimed.
@@ -342,110 +540,169 @@ impl Worker<'_> {
                 self.drive().await?;
             }
         }
-        self.link = None;
+        self.closed();
         Ok(())
     }
 
     /// Runs the conversation until the session is idle (a transaction or
     /// QUIT may start) or closed.
     async fn drive(&mut self) -> Result<(), Error> {
-        let protocol = self.shared.config.protocol;
         loop {
-            let Some(link) = self.link.as_mut() else {
-                return Ok(());
-            };
-            while let Some(event) = link.session.poll_event() {
-                match &event {
-                    Event::Ready(caps) => self.shared.check_offered(caps),
-                    Event::StartTls => {
-                        // RFC 3207 §4.2: nothing the server sent after its
-                        // 220 may be used; bytes there mean a broken or
-                        // hostile server.
-                        let Some(old) = self.link.take() else {
-                            return Ok(());
-                        };
-                        let (stream, rbuf) = old.conn.into_parts();
-                        if !rbuf.is_empty() {
-                            return Err(Error::Tls(std::io::Error::other(
-                                "the server sent data after its 220 to STARTTLS",
-                            )));
-                        }
-                        let stream = self.shared.handshake(stream, self.stats).await?;
-                        let mut session = old.session;
-                        session.tls_started();
-                        self.link = Some(Link {
-                            conn: Conn::new(stream, self.shared.config.timeout),
-                            session,
-                        });
-                        break;
-                    }
-                    _ => {}
-                }
-                on_event(&self.shared, self.stats, event)?;
-            }
-            let Some(link) = self.link.as_mut() else {
-                return Ok(());
-            };
-            if link.session.is_closed() {
-                self.link = None;
+            if !self.handle_events().await? {
                 return Ok(());
             }
-            if link.session.is_idle() {
+            if self.link.as_ref().is_some_and(|l| l.session.is_idle()) {
                 // A content still due waits for the next transaction's
                 // commands (or QUIT), to share their write.
                 return Ok(());
             }
-            if link.session.poll_transmit(&mut self.tx) {
-                let phase = link.session.phase();
-                let sent = write_transmit(&self.shared, &mut link.conn, &self.tx, &self.head)
-                    .await
-                    .map_err(|f| io_error(f, phase, protocol))?;
-                if sent.contents > 0 && self.next_pending {
-                    std::mem::swap(&mut self.head, &mut self.next_head);
-                    self.next_pending = false;
-                }
-                self.stats.messages_sent += sent.contents;
-                for _ in 0..sent.contents {
-                    self.shared.output.message_sent();
-                }
-                continue;
-            }
-            if !link.session.wants_read() {
-                // Nothing to write and nothing to wait for.
+            if !self.io_step().await? {
                 return Ok(());
             }
-            link.session
-                .handle_input(&mut link.conn.rbuf)
-                .map_err(|source| Error::Protocol {
-                    phase: link.session.phase(),
-                    protocol,
-                    source,
-                })?;
-            if !link.session.wants_read() {
-                continue;
+        }
+    }
+
+    /// Reads until no reply is outstanding and no content is due, so an
+    /// idle connection owes nothing while it waits (for a `--rate` slot).
+    async fn settle(&mut self) -> Result<(), Error> {
+        loop {
+            if !self.handle_events().await? {
+                return Ok(());
             }
-            let phase = link.session.phase();
-            match link.conn.read().await {
-                Ok(0) => {
-                    if let Some(phase) = link.session.handle_eof() {
-                        return Err(Error::Lost { phase, protocol });
-                    }
-                }
-                Ok(_) => link
-                    .session
-                    .handle_input(&mut link.conn.rbuf)
-                    .map_err(|source| Error::Protocol {
-                        phase,
-                        protocol,
-                        source,
-                    })?,
-                Err(IoFail::Lost) if phase == Phase::Quit => {
-                    // A reset after QUIT is as good as a reply.
-                    link.session.handle_eof();
-                }
-                Err(f) => return Err(io_error(f, phase, protocol)),
+            let owes = self
+                .link
+                .as_ref()
+                .is_some_and(|l| l.session.content_due() || l.session.wants_read());
+            if !owes || !self.io_step().await? {
+                return Ok(());
             }
         }
+    }
+
+    /// Handles the session's events (a STARTTLS handshake among them).
+    /// False when there is no connection any more.
+    async fn handle_events(&mut self) -> Result<bool, Error> {
+        loop {
+            let Some(link) = self.link.as_mut() else {
+                return Ok(false);
+            };
+            let Some(event) = link.session.poll_event() else {
+                break;
+            };
+            match &event {
+                Event::StartTls => {
+                    self.start_tls().await?;
+                    continue;
+                }
+                Event::Ready(caps) => self.shared.check_offered(caps),
+                _ => {}
+            }
+            on_event(&self.shared, self.stats, event)?;
+        }
+        if self.link.as_ref().is_some_and(|l| l.session.is_closed()) {
+            self.closed();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// One write, or one read and what it completes. False when there is
+    /// nothing to write and no reply to wait for.
+    async fn io_step(&mut self) -> Result<bool, Error> {
+        let protocol = self.shared.config.protocol;
+        let measure = self.samples.is_some();
+        let Some(link) = self.link.as_mut() else {
+            return Ok(false);
+        };
+        if measure {
+            link.session.set_clock(self.shared.recorder.now());
+        }
+        if link.session.poll_transmit(&mut self.tx) {
+            let phase = link.session.phase();
+            let sent = write_transmit(&self.shared, &mut link.conn, &self.tx, &self.head)
+                .await
+                .map_err(|f| io_error(f, phase, protocol))?;
+            if sent.contents > 0 && self.next_pending {
+                std::mem::swap(&mut self.head, &mut self.next_head);
+                self.next_pending = false;
+            }
+            self.stats.messages_sent += sent.contents;
+            self.stats.bytes_sent += sent.bytes;
+            for _ in 0..sent.contents {
+                self.shared.output.message_sent();
+            }
+            return Ok(true);
+        }
+        if !link.session.wants_read() {
+            return Ok(false);
+        }
+        // Replies already read (a pipelined server's) come first.
+        link.session
+            .handle_input(&mut link.conn.rbuf)
+            .map_err(|source| Error::Protocol {
+                phase: link.session.phase(),
+                protocol,
+                source,
+            })?;
+        if !link.session.wants_read() {
+            self.collect_timings(self.now());
+            return Ok(true);
+        }
+        let phase = link.session.phase();
+        let read = link.conn.read().await;
+        let now = measure.then(|| self.shared.recorder.now());
+        if let Some(now) = now {
+            link.session.set_clock(now);
+        }
+        match read {
+            Ok(0) => {
+                if let Some(phase) = link.session.handle_eof() {
+                    return Err(Error::Lost { phase, protocol });
+                }
+            }
+            Ok(_) => link
+                .session
+                .handle_input(&mut link.conn.rbuf)
+                .map_err(|source| Error::Protocol {
+                    phase,
+                    protocol,
+                    source,
+                })?,
+            Err(IoFail::Lost) if phase == Phase::Quit => {
+                // A reset after QUIT is as good as a reply.
+                link.session.handle_eof();
+            }
+            Err(f) => return Err(io_error(f, phase, protocol)),
+        }
+        self.collect_timings(now);
+        Ok(true)
+    }
+
+    /// The server said 220 to STARTTLS: the handshake, then the session
+    /// greets again over TLS.
+    async fn start_tls(&mut self) -> Result<(), Error> {
+        // RFC 3207 §4.2: nothing the server sent after its 220 may be
+        // used; bytes there mean a broken or hostile server.
+        let Some(old) = self.link.take() else {
+            return Ok(());
+        };
+        let (stream, rbuf) = old.conn.into_parts();
+        if !rbuf.is_empty() {
+            return Err(Error::Tls(std::io::Error::other(
+                "the server sent data after its 220 to STARTTLS",
+            )));
+        }
+        self.tls_began = self.now().unwrap_or(0);
+        let stream = self.shared.handshake(stream, self.stats).await;
+        self.handshake_done();
+        let stream = stream?;
+        let mut session = old.session;
+        session.tls_started();
+        self.link = Some(Link {
+            conn: Conn::new(stream, self.shared.config.timeout),
+            session,
+        });
+        Ok(())
     }
 }
 
@@ -454,6 +711,8 @@ struct Sent {
     /// Messages whose content went out whole (DATA content, or a last
     /// BDAT chunk).
     contents: u64,
+    /// Message content bytes written (header block and body as sent).
+    bytes: u64,
 }
 
 /// Writes one [`Transmit`] in order: commands, and the message content
@@ -477,6 +736,7 @@ async fn write_transmit(
     let mut parts: [&[u8]; 16] = [&[]; 16];
     let mut n = 0;
     let mut contents = 0;
+    let mut bytes = 0;
     for piece in &tx.pieces {
         if n + 2 > parts.len() {
             // Many small BDAT chunks: write what is gathered so far.
@@ -493,6 +753,7 @@ async fn write_transmit(
                 parts[n + 1] = &shared.body;
                 n += 2;
                 contents += 1;
+                bytes += (head.len() + shared.body.len()) as u64;
             }
             Piece::Chunk(r) => {
                 let (start, end) = (r.start as usize, r.end as usize);
@@ -505,6 +766,7 @@ async fn write_transmit(
                     parts[n] = &shared.raw_body[start.max(h) - h..end - h];
                     n += 1;
                 }
+                bytes += (end - start) as u64;
                 if end as u64 == (h + shared.raw_body.len()) as u64 {
                     contents += 1;
                 }
@@ -515,7 +777,7 @@ async fn write_transmit(
     if verbose && content_first {
         show(shared, tx);
     }
-    Ok(Sent { contents })
+    Ok(Sent { contents, bytes })
 }
 
 /// `-v`: the lines of a write.
@@ -595,6 +857,16 @@ fn render_head(
         subject: cfg.subject.as_deref(),
     }
     .write(head);
+}
+
+/// What the progress line shows of a session's counters.
+fn live_counts(stats: &Stats) -> LiveCounts {
+    LiveCounts {
+        sent: stats.messages_sent,
+        accepted: stats.accepted,
+        rejected: stats.failed_by_phase.iter().sum(),
+        failed: stats.connect_failures,
+    }
 }
 
 fn on_event(shared: &Shared, stats: &mut Stats, event: Event) -> Result<(), Error> {

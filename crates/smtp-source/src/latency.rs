@@ -1,0 +1,615 @@
+//! Latency measurement: what is timed, where the samples go, and how a
+//! histogram is summarised and encoded for the report.
+//!
+//! Sessions share no histogram while they run. Each keeps a small batch
+//! of samples ([`Samples`]) and adds it to the run's [`Recorder`] under one
+//! lock every [`BATCH`] samples or quarter of a second, whichever comes
+//! first. A set of histograms per session would be simpler to explain but
+//! costs tens of KiB per phase at 3 significant digits, which `-s 1000`
+//! multiplies into a gigabyte; a batch is 4 KiB. The lock is taken once
+//! per batch, so the per-reply cost is a clock read and a push.
+//!
+//! Every value is in microseconds; histograms keep 3 significant digits.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Mutex, MutexGuard,
+    },
+    time::Instant,
+};
+
+use base64::Engine as _;
+use hdrhistogram::{
+    serialization::{Deserializer, Serializer as _, V2DeflateSerializer},
+    Histogram,
+};
+use serde::{Deserialize, Serialize};
+use smtp_proto::client::Phase;
+
+/// What a latency sample measures: the report's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// Waiting for the connect gate (connects are made one at a time).
+    ConnectWait,
+    /// The TCP (or unix socket) connect itself.
+    Connect,
+    /// Connected to the greeting.
+    Banner,
+    /// HELO, EHLO or LHLO to its reply.
+    Helo,
+    /// STARTTLS to its reply plus the TLS handshake (with
+    /// `--tls-on-connect`, the handshake alone).
+    Starttls,
+    /// AUTH to its final reply, the whole exchange.
+    Auth,
+    /// MAIL FROM.
+    Mail,
+    /// Each RCPT TO.
+    Rcpt,
+    /// DATA to 354, or each BDAT chunk but the last.
+    Data,
+    /// The end of the content (".", or BDAT LAST) to its reply.
+    Datasent,
+    /// RSET.
+    Rset,
+    /// QUIT.
+    Quit,
+    /// MAIL written to the transaction's last reply.
+    Transaction,
+    /// Connect to close.
+    Session,
+}
+
+impl Metric {
+    /// How many metrics there are.
+    pub const COUNT: usize = 14;
+
+    /// Every metric, in conversation order.
+    pub const ALL: [Metric; Metric::COUNT] = [
+        Metric::ConnectWait,
+        Metric::Connect,
+        Metric::Banner,
+        Metric::Helo,
+        Metric::Starttls,
+        Metric::Auth,
+        Metric::Mail,
+        Metric::Rcpt,
+        Metric::Data,
+        Metric::Datasent,
+        Metric::Rset,
+        Metric::Quit,
+        Metric::Transaction,
+        Metric::Session,
+    ];
+
+    /// The name in the summary, the report and `--threshold`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::ConnectWait => "connect_wait",
+            Metric::Connect => "connect",
+            Metric::Banner => "banner",
+            Metric::Helo => "helo",
+            Metric::Starttls => "starttls",
+            Metric::Auth => "auth",
+            Metric::Mail => "mail",
+            Metric::Rcpt => "rcpt",
+            Metric::Data => "data",
+            Metric::Datasent => "datasent",
+            Metric::Rset => "rset",
+            Metric::Quit => "quit",
+            Metric::Transaction => "transaction",
+            Metric::Session => "session",
+        }
+    }
+
+    /// The metric called `name`.
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Where the reply of a conversation phase is counted.
+    pub fn of_phase(phase: Phase) -> Metric {
+        match phase {
+            Phase::Greeting => Metric::Banner,
+            Phase::Ehlo | Phase::Helo => Metric::Helo,
+            Phase::Starttls => Metric::Starttls,
+            Phase::Auth => Metric::Auth,
+            Phase::Mail => Metric::Mail,
+            Phase::Rcpt => Metric::Rcpt,
+            Phase::Data | Phase::Bdat => Metric::Data,
+            Phase::EndOfData => Metric::Datasent,
+            Phase::Rset => Metric::Rset,
+            Phase::Quit => Metric::Quit,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A fresh histogram: 1 µs resolution, 3 significant digits, growing to
+/// whatever the run measures.
+pub fn histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 1_000_000, 3).expect("valid bounds");
+    h.auto(true);
+    h
+}
+
+/// One histogram per metric.
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    hists: Vec<Histogram<u64>>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self {
+            hists: (0..Metric::COUNT).map(|_| histogram()).collect(),
+        }
+    }
+}
+
+impl Latencies {
+    /// Adds one sample, in µs.
+    pub fn record(&mut self, metric: Metric, micros: u64) {
+        self.hists[metric.index()].saturating_record(micros);
+    }
+
+    /// The histogram of `metric`.
+    pub fn get(&self, metric: Metric) -> &Histogram<u64> {
+        &self.hists[metric.index()]
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Latencies) {
+        for (h, o) in self.hists.iter_mut().zip(&other.hists) {
+            h.add(o).expect("auto-resizing histograms take any value");
+        }
+    }
+
+    /// The summaries of every metric that has samples, by name.
+    pub fn summaries(&self) -> BTreeMap<String, PhaseLatency> {
+        Metric::ALL
+            .iter()
+            .filter(|m| !self.get(**m).is_empty())
+            .map(|m| (m.name().to_owned(), PhaseLatency::of(self.get(*m))))
+            .collect()
+    }
+}
+
+/// One metric in the report: its statistics in milliseconds and the whole
+/// histogram, so reports can be merged exactly later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseLatency {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// The HdrHistogram (µs) in its V2 compressed encoding, base64.
+    pub histogram: String,
+}
+
+impl PhaseLatency {
+    /// The summary of `h` (µs).
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let q = |q: f64| ms(h.value_at_quantile(q));
+        Self {
+            count: h.len(),
+            min_ms: ms(h.min()),
+            mean_ms: h.mean() / 1000.0,
+            p50_ms: q(0.5),
+            p90_ms: q(0.9),
+            p99_ms: q(0.99),
+            p999_ms: q(0.999),
+            max_ms: ms(h.max()),
+            histogram: encode(h),
+        }
+    }
+}
+
+/// `h` in the V2 compressed encoding (what HdrHistogram's other
+/// implementations read), base64.
+pub fn encode(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("a histogram always serializes into memory");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads a histogram written by [`encode`] (or by another HdrHistogram in
+/// the V2 encoding, compressed or not).
+///
+/// # Errors
+/// Text that is not base64 of a V2 histogram.
+pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("histogram is not base64: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|e| format!("histogram is not an HdrHistogram V2 encoding: {e:?}"))
+}
+
+/// Samples per batch before a session adds them to the recorder.
+pub const BATCH: usize = 256;
+
+/// How long a batch may wait before it is added anyway (µs), so the live
+/// view stays current at low rates.
+const FLUSH_AFTER: u64 = 250_000;
+
+/// What kind of sample.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A metric; under `--rate` also counted with the start's lateness.
+    Metric(Metric),
+    /// How late a scheduled start was (`--rate`).
+    Lateness,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    kind: Kind,
+    micros: u64,
+    /// How late the message this belongs to started (under `--rate`).
+    late: u64,
+}
+
+/// The live counters of a session that the progress line shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// Messages whose content went out.
+    pub sent: u64,
+    /// Transactions accepted.
+    pub accepted: u64,
+    /// Transactions the server refused.
+    pub rejected: u64,
+    /// Connects that failed (`-C`).
+    pub failed: u64,
+}
+
+impl LiveCounts {
+    fn add(&mut self, other: LiveCounts) {
+        self.sent += other.sent;
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.failed += other.failed;
+    }
+
+    fn minus(self, other: LiveCounts) -> LiveCounts {
+        LiveCounts {
+            sent: self.sent.saturating_sub(other.sent),
+            accepted: self.accepted.saturating_sub(other.accepted),
+            rejected: self.rejected.saturating_sub(other.rejected),
+            failed: self.failed.saturating_sub(other.failed),
+        }
+    }
+}
+
+/// Everything recorded so far.
+#[derive(Debug, Default)]
+struct Tally {
+    raw: Latencies,
+    corrected: Latencies,
+    lateness: Option<Histogram<u64>>,
+    late_starts: u64,
+    /// Transactions completed since the live view last looked.
+    window: Option<Histogram<u64>>,
+    live: LiveCounts,
+}
+
+/// The run's clock and the histograms every session adds to.
+#[derive(Debug)]
+pub struct Recorder {
+    start: Instant,
+    /// Samples that complete before this (µs) are dropped (`--warmup`).
+    warmup_end: u64,
+    /// A start this much later than intended (µs) is counted late.
+    late_after: u64,
+    open_sessions: AtomicI64,
+    tally: Mutex<Tally>,
+}
+
+/// What the live view shows at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct LiveSnapshot {
+    /// Sessions connected now.
+    pub open_sessions: i64,
+    /// Totals so far (after the warm-up).
+    pub counts: LiveCounts,
+    /// Transaction latency since the previous snapshot (µs).
+    pub window: Option<Histogram<u64>>,
+    /// Scheduled starts that were late so far.
+    pub late_starts: u64,
+}
+
+/// The run's latencies at the end.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// From the actual send.
+    pub raw: Latencies,
+    /// From the intended start (`--rate`).
+    pub corrected: Latencies,
+    /// How late scheduled starts were (`--rate`).
+    pub lateness: Option<Histogram<u64>>,
+    /// Starts later than the late threshold.
+    pub late_starts: u64,
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now; `warmup` µs are not recorded.
+    pub fn new(warmup_micros: u64) -> Self {
+        Self {
+            start: Instant::now(),
+            warmup_end: warmup_micros,
+            late_after: LATE_AFTER,
+            open_sessions: AtomicI64::new(0),
+            tally: Mutex::new(Tally::default()),
+        }
+    }
+
+    /// Microseconds since the run began.
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the warm-up is over at `now`.
+    pub fn recording(&self, now: u64) -> bool {
+        now >= self.warmup_end
+    }
+
+    /// The instant the run's clock counts from.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// A session connected (+1) or closed (-1).
+    pub fn session_opened(&self, delta: i64) {
+        self.open_sessions.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tally> {
+        // A poisoned lock only means a session panicked mid-batch; the
+        // figures are still the best there are.
+        self.tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the live view shows now; starts a new window.
+    pub fn snapshot(&self) -> LiveSnapshot {
+        let mut t = self.lock();
+        LiveSnapshot {
+            open_sessions: self.open_sessions.load(Ordering::Relaxed),
+            counts: t.live,
+            window: t.window.take(),
+            late_starts: t.late_starts,
+        }
+    }
+
+    /// Everything recorded, once the sessions are done.
+    pub fn finish(&self) -> Recorded {
+        let mut t = self.lock();
+        Recorded {
+            raw: std::mem::take(&mut t.raw),
+            corrected: std::mem::take(&mut t.corrected),
+            lateness: t.lateness.take(),
+            late_starts: t.late_starts,
+        }
+    }
+
+    fn add(&self, batch: &[Sample], corrected: bool, live: LiveCounts) {
+        let mut t = self.lock();
+        let t = &mut *t;
+        t.live.add(live);
+        for s in batch {
+            match s.kind {
+                Kind::Metric(m) => {
+                    t.raw.record(m, s.micros);
+                    if corrected {
+                        t.corrected.record(m, s.micros.saturating_add(s.late));
+                    }
+                    if m == Metric::Transaction {
+                        t.window
+                            .get_or_insert_with(histogram)
+                            .saturating_record(s.micros.saturating_add(s.late));
+                    }
+                }
+                Kind::Lateness => {
+                    if s.micros > self.late_after {
+                        t.late_starts += 1;
+                    }
+                    t.lateness
+                        .get_or_insert_with(histogram)
+                        .saturating_record(s.micros);
+                }
+            }
+        }
+    }
+}
+
+/// A scheduled start is late when it begins more than this after its
+/// intended time (µs): tokio's timer wakes with millisecond granularity,
+/// so anything under 2 ms is the timer, not the load.
+pub const LATE_AFTER: u64 = 2_000;
+
+/// A session's batch of samples.
+#[derive(Debug)]
+pub struct Samples {
+    batch: Vec<Sample>,
+    last_flush: u64,
+    /// Under `--rate`: samples are also recorded corrected.
+    corrected: bool,
+    /// How late the current message started (under `--rate`).
+    late: u64,
+    /// The session's live counters as last added to the recorder.
+    published: LiveCounts,
+}
+
+impl Samples {
+    /// An empty batch; `corrected` under `--rate`.
+    pub fn new(corrected: bool) -> Self {
+        Self {
+            batch: Vec::with_capacity(BATCH),
+            last_flush: 0,
+            corrected,
+            late: 0,
+            published: LiveCounts::default(),
+        }
+    }
+
+    /// The message being started began `late` µs after its intended time
+    /// (`--rate`); what is recorded from now on is corrected by it.
+    pub fn started_late(&mut self, rec: &Recorder, late: u64, now: u64) {
+        self.late = late;
+        if rec.recording(now) {
+            self.batch.push(Sample {
+                kind: Kind::Lateness,
+                micros: late,
+                late: 0,
+            });
+        }
+    }
+
+    /// Records `micros` for `metric`, completed at `now`.
+    pub fn record(&mut self, rec: &Recorder, metric: Metric, micros: u64, now: u64) {
+        if !rec.recording(now) {
+            return;
+        }
+        self.batch.push(Sample {
+            kind: Kind::Metric(metric),
+            micros,
+            late: self.late,
+        });
+    }
+
+    /// The session's counters start again from zero (after the warm-up);
+    /// what the recorder has is kept.
+    pub fn restart_counts(&mut self) {
+        self.published = LiveCounts::default();
+    }
+
+    /// Whether the batch should go to the recorder now: it is full, or
+    /// the last one went a while ago.
+    pub fn due(&self, now: u64) -> bool {
+        self.batch.len() >= BATCH || now.saturating_sub(self.last_flush) >= FLUSH_AFTER
+    }
+
+    /// Adds the batch to the recorder with the session's live counters
+    /// (totals; only what changed since the last flush is added).
+    pub fn flush(&mut self, rec: &Recorder, live: LiveCounts, now: u64) {
+        self.last_flush = now;
+        let delta = live.minus(self.published);
+        self.published = live;
+        if self.batch.is_empty() && delta == LiveCounts::default() {
+            return;
+        }
+        rec.add(&self.batch, self.corrected, delta);
+        self.batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for m in Metric::ALL {
+            assert_eq!(Metric::from_name(m.name()), Some(m));
+        }
+        assert_eq!(Metric::from_name("nope"), None);
+        assert_eq!(Metric::of_phase(Phase::EndOfData).name(), "datasent");
+        assert_eq!(Metric::of_phase(Phase::Greeting).name(), "banner");
+    }
+
+    /// The encoding is HdrHistogram's V2 compressed form (its cookie), and
+    /// decoding gives the same histogram back.
+    #[test]
+    fn encoding_round_trips() {
+        let mut h = histogram();
+        for v in [1, 5, 999, 1_000, 1_000_000, 3_600_000_000] {
+            h.record(v).unwrap();
+        }
+        let text = encode(&h);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .unwrap();
+        assert_eq!(&bytes[..4], &[0x1c, 0x84, 0x93, 0x14], "V2 deflate cookie");
+        let back = decode(&text).unwrap();
+        assert_eq!(back, h);
+        assert!(decode("not base64!").is_err());
+        assert!(decode("AAAA").is_err());
+    }
+
+    #[test]
+    fn summary_in_milliseconds() {
+        let mut h = histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let s = PhaseLatency::of(&h);
+        assert_eq!(s.count, 1000);
+        assert!((s.min_ms - 1.0).abs() < 0.01, "{s:?}");
+        assert!((s.p50_ms - 500.0).abs() < 1.0, "{s:?}");
+        assert!((s.p99_ms - 990.0).abs() < 1.0, "{s:?}");
+        assert!((s.max_ms - 1000.0).abs() < 1.0, "{s:?}");
+        assert!((s.mean_ms - 500.5).abs() < 1.0, "{s:?}");
+    }
+
+    /// Batches reach the recorder when full, when old, and when flushed;
+    /// nothing is recorded during the warm-up; corrected samples carry the
+    /// start's lateness.
+    #[test]
+    fn batches_and_warmup() {
+        let rec = Recorder::new(1_000);
+        let mut s = Samples::new(true);
+        s.record(&rec, Metric::Rcpt, 7, 500); // warm-up: dropped
+        s.started_late(&rec, 3_000, 2_000);
+        s.record(&rec, Metric::Rcpt, 10, 2_000);
+        assert!(!s.due(2_000));
+        for _ in 0..BATCH {
+            s.record(&rec, Metric::Mail, 1, 2_001);
+        }
+        assert!(s.due(2_001), "full");
+        s.flush(&rec, LiveCounts::default(), 2_001);
+        assert!(!s.due(2_002));
+        s.record(&rec, Metric::Transaction, 100, 2_001 + FLUSH_AFTER);
+        assert!(s.due(2_001 + FLUSH_AFTER), "old");
+        let live = LiveCounts {
+            sent: 2,
+            ..LiveCounts::default()
+        };
+        s.flush(&rec, live, 2_001 + FLUSH_AFTER);
+        s.flush(&rec, live, 2_001 + FLUSH_AFTER);
+        let snap = rec.snapshot();
+        assert_eq!(snap.counts.sent, 2);
+        assert_eq!(snap.late_starts, 1);
+        let done = rec.finish();
+        assert_eq!(done.raw.get(Metric::Rcpt).len(), 1);
+        assert_eq!(done.raw.get(Metric::Mail).len(), BATCH as u64);
+        assert_eq!(done.raw.get(Metric::Rcpt).max(), 10);
+        let corrected = done.corrected.get(Metric::Rcpt);
+        assert!(
+            corrected.equivalent(corrected.max(), 3_010),
+            "10 µs + 3 ms late"
+        );
+        assert_eq!(done.lateness.unwrap().len(), 1);
+    }
+}
