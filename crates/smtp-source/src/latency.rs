@@ -138,6 +138,15 @@ pub fn histogram() -> Histogram<u64> {
     h
 }
 
+/// Adds `micros` to `h`, growing it as needed. (hdrhistogram's
+/// `saturating_record` clamps to the current top instead of growing, which
+/// would cap every latency at the histogram's first size.)
+fn add(h: &mut Histogram<u64>, micros: u64) {
+    if h.record(micros).is_err() {
+        h.saturating_record(micros);
+    }
+}
+
 /// One histogram per metric.
 #[derive(Debug, Clone)]
 pub struct Latencies {
@@ -155,7 +164,7 @@ impl Default for Latencies {
 impl Latencies {
     /// Adds one sample, in µs.
     pub fn record(&mut self, metric: Metric, micros: u64) {
-        self.hists[metric.index()].saturating_record(micros);
+        add(&mut self.hists[metric.index()], micros);
     }
 
     /// The histogram of `metric`.
@@ -426,18 +435,15 @@ impl Recorder {
                         t.corrected.record(m, s.micros.saturating_add(s.late));
                     }
                     if m == Metric::Transaction {
-                        t.window
-                            .get_or_insert_with(histogram)
-                            .saturating_record(s.micros.saturating_add(s.late));
+                        let h = t.window.get_or_insert_with(histogram);
+                        add(h, s.micros.saturating_add(s.late));
                     }
                 }
                 Kind::Lateness => {
                     if s.micros > self.late_after {
                         t.late_starts += 1;
                     }
-                    t.lateness
-                        .get_or_insert_with(histogram)
-                        .saturating_record(s.micros);
+                    add(t.lateness.get_or_insert_with(histogram), s.micros);
                 }
             }
         }
@@ -556,6 +562,16 @@ mod tests {
         assert_eq!(back, h);
         assert!(decode("not base64!").is_err());
         assert!(decode("AAAA").is_err());
+    }
+
+    /// A value far above the first size grows the histogram, it is not
+    /// clamped.
+    #[test]
+    fn big_values_are_kept() {
+        let mut l = Latencies::default();
+        l.record(Metric::Rcpt, 5_000_000);
+        let h = l.get(Metric::Rcpt);
+        assert!(h.equivalent(h.max(), 5_000_000), "{}", h.max());
     }
 
     #[test]

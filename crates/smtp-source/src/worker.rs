@@ -314,15 +314,24 @@ impl Worker<'_> {
                 samples.restart_counts();
             }
         }
+        // --duration: nothing starts after it, even a start the schedule
+        // owes (what is in flight finishes).
+        let over = |w: &Self| {
+            w.shared.deadline != u64::MAX && w.shared.recorder.now() >= w.shared.deadline
+        };
+        if over(self) {
+            return Ok(false);
+        }
         let Some(schedule) = self.shared.schedule.as_ref() else {
-            let over = self.shared.deadline != u64::MAX
-                && self.shared.recorder.now() >= self.shared.deadline;
-            return Ok(!over);
+            return Ok(true);
         };
         let Some(due) = schedule.take() else {
             return Ok(false);
         };
         self.settle().await?;
+        if over(self) {
+            return Ok(false);
+        }
         let rec = &self.shared.recorder;
         let at = rec.start() + std::time::Duration::from_micros(due);
         tokio::time::sleep_until(at.into()).await;
