@@ -241,6 +241,10 @@ pub struct Cli {
     /// With --auth-users: answer MAIL before a successful AUTH with 530.
     #[arg(long = "auth-required")]
     pub auth_required: bool,
+    /// Write the counters as JSON to this file (via FILE.tmp and a rename)
+    /// at start, on SIGUSR1 and at exit.
+    #[arg(long = "stats-json", value_name = "FILE", allow_hyphen_values = true)]
+    pub stats_json: Option<std::path::PathBuf>,
     /// Tokio worker threads: 0 = one thread that also accepts (the default),
     /// N > 0 = a multi-threaded runtime with N workers.
     #[arg(long = "threads", value_name = "N", default_value_t = 0)]

@@ -145,6 +145,8 @@ pub struct Config {
     pub tls: Option<TlsSetup>,
     /// `--auth-users`: real AUTH.
     pub auth: Option<AuthSetup>,
+    /// `--stats-json`: where the counters go.
+    pub stats_json: Option<PathBuf>,
 }
 
 /// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
@@ -512,6 +514,15 @@ impl Config {
             soft: &soft,
             hard: &hard,
         });
+        if cli
+            .stats_json
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Fatal(
+                "--stats-json needs a file name".to_owned(),
+            ));
+        }
         let listen = parse_listen(&cli.args[0])?;
         let dump = match (&cli.dump, &cli.dump_shared) {
             (Some(t), None) => Some((t.clone(), false)),
@@ -567,6 +578,7 @@ impl Config {
             size_limit,
             tls,
             auth,
+            stats_json: cli.stats_json,
         })
     }
 }

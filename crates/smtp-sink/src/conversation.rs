@@ -43,7 +43,7 @@ use crate::config::Config;
 use crate::dump::{self, ClientAddr, DumpSink};
 use crate::policy::{Action, SinkCmd};
 use crate::replies;
-use crate::stats::{MessageOutcome, Stats};
+use crate::stats::{MessageOutcome, SessionCounts, Stats};
 
 /// What the shell must do next. Before acting on any step, it writes out
 /// the pending [`Conversation::output`].
@@ -172,6 +172,18 @@ pub struct Conversation<D: DumpSink> {
     out: BytesMut,
     rng: SmallRng,
     syslog: Option<SyslogHook>,
+    /// This session's counts, flushed to `stats` at each end of message
+    /// and when the conversation is dropped.
+    counts: SessionCounts,
+    /// A message ended and its "." reply is not sent yet (it may be
+    /// delayed): a 2xx then counts the message as accepted.
+    message_ended: bool,
+}
+
+impl<D: DumpSink> Drop for Conversation<D> {
+    fn drop(&mut self) {
+        self.counts.flush(&self.stats);
+    }
 }
 
 impl<D: DumpSink> std::fmt::Debug for Conversation<D> {
@@ -243,6 +255,8 @@ impl<D: DumpSink> Conversation<D> {
             out: BytesMut::new(),
             rng,
             syslog,
+            counts: SessionCounts::default(),
+            message_ended: false,
             cfg,
             stats,
         }
@@ -307,7 +321,13 @@ impl<D: DumpSink> Conversation<D> {
     pub fn resume(&mut self, now: i64) -> Step {
         let step = match self.delayed.take() {
             None => return Step::Read,
-            Some(Held::Reply(cmd, args)) => self.respond(cmd, &args, now),
+            Some(Held::Reply(cmd, args)) => {
+                let start = self.out.len();
+                let step = self.respond(cmd, &args, now);
+                self.counts.replies(cmd.index(), &self.out[start..]);
+                self.message_ended = false;
+                step
+            }
             Some(Held::ChunkEnd(end)) => self.chunk_end(end, now),
         };
         // A LAST chunk may still have a delayed "." reply to come.
@@ -342,6 +362,13 @@ impl<D: DumpSink> Conversation<D> {
     /// `-A`: the premature reply after 354 (or at the first BDAT).
     pub fn abort_data(&mut self) {
         self.out.put_slice(replies::ABORT);
+        // Counted as a reply to the command after which -A acted.
+        let cmd = if self.bdat {
+            SinkCmd::Bdat
+        } else {
+            SinkCmd::Data
+        };
+        self.counts.reply(cmd.index(), replies::ABORT[0]);
     }
 
     /// The connection is closing: an open transaction is aborted (its dump
@@ -353,15 +380,23 @@ impl<D: DumpSink> Conversation<D> {
     /// Data phase: returns `None` after the end of data has been handled
     /// and command reading should go on.
     fn data(&mut self, buf: &mut BytesMut, now: i64) -> Option<Step> {
+        // Content bytes as sent: whatever the decoder takes off `buf`,
+        // stuffed dots included, but not the final ".\r\n".
+        let before = buf.len();
         loop {
             match self.decoder.parse(buf) {
-                Ok(None) => return Some(Step::Read),
+                Ok(None) => {
+                    self.counts.content((before - buf.len()) as u64);
+                    return Some(Step::Read);
+                }
                 Ok(Some(DataEvent::Skipped(_))) => {}
                 Ok(Some(DataEvent::Chunk(chunk))) => self.content(&chunk),
                 Ok(Some(DataEvent::End)) => break,
                 Err(never) => match never {},
             }
         }
+        self.counts
+            .content((before - buf.len()).saturating_sub(b".\r\n".len()) as u64);
         self.in_data = false;
         self.end_of_message(true, now)
     }
@@ -392,8 +427,14 @@ impl<D: DumpSink> Conversation<D> {
         if typed_dot && self.cfg.verbose > 0 {
             info!(".");
         }
+        self.message_ended = true;
         let step = self.dispatch(SinkCmd::Dot, b".", Bytes::new(), now);
-        if self.exit_pending && !matches!(step, Some(Step::Delay(_))) {
+        let delayed = matches!(step, Some(Step::Delay(_)));
+        if !delayed {
+            self.message_ended = false;
+        }
+        self.counts.flush(&self.stats);
+        if self.exit_pending && !delayed {
             return Some(Step::Exit);
         }
         step
@@ -438,6 +479,7 @@ impl<D: DumpSink> Conversation<D> {
         let keep = !matches!(chunk.end, ChunkEnd::Refused(_));
         let done = chunk.remaining == 0;
         if keep && n > 0 {
+            self.counts.content(taken);
             self.content(&buf[..n]);
         }
         buf.advance(n);
@@ -457,10 +499,12 @@ impl<D: DumpSink> Conversation<D> {
         match end {
             ChunkEnd::Refused(reply) => {
                 self.out.put_slice(&reply);
+                self.counts.replies(SinkCmd::Bdat.index(), &reply);
                 None
             }
             ChunkEnd::More(size) => {
                 replies::chunk_ok(size, &mut self.out);
+                self.counts.reply(SinkCmd::Bdat.index(), b'2');
                 None
             }
             ChunkEnd::Last => self.end_of_message(false, now),
@@ -510,9 +554,11 @@ impl<D: DumpSink> Conversation<D> {
             self.bdat = true;
             self.write_received();
             if let Some(secs) = self.cfg.abort_delay {
+                self.counts.abort();
                 return Some(Step::Abort(Duration::from_secs(u64::from(secs))));
             }
             if self.cfg.data_read_delay > 0 {
+                self.counts.stall();
                 let secs = u64::from(self.cfg.data_read_delay);
                 step = Some(Step::Stall(Duration::from_secs(secs)));
             }
@@ -545,10 +591,12 @@ impl<D: DumpSink> Conversation<D> {
         }
         if name.is_empty() {
             self.out.put_slice(replies::EMPTY);
+            self.counts.unknown();
             return None;
         }
         let Some(cmd) = self.cfg.policy.enabled(&name) else {
             self.out.put_slice(replies::UNKNOWN);
+            self.counts.unknown();
             return None;
         };
         // The arguments go on as received; each use censors them as it
@@ -558,7 +606,22 @@ impl<D: DumpSink> Conversation<D> {
     }
 
     /// Postfix's command_resp: syslog, then -q, -Q, -f, -r, delay, reply.
+    /// Counts the command and the replies it got now.
     fn dispatch(&mut self, cmd: SinkCmd, typed: &[u8], args: Bytes, now: i64) -> Option<Step> {
+        self.counts.command(cmd);
+        let start = self.out.len();
+        let step = self.decide_and_reply(cmd, typed, args, now);
+        self.counts.replies(cmd.index(), &self.out[start..]);
+        step
+    }
+
+    fn decide_and_reply(
+        &mut self,
+        cmd: SinkCmd,
+        typed: &[u8],
+        args: Bytes,
+        now: i64,
+    ) -> Option<Step> {
         let rule = *self.cfg.policy.rule(cmd);
         if rule.syslog {
             if let Some(log) = &self.syslog {
@@ -576,6 +639,9 @@ impl<D: DumpSink> Conversation<D> {
             let mut draw = || ((u64::from(rng.next_u32()) * 100) >> 32) as u32;
             self.cfg.policy.decide(cmd, &mut draw)
         };
+        if let Action::Delay(secs @ 1..) = action {
+            self.stats.delayed(cmd, secs);
+        }
         if cmd == SinkCmd::Bdat {
             return self.bdat(&args, action);
         }
@@ -629,7 +695,10 @@ impl<D: DumpSink> Conversation<D> {
             Some(a) if cmd.args.is_empty() => auth::step(&a.users, pending, &cmd.name),
             _ => Outcome::Malformed,
         };
+        let start = self.out.len();
         self.auth_outcome(mechanism, outcome);
+        self.counts
+            .replies(SinkCmd::Auth.index(), &self.out[start..]);
     }
 
     /// The reply to a step of an AUTH exchange, and its effects.
@@ -812,28 +881,36 @@ impl<D: DumpSink> Conversation<D> {
                 self.out.put_slice(replies::DATA_GO);
                 self.write_received();
                 if let Some(secs) = self.cfg.abort_delay {
+                    self.counts.abort();
                     return Some(Step::Abort(Duration::from_secs(u64::from(secs))));
                 }
                 self.in_data = true;
                 self.decoder.reset();
                 if self.cfg.data_read_delay > 0 {
+                    self.counts.stall();
                     let secs = u64::from(self.cfg.data_read_delay);
                     return Some(Step::Stall(Duration::from_secs(secs)));
                 }
             }
             SinkCmd::Dot => {
-                let ok = match (std::mem::take(&mut self.dot_outcome), self.cfg.lmtp) {
+                let outcome = std::mem::take(&mut self.dot_outcome);
+                let ok = match (outcome, self.cfg.lmtp) {
                     (EndOfData::TooBig, _) => replies::TOO_BIG,
                     (EndOfData::DumpFailed, _) => replies::DUMP_FAILED,
                     (EndOfData::Ok, true) => replies::LMTP_OK,
                     (EndOfData::Ok, false) => replies::OK,
                 };
+                let start = self.out.len();
                 if self.cfg.lmtp {
                     while self.count_down_rcpt() {
                         self.out.put_slice(ok);
                     }
                 } else {
                     self.out.put_slice(ok);
+                }
+                // A "." typed outside DATA is answered but is no message.
+                if self.message_ended && outcome == EndOfData::Ok && self.out.len() > start {
+                    self.counts.accepted();
                 }
             }
             SinkCmd::Rset => {
@@ -956,6 +1033,7 @@ impl<D: DumpSink> Conversation<D> {
             }
             Err(e) => {
                 warn!("dump file: {e}");
+                self.counts.dump_failed();
                 self.txn = Some(Txn {
                     id: 0,
                     mail_time: now,
@@ -976,6 +1054,7 @@ impl<D: DumpSink> Conversation<D> {
             warn!("dump file write: {e}");
             txn.failed = true;
             d.abort();
+            self.counts.dump_failed();
         }
     }
 
@@ -990,6 +1069,7 @@ impl<D: DumpSink> Conversation<D> {
             warn!("dump file write: {e}");
             txn.failed = true;
             d.abort();
+            self.counts.dump_failed();
         }
     }
 
@@ -1010,10 +1090,18 @@ impl<D: DumpSink> Conversation<D> {
             return Err(());
         };
         let result = d.write(b"\n").and_then(|()| d.commit());
-        result.map_err(|e| {
-            warn!("dump file write: {e}");
-            d.abort();
-        })
+        match result {
+            Ok(()) => {
+                self.counts.dump_written();
+                Ok(())
+            }
+            Err(e) => {
+                warn!("dump file write: {e}");
+                d.abort();
+                self.counts.dump_failed();
+                Err(())
+            }
+        }
     }
 }
 
@@ -1027,6 +1115,7 @@ mod tests {
 
     use super::*;
     use crate::cli::Cli;
+    use crate::stats::{Classes, Counters};
 
     /// An in-memory dump: the committed records, and the open one.
     #[derive(Default, Clone)]
@@ -1463,6 +1552,16 @@ Subject: hi\n\n.dot\nbarecr\n\n",
     /// Runs `input` split into pieces at `cuts`; returns replies, the
     /// dumped records and whether the session was closed.
     fn run_split(args: &[&str], input: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<Vec<u8>>, bool) {
+        run_split_counted(args, input, cuts).0
+    }
+
+    /// [`run_split`], and the counters once the conversation is dropped.
+    #[allow(clippy::type_complexity)]
+    fn run_split_counted(
+        args: &[&str],
+        input: &[u8],
+        cuts: &[usize],
+    ) -> ((Vec<u8>, Vec<Vec<u8>>, bool), Counters) {
         let mut c = conv(args);
         let mut out = Vec::new();
         let mut step = c.start(0);
@@ -1486,7 +1585,9 @@ Subject: hi\n\n.dot\nbarecr\n\n",
             .as_ref()
             .map(|d| d.records.borrow().clone())
             .unwrap_or_default();
-        (out, records, step != Step::Read)
+        let (stats, policy) = (c.stats.clone(), c.cfg.policy.clone());
+        drop(c);
+        ((out, records, step != Step::Read), stats.snapshot(&policy))
     }
 
     const MAIL_OK: &str = "250 2.1.0 Ok\r\n";
@@ -1847,13 +1948,17 @@ Subject: hi\n\n.dot\nbarecr\n\n",
             &["--chunking", "-d", "x"][..],
             &["--chunking", "-L", "-D", "x", "--size", "40"],
         ] {
-            let whole = run_split(args, &input, &[]);
+            let whole = run_split_counted(args, &input, &[]);
             for cut in 0..=input.len() {
-                assert_eq!(run_split(args, &input, &[cut]), whole, "{args:?} cut {cut}");
+                assert_eq!(
+                    run_split_counted(args, &input, &[cut]),
+                    whole,
+                    "{args:?} cut {cut}"
+                );
             }
             let every: Vec<usize> = (0..input.len()).collect();
             assert_eq!(
-                run_split(args, &input, &every),
+                run_split_counted(args, &input, &every),
                 whole,
                 "{args:?} byte by byte"
             );
@@ -2126,6 +2231,290 @@ Subject: hi\n\n.dot\nbarecr\n\n",
     fn run_tls(c: &mut Conversation<MemDump>, input: &str) -> (String, Step) {
         c.tls_started("TLSv1.3", "TLS13_AES_128_GCM_SHA256");
         run(c, input.as_bytes())
+    }
+
+    /// A conversation of `args` counting into `stats`, with `dump` as its
+    /// dump (when `-d`/`-D` is given).
+    fn conv_on(args: &[&str], stats: &Arc<Stats>, dump: MemDump) -> Conversation<MemDump> {
+        let cfg = config(args);
+        let dump = cfg.dump.as_ref().map(|_| dump);
+        Conversation::new(
+            cfg,
+            stats.clone(),
+            ClientAddr::local(),
+            dump,
+            SmallRng::seed_from_u64(3),
+            None,
+        )
+    }
+
+    /// Runs a session as the shell does (delays and stalls waited out, `-A`
+    /// answered) until the input is used up or the session ends.
+    fn drive(c: &mut Conversation<MemDump>, input: &[u8]) -> String {
+        let mut buf = BytesMut::from(input);
+        let mut fed = false;
+        let mut step = c.start(0);
+        loop {
+            step = match step {
+                Step::Read if fed => break,
+                Step::Read | Step::Stall(_) => {
+                    fed = true;
+                    c.input(&mut buf, 0)
+                }
+                Step::Delay(_) => match c.resume(0) {
+                    Step::Read => {
+                        fed = true;
+                        c.input(&mut buf, 0)
+                    }
+                    other => other,
+                },
+                Step::Abort(_) => {
+                    c.abort_data();
+                    break;
+                }
+                Step::Close | Step::Exit | Step::StartTls => break,
+            };
+        }
+        String::from_utf8_lossy(&c.output().split()).into_owned()
+    }
+
+    /// Sessions of `args`, one per input, then the counters.
+    fn counted(args: &[&str], sessions: &[&[u8]]) -> Counters {
+        let stats = Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())));
+        for input in sessions {
+            drive(&mut conv_on(args, &stats, MemDump::default()), input);
+        }
+        stats.snapshot(&config(args).policy)
+    }
+
+    /// Replies of one command as [2xx, 3xx, 4xx, 5xx].
+    fn classes(c: &Counters, name: &str) -> [u64; 4] {
+        let Classes {
+            c2xx,
+            c3xx,
+            c4xx,
+            c5xx,
+        } = *c.replies.get(name).expect(name);
+        [c2xx, c3xx, c4xx, c5xx]
+    }
+
+    fn command_count(c: &Counters, name: &str) -> u64 {
+        *c.commands.get(name).expect(name)
+    }
+
+    #[test]
+    fn counts_commands_replies_messages_and_content_bytes() {
+        let c = counted(
+            &["-d", "x"],
+            &[
+                b"EHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n..x\r\nhi\r\n.\r\n\
+                EXPN y\r\n\r\nNOOP\r\n.\r\nQUIT\r\n",
+            ],
+        );
+        for (name, n, replies) in [
+            ("connect", 1, [1, 0, 0, 0]),
+            // A multiline reply counts once.
+            ("ehlo", 1, [1, 0, 0, 0]),
+            ("mail", 1, [1, 0, 0, 0]),
+            ("rcpt", 1, [1, 0, 0, 0]),
+            ("data", 1, [0, 1, 0, 0]),
+            // The end of data, and a "." typed outside DATA.
+            (".", 2, [2, 0, 0, 0]),
+            ("noop", 1, [1, 0, 0, 0]),
+            ("quit", 1, [1, 0, 0, 0]),
+            ("unknown", 2, [0, 0, 0, 2]),
+            ("helo", 0, [0, 0, 0, 0]),
+            ("bdat", 0, [0, 0, 0, 0]),
+        ] {
+            assert_eq!(command_count(&c, name), n, "{name}");
+            assert_eq!(classes(&c, name), replies, "{name}");
+        }
+        assert_eq!(c.commands.0.len(), SinkCmd::ALL.len() + 1);
+        assert_eq!(c.replies.0.len(), SinkCmd::ALL.len() + 1);
+        // The typed "." is no message; the content is counted as sent,
+        // the stuffed dot included, the final ".\r\n" not.
+        assert_eq!(
+            (
+                c.messages.received,
+                c.messages.accepted,
+                c.messages.content_bytes
+            ),
+            (1, 1, b"..x\r\nhi\r\n".len() as u64)
+        );
+        assert_eq!((c.sessions.quit, c.dump.written, c.dump.failed), (1, 1, 0));
+        // No rule configured: every rule table is empty.
+        assert!(c.rules.hard_reject.0.is_empty() && c.rules.delay.0.is_empty());
+        assert_eq!((c.rules.abort_delay, c.rules.data_read_delay), (0, 0));
+    }
+
+    #[test]
+    fn counts_reach_the_shared_counters_at_each_end_of_message() {
+        let stats = Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())));
+        let policy = config(&[]).policy.clone();
+        let mut c = conv_on(&[], &stats, MemDump::default());
+        drive(
+            &mut c,
+            b"HELO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n1234\r\n.\r\nNOOP\r\n",
+        );
+        // The session is still open: what came before the end of data is
+        // counted, the NOOP after it not yet.
+        let now = stats.snapshot(&policy);
+        assert_eq!((now.messages.accepted, now.messages.content_bytes), (1, 6));
+        assert_eq!(classes(&now, "."), [1, 0, 0, 0]);
+        assert_eq!(command_count(&now, "noop"), 0);
+        drop(c);
+        let end = stats.snapshot(&policy);
+        assert_eq!(command_count(&end, "noop"), 1);
+        assert_eq!(classes(&end, "noop"), [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn rule_counts_follow_the_policy_priority() {
+        let args = [
+            "-f",
+            "rcpt",
+            "-r",
+            "rcpt,mail",
+            "-q",
+            "vrfy",
+            "-Q",
+            "noop,vrfy",
+            "-W",
+            "helo:2",
+            "-W",
+            "rset:1",
+            "-W",
+            "mail:5",
+        ];
+        let c = counted(
+            &args,
+            &[
+                b"HELO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nRSET\r\nVRFY x\r\nNOOP\r\n",
+                b"NOOP\r\n",
+            ],
+        );
+        let r = &c.rules;
+        assert_eq!(r.hard_reject.0, [("rcpt", 2)]);
+        // -r rcpt loses to -f rcpt; -W mail loses to -r mail.
+        assert_eq!(r.soft_reject.0, [("mail", 1), ("rcpt", 0)]);
+        assert_eq!(r.drop.0, [("vrfy", 1)]);
+        assert_eq!(r.close.0, [("noop", 1), ("vrfy", 0)]);
+        let delays: Vec<_> = r
+            .delay
+            .0
+            .iter()
+            .map(|(n, d)| (*n, d.count, d.seconds))
+            .collect();
+        assert_eq!(delays, [("helo", 1, 2), ("mail", 0, 0), ("rset", 1, 1)]);
+        assert_eq!(classes(&c, "helo"), [1, 0, 0, 0]);
+        assert_eq!(classes(&c, "mail"), [0, 0, 1, 0]);
+        assert_eq!(classes(&c, "rcpt"), [0, 0, 0, 2]);
+        assert_eq!(classes(&c, "rset"), [1, 0, 0, 0]);
+        // -q: no reply; -Q: the 421.
+        assert_eq!(classes(&c, "vrfy"), [0, 0, 0, 0]);
+        assert_eq!(classes(&c, "noop"), [0, 0, 1, 0]);
+        assert_eq!(command_count(&c, "noop"), 1);
+    }
+
+    #[test]
+    fn counts_under_lmtp_bdat_abort_stall_and_size() {
+        // LMTP: one reply per recipient, one message.
+        let c = counted(
+            &["-L"],
+            &[b"LHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nRCPT TO:<c>\r\nRCPT TO:<d>\r\nDATA\r\nx\r\n.\r\n"],
+        );
+        assert_eq!(classes(&c, "lhlo"), [1, 0, 0, 0]);
+        assert_eq!(classes(&c, "."), [3, 0, 0, 0]);
+        assert_eq!((c.messages.received, c.messages.accepted), (1, 1));
+        // BDAT: a chunk's reply counts for bdat, the LAST one's for ".";
+        // a refused chunk's bytes are no content.
+        let c = counted(
+            &["--chunking"],
+            &[b"BDAT 4\r\nwxyzEHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 3\r\nabcBDAT 2 LAST\r\nde"],
+        );
+        assert_eq!(classes(&c, "bdat"), [1, 0, 0, 1]);
+        assert_eq!(command_count(&c, "bdat"), 3);
+        assert_eq!(classes(&c, "."), [1, 0, 0, 0]);
+        assert_eq!(command_count(&c, "."), 1);
+        assert_eq!(
+            (c.messages.accepted, c.messages.content_bytes),
+            (1, b"abcde".len() as u64)
+        );
+        // -A: the 550 counts as a second reply to DATA; no message.
+        let c = counted(
+            &["-A", "3"],
+            &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n"],
+        );
+        assert_eq!(classes(&c, "data"), [0, 1, 0, 1]);
+        assert_eq!((c.rules.abort_delay, c.messages.received), (1, 0));
+        let c = counted(
+            &["-A", "3", "--chunking"],
+            &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 1 LAST\r\nx"],
+        );
+        assert_eq!(classes(&c, "bdat"), [0, 0, 0, 1]);
+        assert_eq!(c.rules.abort_delay, 1);
+        // -H: counted once per message; -W .: the delayed 250 still
+        // accepts the message.
+        let c = counted(
+            &["-H", "2", "-W", ".:1"],
+            &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"],
+        );
+        assert_eq!(c.rules.data_read_delay, 1);
+        assert_eq!((c.messages.received, c.messages.accepted), (1, 1));
+        assert_eq!(classes(&c, "."), [1, 0, 0, 0]);
+        assert_eq!(
+            c.rules.delay.get(".").map(|d| (d.count, d.seconds)),
+            Some((1, 1))
+        );
+        // -f .: received, refused.
+        let c = counted(
+            &["-f", "."],
+            &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n"],
+        );
+        assert_eq!((c.messages.received, c.messages.accepted), (1, 0));
+        assert_eq!(c.rules.hard_reject.0, [(".", 1)]);
+        // --size: 552 at the end, still received.
+        let c = counted(
+            &["--size", "3"],
+            &[b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n12345\r\n.\r\n"],
+        );
+        assert_eq!(classes(&c, "."), [0, 0, 0, 1]);
+        assert_eq!((c.messages.received, c.messages.accepted), (1, 0));
+        assert_eq!(c.messages.content_bytes, 7);
+    }
+
+    #[test]
+    fn counts_dump_failures_and_auth_replies() {
+        let stats = Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())));
+        let failing = MemDump {
+            fail_writes: true,
+            ..MemDump::default()
+        };
+        let out = drive(
+            &mut conv_on(&["-d", "x"], &stats, failing),
+            b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert!(
+            out.ends_with("451 4.3.0 Error: dump file write failed\r\n"),
+            "{out}"
+        );
+        let c = stats.snapshot(&config(&[]).policy);
+        assert_eq!((c.dump.written, c.dump.failed), (0, 1));
+        assert_eq!(classes(&c, "."), [0, 0, 1, 0]);
+        assert_eq!((c.messages.received, c.messages.accepted), (1, 0));
+
+        // Each line of an AUTH exchange gets a reply counted for auth.
+        let mut a = auth_conv(&["--auth-plaintext"]);
+        let (stats, policy) = (a.stats.clone(), a.cfg.policy.clone());
+        drive(
+            &mut a,
+            format!("AUTH LOGIN\r\n{ALICE}\r\n{SECRET}\r\nAUTH PLAIN {PLAIN_BAD}\r\n").as_bytes(),
+        );
+        drop(a);
+        let c = stats.snapshot(&policy);
+        assert_eq!(command_count(&c, "auth"), 2);
+        assert_eq!(classes(&c, "auth"), [1, 2, 0, 1]);
+        assert_eq!((c.auth.ok, c.auth.failed), (1, 0));
     }
 
     /// The rest of a session after a STARTTLS whose handshake succeeded.
@@ -2617,8 +3006,8 @@ Subject: hi\n\n.dot\nbarecr\n\n",
         ) {
             let input: Vec<u8> = words.concat();
             let args: &[&str] = if lmtp { &["-L", "-d", "x"] } else { &["-d", "x"] };
-            let whole = run_split(args, &input, &[]);
-            let split = run_split(args, &input, &cuts);
+            let whole = run_split_counted(args, &input, &[]);
+            let split = run_split_counted(args, &input, &cuts);
             proptest::prop_assert_eq!(whole, split);
         }
 
@@ -2641,8 +3030,8 @@ Subject: hi\n\n.dot\nbarecr\n\n",
             } else {
                 &["--chunking", "-D", "x"]
             };
-            let whole = run_split(args, &input, &[]);
-            let split = run_split(args, &input, &cuts);
+            let whole = run_split_counted(args, &input, &[]);
+            let split = run_split_counted(args, &input, &cuts);
             proptest::prop_assert_eq!(whole, split);
         }
 

@@ -5,7 +5,8 @@
 //! privileges, accept) → [`session`] (thin async shell per client) →
 //! [`conversation`] (the sans-IO protocol engine) with [`policy`] (which
 //! reply a command gets), [`dump`] (`-d`/`-D`) and [`stats`] (`-c`, `-n`,
-//! `-M`), plus [`auth`] for real AUTH (`--auth-users`). TLS itself is
+//! `-M`, and the always-on counters that [`stats_json`] writes out with
+//! `--stats-json`), plus [`auth`] for real AUTH (`--auth-users`). TLS itself is
 //! smtp-net's ([`smtp_net::tls`]). docs/smtp-sink.md describes every
 //! option and each deliberate difference from Postfix.
 
@@ -20,9 +21,10 @@ pub mod policy;
 pub mod replies;
 pub mod session;
 pub mod stats;
+pub mod stats_json;
 pub mod syslog;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -46,6 +48,8 @@ pub struct Shared {
     /// `--starttls`/`--tls-on-connect`: the handshakes' server side.
     pub tls: Option<smtp_net::tls::TlsAcceptor>,
     exit: Notify,
+    /// Why [`Shared::exit`] was called first.
+    exit_reason: OnceLock<Stop>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -57,8 +61,10 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Ends the process (`-n`, `-M`): [`run`] returns.
-    pub fn exit(&self) {
+    /// Ends the process (`-n`, `-M`): [`run`] returns `why` (the first
+    /// reason given, when several sessions get there at once).
+    pub fn exit(&self, why: Stop) {
+        let _ = self.exit_reason.set(why);
         self.exit.notify_one();
     }
 }
@@ -66,21 +72,33 @@ impl Shared {
 /// Why [`run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
-    /// `-n` or `-M` was reached.
-    Limit,
-    /// `shutdown` completed (Ctrl-C, SIGTERM).
-    Shutdown,
+    /// `-M` was reached.
+    MaxMessages,
+    /// `-n` was reached.
+    MaxSessions,
+    /// `shutdown` completed with this value (the signal, say).
+    Shutdown(stats_json::Trigger),
 }
 
-/// Serves clients on `bound` until `-n`/`-M` is reached or `shutdown`
-/// completes. Must run inside a tokio runtime.
+/// The process's counters for `cfg` (`-c`, `-n`, `-M` and the rest).
+pub fn new_stats(cfg: &Config) -> Arc<Stats> {
+    Arc::new(
+        Stats::new(cfg.show_count, cfg.max_messages, cfg.max_sessions)
+            .with_fields(cfg.tls.is_some(), cfg.auth.is_some()),
+    )
+}
+
+/// Serves clients on `bound`, counting in `stats` (from [`new_stats`]),
+/// until `-n`/`-M` is reached or `shutdown` completes. Must run inside a
+/// tokio runtime.
 ///
 /// # Errors
 /// The listener could not be registered with the runtime.
 pub async fn run(
     cfg: Arc<Config>,
+    stats: Arc<Stats>,
     bound: Bound,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = stats_json::Trigger>,
 ) -> Result<Stop, Error> {
     let syslog: Option<SyslogHook> = cfg
         .syslog_ident
@@ -88,22 +106,23 @@ pub async fn run(
         .map(|_| Arc::new(|line: &[u8]| syslog::log(line)) as SyslogHook);
     let shared = Arc::new(Shared {
         dump: cfg.dump.clone().map(Arc::new),
-        stats: Arc::new(
-            Stats::new(cfg.show_count, cfg.max_messages, cfg.max_sessions)
-                .with_fields(cfg.tls.is_some(), cfg.auth.is_some()),
-        ),
+        stats,
         syslog,
         tls: cfg
             .tls
             .as_ref()
             .map(|t| smtp_net::tls::TlsAcceptor::from(t.server.config.clone())),
         exit: Notify::new(),
+        exit_reason: OnceLock::new(),
         cfg,
     });
     let accept = listener::accept_loop(bound, shared.clone());
     tokio::select! {
-        r = accept => r.map(|()| Stop::Shutdown),
-        () = shared.exit.notified() => Ok(Stop::Limit),
-        () = shutdown => Ok(Stop::Shutdown),
+        // The accept loop ends only with an error.
+        r = accept => r.map(|()| Stop::Shutdown(stats_json::Trigger::Error)),
+        () = shared.exit.notified() => {
+            Ok(shared.exit_reason.get().copied().unwrap_or(Stop::MaxMessages))
+        }
+        signal = shutdown => Ok(Stop::Shutdown(signal)),
     }
 }

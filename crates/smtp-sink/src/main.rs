@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use smtp_sink::cli::Cli;
 use smtp_sink::config::ConfigError;
-use smtp_sink::{listener, Config, Error};
+use smtp_sink::stats_json::{StatsJson, Trigger};
+use smtp_sink::{listener, Config, Error, Stop};
 
 mod logging;
 
@@ -87,31 +88,118 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
     if let Some(ident) = &cfg.syslog_ident {
         smtp_sink::syslog::open(ident);
     }
+    let stats = smtp_sink::new_stats(&cfg);
+    let report = cfg
+        .stats_json
+        .clone()
+        .map(|path| Arc::new(StatsJson::new(path, stats.clone(), cfg.policy.clone())));
+    // Set once the first write has worked: a fatal error before that (the
+    // file cannot be written, say) leaves no file behind.
+    let mut report_works = false;
     let runtime = smtp_net::build_runtime(cfg.threads).map_err(Error::Runtime)?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         // Signal handlers first: once the socket listens, Ctrl-C and
-        // SIGTERM must already end the sink cleanly.
-        let shutdown = shutdown_signal()?;
+        // SIGTERM must already end the sink cleanly (and SIGUSR1 must not
+        // kill a sink that writes --stats-json).
+        let signals = Signals::install(report.is_some())?;
         let bound = listener::bind(&cfg)?;
         listener::drop_privileges(cfg.user.as_deref(), cfg.root_dir.as_deref())?;
-        smtp_sink::run(cfg, bound, shutdown).await
-    })?;
+        if let Some(report) = &report {
+            // As the user the sink now runs as, and inside any -R root:
+            // the file must be writable there, or the sink does not start.
+            report
+                .write(Trigger::Start, None)
+                .map_err(|e| report_error(report, &e))?;
+            report_works = true;
+        }
+        let Signals { shutdown, usr1 } = signals;
+        if let (Some(report), Some(usr1)) = (&report, usr1) {
+            tokio::spawn(write_on_usr1(usr1, report.clone()));
+        }
+        smtp_sink::run(cfg, stats, bound, shutdown).await
+    });
     // Sessions still running are cut, as when Postfix's sink exits; their
-    // unfinished dump files are removed as their tasks are dropped.
+    // unfinished dump files are removed as their tasks are dropped, and
+    // their counts are flushed.
     drop(runtime);
-    Ok(())
+    let Some(report) = report.filter(|_| report_works) else {
+        return result.map(|_| ());
+    };
+    let (trigger, error) = match &result {
+        Ok(Stop::MaxMessages) => (Trigger::MaxMessages, None),
+        Ok(Stop::MaxSessions) => (Trigger::MaxSessions, None),
+        Ok(Stop::Shutdown(signal)) => (*signal, None),
+        Err(e) => (Trigger::Error, Some(e.to_string())),
+    };
+    let written = report.write(trigger, error.as_deref());
+    match (result, written) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(report_error(&report, &e)),
+        (Ok(_), Ok(())) => Ok(()),
+    }
 }
 
-/// Ctrl-C or SIGTERM; the handlers are installed before this returns.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let install = |kind| signal(kind).map_err(|e| Error::Fatal(format!("signal: {e}")));
-    let mut int = install(SignalKind::interrupt())?;
-    let mut term = install(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+fn report_error(report: &StatsJson, e: &std::io::Error) -> Error {
+    Error::Fatal(format!(
+        "--stats-json {}: {}",
+        report.path().display(),
+        smtp_sink::listener::strerror(e)
+    ))
+}
+
+/// The signals the sink handles.
+struct Signals<F> {
+    /// Completes with the first of SIGINT, SIGTERM (and SIGHUP with
+    /// --stats-json).
+    shutdown: F,
+    /// SIGUSR1, with --stats-json.
+    usr1: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals<()> {
+    /// Installs the handlers. Without --stats-json, SIGHUP and SIGUSR1
+    /// keep their default action (they end the process), as before.
+    fn install(
+        stats_json: bool,
+    ) -> Result<Signals<impl std::future::Future<Output = Trigger>>, Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind| signal(kind).map_err(|e| Error::Fatal(format!("signal: {e}")));
+        let mut int = install(SignalKind::interrupt())?;
+        let mut term = install(SignalKind::terminate())?;
+        let mut hup = stats_json
+            .then(|| install(SignalKind::hangup()))
+            .transpose()?;
+        let usr1 = stats_json
+            .then(|| install(SignalKind::user_defined1()))
+            .transpose()?;
+        let shutdown = async move {
+            let hangup = async {
+                match &mut hup {
+                    Some(hup) => {
+                        hup.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = int.recv() => Trigger::Sigint,
+                _ = term.recv() => Trigger::Sigterm,
+                () = hangup => Trigger::Sighup,
+            }
+        };
+        Ok(Signals { shutdown, usr1 })
+    }
+}
+
+/// Writes the file on each SIGUSR1, off the event loop's thread; the sink
+/// goes on serving meanwhile.
+async fn write_on_usr1(mut usr1: tokio::signal::unix::Signal, report: Arc<StatsJson>) {
+    while usr1.recv().await.is_some() {
+        let writer = report.clone();
+        let written =
+            tokio::task::spawn_blocking(move || writer.write(Trigger::Sigusr1, None)).await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!("{}", report_error(&report, &e));
         }
-    })
+    }
 }

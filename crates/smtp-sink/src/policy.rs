@@ -103,7 +103,9 @@ impl SinkCmd {
             .find(|c| c.name().as_bytes().eq_ignore_ascii_case(name))
     }
 
-    fn index(self) -> usize {
+    /// The command's position in [`SinkCmd::ALL`] (and in every table
+    /// indexed by command).
+    pub fn index(self) -> usize {
         self as usize
     }
 }

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::conversation::{Conversation, Step};
 use crate::dump::{ClientAddr, FileDump};
-use crate::Shared;
+use crate::{Shared, Stop};
 
 /// Read size while reading commands: a whole pipelined batch, usually.
 const COMMAND_READ: usize = 16 * 1024;
@@ -200,6 +200,10 @@ fn unix_now() -> i64 {
 /// Serves one client until it goes away. `-n` and `-M` are reported to
 /// `shared`, which ends the process.
 pub async fn serve(conn: Stream, client: ClientAddr, shared: Arc<Shared>) {
+    // Declared first, so dropped last: the conversation's counts are
+    // flushed (when it is dropped) before the session stops counting as
+    // open, also when the runtime drops this task at exit.
+    let mut open = shared.stats.session_opened();
     let cfg = shared.cfg.clone();
     let dump = shared.dump.as_ref().map(|d| FileDump::new(d.clone()));
     let dumping = dump.is_some();
@@ -216,15 +220,17 @@ pub async fn serve(conn: Stream, client: ClientAddr, shared: Arc<Shared>) {
     let idle = tokio::time::sleep(cfg.timeout);
     tokio::pin!(idle);
     let end = converse(&mut conv, conn, &shared, &mut idle, now).await;
+    drop(conv);
+    open.finish();
     if end == End::Exit {
-        shared.exit();
+        shared.exit(Stop::MaxMessages);
         return;
     }
     if cfg.verbose > 0 {
         info!("disconnect");
     }
     if shared.stats.session_closed() {
-        shared.exit();
+        shared.exit(Stop::MaxSessions);
     }
 }
 

@@ -1,16 +1,31 @@
-//! Process-wide counters: `-c` output, `-n` and `-M` limits.
+//! Process-wide counters: `-c` output, `-n` and `-M` limits, and the
+//! always-on counters that `--stats-json` writes out ([`Counters`]).
 //!
-//! The counters are atomics touched once per session or message, and only
-//! when an option needs them, so the per-message path takes no lock. The
-//! `-c` line is printed under the stdout lock, as Postfix prints it: one
-//! `sess=%d quit=%d mesg=%d\r` per closed session and per message. With
-//! the TLS options the line goes on with ` tlsfull=%d tlsresumed=%d
+//! The `-c` line is printed under the stdout lock, as Postfix prints it:
+//! one `sess=%d quit=%d mesg=%d\r` per closed session and per message.
+//! With the TLS options the line goes on with ` tlsfull=%d tlsresumed=%d
 //! tlsfail=%d`, with `--auth-users` with ` authok=%d authfail=%d`; without
 //! them it is Postfix's, byte for byte.
+//!
+//! The counters are always kept, whatever the options, and cost no lock
+//! and no shared write per command: what happens per command (commands
+//! seen, replies by class, content bytes, ...) is counted in the session's
+//! own [`SessionCounts`], plain integers, which are added to the shared
+//! atomics ([`SessionCounts::flush`]) at the end of each message and when
+//! the session ends. The atomics touched directly are touched at most once
+//! per session or per message (sessions, QUIT, messages, TLS handshakes,
+//! AUTH outcomes), or next to a timer of at least a second (a `-W`/`-w`
+//! delay). All are Relaxed: each counter is exact on its own, and a
+//! snapshot taken while sessions run may be a message behind here and
+//! there.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::policy::{Policy, SinkCmd};
 
 /// What a finished message means for the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,13 +36,36 @@ pub enum MessageOutcome {
     Exit,
 }
 
+/// Rows of the per-command tables: every [`SinkCmd`], then `unknown`
+/// (unknown or disabled commands, empty lines).
+pub const SLOTS: usize = SinkCmd::ALL.len() + 1;
+/// The `unknown` row.
+pub const UNKNOWN: usize = SinkCmd::ALL.len();
+/// Reply classes counted: 2xx, 3xx, 4xx, 5xx.
+const CLASSES: usize = 4;
+
+/// The name of a row of the per-command tables.
+fn slot_name(slot: usize) -> &'static str {
+    SinkCmd::ALL.get(slot).map_or("unknown", |c| c.name())
+}
+
+/// The class row of a reply from its first byte (`2`..`5`).
+fn class_of(first: u8) -> Option<usize> {
+    match first {
+        b'2'..=b'5' => Some(usize::from(first - b'2')),
+        _ => None,
+    }
+}
+
 /// Counters shared by every session.
 pub struct Stats {
     show_count: bool,
     max_messages: u64,
     max_sessions: u64,
+    /// Sessions closed (`-c`'s `sess=`, `-n`).
     sessions: AtomicU64,
     quits: AtomicU64,
+    /// Messages whose end arrived (`-c`'s `mesg=`, `-M`).
     messages: AtomicU64,
     /// Print the TLS counters (`--starttls`, `--tls-on-connect`).
     show_tls: bool,
@@ -39,6 +77,22 @@ pub struct Stats {
     auth_ok: AtomicU64,
     auth_failed: AtomicU64,
     out: Mutex<Box<dyn Write + Send>>,
+    /// Sessions started and ended (whatever the end), and those of them
+    /// cut because the process stopped.
+    opened: AtomicU64,
+    ended: AtomicU64,
+    cut: AtomicU64,
+    /// Messages whose end of data was answered 2xx.
+    accepted: AtomicU64,
+    content_bytes: AtomicU64,
+    commands: [AtomicU64; SLOTS],
+    replies: [[AtomicU64; CLASSES]; SLOTS],
+    delays: [AtomicU64; SinkCmd::ALL.len()],
+    delay_seconds: [AtomicU64; SinkCmd::ALL.len()],
+    aborts: AtomicU64,
+    stalls: AtomicU64,
+    dumps_written: AtomicU64,
+    dumps_failed: AtomicU64,
 }
 
 impl std::fmt::Debug for Stats {
@@ -48,6 +102,16 @@ impl std::fmt::Debug for Stats {
             .field("quits", &self.quits)
             .field("messages", &self.messages)
             .finish_non_exhaustive()
+    }
+}
+
+fn load(n: &AtomicU64) -> u64 {
+    n.load(Ordering::Relaxed)
+}
+
+fn add(n: &AtomicU64, v: u64) {
+    if v > 0 {
+        n.fetch_add(v, Ordering::Relaxed);
     }
 }
 
@@ -84,6 +148,19 @@ impl Stats {
             auth_ok: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
             out: Mutex::new(out),
+            opened: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            cut: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            content_bytes: AtomicU64::new(0),
+            commands: Default::default(),
+            replies: Default::default(),
+            delays: Default::default(),
+            delay_seconds: Default::default(),
+            aborts: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            dumps_written: AtomicU64::new(0),
+            dumps_failed: AtomicU64::new(0),
         }
     }
 
@@ -102,7 +179,6 @@ impl Stats {
             .out
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
         let mut line = format!(
             "sess={} quit={} mesg={}",
             load(&self.sessions),
@@ -130,19 +206,14 @@ impl Stats {
         let _ = out.flush();
     }
 
-    /// A QUIT was answered (counted only with `-c`, as in Postfix).
+    /// A QUIT was answered.
     pub fn quit(&self) {
-        if self.show_count {
-            self.quits.fetch_add(1, Ordering::Relaxed);
-        }
+        self.quits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A TLS handshake finished: `Some(resumed)`, or `None` when it failed.
-    /// Counted only with `-c`; printed with the next line.
+    /// With `-c`, printed with the next line.
     pub fn tls_handshake(&self, outcome: Option<bool>) {
-        if !self.show_count {
-            return;
-        }
         let counter = match outcome {
             Some(false) => &self.tls_full,
             Some(true) => &self.tls_resumed,
@@ -153,17 +224,19 @@ impl Stats {
 
     /// An AUTH exchange ended with 235 (`true`) or 535 (`false`).
     pub fn auth(&self, ok: bool) {
-        if self.show_count {
-            let counter = if ok { &self.auth_ok } else { &self.auth_failed };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if ok { &self.auth_ok } else { &self.auth_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `-W`/`-w` delay of `seconds` (> 0) holds back the reply to `cmd`.
+    /// A shared write, but next to a timer of at least a second.
+    pub fn delayed(&self, cmd: SinkCmd, seconds: u32) {
+        self.delays[cmd.index()].fetch_add(1, Ordering::Relaxed);
+        self.delay_seconds[cmd.index()].fetch_add(u64::from(seconds), Ordering::Relaxed);
     }
 
     /// A message reached its end of data.
     pub fn message(&self) -> MessageOutcome {
-        if !self.show_count && self.max_messages == 0 {
-            return MessageOutcome::Continue;
-        }
         let n = self.messages.fetch_add(1, Ordering::Relaxed) + 1;
         if self.show_count {
             self.print();
@@ -177,15 +250,401 @@ impl Stats {
 
     /// A session closed. Returns true when `-n` is reached.
     pub fn session_closed(&self) -> bool {
-        if !self.show_count && self.max_sessions == 0 {
-            return false;
-        }
         let n = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         if self.show_count {
             self.print();
         }
         self.max_sessions > 0 && n >= self.max_sessions
     }
+
+    /// A session starts: it counts as open until the guard is dropped,
+    /// and as cut if that happens before [`SessionGuard::finish`] (the
+    /// process stopped under it).
+    pub fn session_opened(&self) -> SessionGuard<'_> {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        SessionGuard {
+            stats: self,
+            finished: false,
+        }
+    }
+
+    /// The counters now. `policy` tells which rule each command's count
+    /// belongs to (its action is fixed by the rule, except a delay's).
+    pub fn snapshot(&self, policy: &Policy) -> Counters {
+        // Ended first: `open` may then be high for a moment, never
+        // negative.
+        let ended = load(&self.ended);
+        let opened = load(&self.opened);
+        let per_cmd = |f: &dyn Fn(SinkCmd) -> Option<u64>| {
+            CmdMap(
+                SinkCmd::ALL
+                    .into_iter()
+                    .filter_map(|c| f(c).map(|n| (c.name(), n)))
+                    .collect(),
+            )
+        };
+        let commands = |c: SinkCmd| load(&self.commands[c.index()]);
+        let rule_count = |c: SinkCmd, decided: bool| decided.then(|| commands(c));
+        Counters {
+            sessions: SessionCounters {
+                accepted: opened,
+                open: opened.saturating_sub(ended),
+                closed: ended,
+                cut: load(&self.cut),
+                quit: load(&self.quits),
+            },
+            messages: MessageCounters {
+                received: load(&self.messages),
+                accepted: load(&self.accepted),
+                content_bytes: load(&self.content_bytes),
+            },
+            commands: CmdMap(
+                (0..SLOTS)
+                    .map(|s| (slot_name(s), load(&self.commands[s])))
+                    .collect(),
+            ),
+            replies: CmdMap(
+                (0..SLOTS)
+                    .map(|s| {
+                        let r = &self.replies[s];
+                        (
+                            slot_name(s),
+                            Classes {
+                                c2xx: load(&r[0]),
+                                c3xx: load(&r[1]),
+                                c4xx: load(&r[2]),
+                                c5xx: load(&r[3]),
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            rules: RuleCounters {
+                // The priority is Policy::decide's: -q, -Q, -f, -r. A
+                // command whose rule is configured but loses to another
+                // is listed with 0.
+                hard_reject: per_cmd(&|c| {
+                    let r = policy.rule(c);
+                    r.hard
+                        .then(|| rule_count(c, !r.drop && !r.close).unwrap_or(0))
+                }),
+                soft_reject: per_cmd(&|c| {
+                    let r = policy.rule(c);
+                    r.soft
+                        .then(|| rule_count(c, !r.drop && !r.close && !r.hard).unwrap_or(0))
+                }),
+                drop: per_cmd(&|c| policy.rule(c).drop.then(|| commands(c))),
+                close: per_cmd(&|c| {
+                    let r = policy.rule(c);
+                    r.close.then(|| rule_count(c, !r.drop).unwrap_or(0))
+                }),
+                delay: CmdMap(
+                    SinkCmd::ALL
+                        .into_iter()
+                        .filter(|c| policy.rule(*c).delay.seconds > 0)
+                        .map(|c| {
+                            (
+                                c.name(),
+                                DelayCounters {
+                                    count: load(&self.delays[c.index()]),
+                                    seconds: load(&self.delay_seconds[c.index()]),
+                                },
+                            )
+                        })
+                        .collect(),
+                ),
+                abort_delay: load(&self.aborts),
+                data_read_delay: load(&self.stalls),
+            },
+            tls: TlsCounters {
+                full: load(&self.tls_full),
+                resumed: load(&self.tls_resumed),
+                failed: load(&self.tls_failed),
+            },
+            auth: AuthCounters {
+                ok: load(&self.auth_ok),
+                failed: load(&self.auth_failed),
+            },
+            dump: DumpCounters {
+                written: load(&self.dumps_written),
+                failed: load(&self.dumps_failed),
+            },
+        }
+    }
+}
+
+/// A session in progress (see [`Stats::session_opened`]).
+#[derive(Debug)]
+pub struct SessionGuard<'a> {
+    stats: &'a Stats,
+    finished: bool,
+}
+
+impl SessionGuard<'_> {
+    /// The session ended by itself (not cut by the process stopping).
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.stats.cut.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One session's counts: plain integers in the session, added to
+/// [`Stats`] by [`flush`](Self::flush) at the end of each message and of
+/// the session, so counting a command costs no shared write.
+#[derive(Debug, Clone, Default)]
+pub struct SessionCounts {
+    commands: [u32; SLOTS],
+    replies: [[u32; CLASSES]; SLOTS],
+    accepted: u32,
+    content_bytes: u64,
+    aborts: u32,
+    stalls: u32,
+    dumps_written: u32,
+    dumps_failed: u32,
+}
+
+impl SessionCounts {
+    /// A command the policy handled (also `connect` and `.`).
+    pub fn command(&mut self, cmd: SinkCmd) {
+        let n = &mut self.commands[cmd.index()];
+        *n = n.saturating_add(1);
+    }
+
+    /// An unknown or disabled command, or an empty line, and its 500.
+    pub fn unknown(&mut self) {
+        self.commands[UNKNOWN] = self.commands[UNKNOWN].saturating_add(1);
+        self.reply(UNKNOWN, b'5');
+    }
+
+    /// One reply in row `slot` whose code starts with `first`.
+    pub fn reply(&mut self, slot: usize, first: u8) {
+        if let Some(class) = class_of(first) {
+            let n = &mut self.replies[slot][class];
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// Every reply in `out` (whole reply lines, as queued for the client)
+    /// in row `slot`: a multiline reply counts once, at its last line.
+    pub fn replies(&mut self, slot: usize, mut out: &[u8]) {
+        while let Some(&first) = out.first() {
+            let end = memchr::memchr(b'\n', out).map_or(out.len(), |i| i + 1);
+            if out.get(3) != Some(&b'-') {
+                self.reply(slot, first);
+            }
+            out = &out[end..];
+        }
+    }
+
+    /// A message's end of data was answered 2xx.
+    pub fn accepted(&mut self) {
+        self.accepted = self.accepted.saturating_add(1);
+    }
+
+    /// Message content bytes received.
+    pub fn content(&mut self, bytes: u64) {
+        self.content_bytes = self.content_bytes.saturating_add(bytes);
+    }
+
+    /// `-A` acted.
+    pub fn abort(&mut self) {
+        self.aborts = self.aborts.saturating_add(1);
+    }
+
+    /// `-H` acted.
+    pub fn stall(&mut self) {
+        self.stalls = self.stalls.saturating_add(1);
+    }
+
+    /// A dump record was committed.
+    pub fn dump_written(&mut self) {
+        self.dumps_written = self.dumps_written.saturating_add(1);
+    }
+
+    /// A dump record could not be written (opened, written or committed).
+    pub fn dump_failed(&mut self) {
+        self.dumps_failed = self.dumps_failed.saturating_add(1);
+    }
+
+    /// Adds everything to `stats` and starts again from zero. Only the
+    /// counters that moved are written.
+    pub fn flush(&mut self, stats: &Stats) {
+        let take32 = |n: &mut u32| u64::from(std::mem::take(n));
+        for (mine, shared) in self.commands.iter_mut().zip(&stats.commands) {
+            add(shared, take32(mine));
+        }
+        for (mine, shared) in self.replies.iter_mut().zip(&stats.replies) {
+            for (m, s) in mine.iter_mut().zip(shared) {
+                add(s, take32(m));
+            }
+        }
+        add(&stats.accepted, take32(&mut self.accepted));
+        add(
+            &stats.content_bytes,
+            std::mem::take(&mut self.content_bytes),
+        );
+        add(&stats.aborts, take32(&mut self.aborts));
+        add(&stats.stalls, take32(&mut self.stalls));
+        add(&stats.dumps_written, take32(&mut self.dumps_written));
+        add(&stats.dumps_failed, take32(&mut self.dumps_failed));
+    }
+}
+
+/// Rows keyed by command name, serialized as a JSON object in
+/// [`SinkCmd::ALL`] order (then `unknown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdMap<T>(pub Vec<(&'static str, T)>);
+
+impl<T> CmdMap<T> {
+    /// The row of a command name.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+impl<T: Serialize> Serialize for CmdMap<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Everything counted, as `--stats-json` writes it under `"counters"`
+/// (docs/sink-stats.schema.json describes each field).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Sessions.
+    pub sessions: SessionCounters,
+    /// Messages.
+    pub messages: MessageCounters,
+    /// Commands handled, by name.
+    pub commands: CmdMap<u64>,
+    /// Replies, by command and class.
+    pub replies: CmdMap<Classes>,
+    /// What the policy options did.
+    pub rules: RuleCounters,
+    /// TLS handshakes.
+    pub tls: TlsCounters,
+    /// AUTH outcomes.
+    pub auth: AuthCounters,
+    /// Dump records.
+    pub dump: DumpCounters,
+}
+
+/// Sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SessionCounters {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Sessions running now.
+    pub open: u64,
+    /// Sessions ended, for whatever reason (cut ones included).
+    pub closed: u64,
+    /// Sessions cut because the process stopped (`-M`, `-n`, a signal).
+    pub cut: u64,
+    /// QUIT commands answered.
+    pub quit: u64,
+}
+
+/// Messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MessageCounters {
+    /// Messages whose end arrived (`-c`'s `mesg=`, what `-M` counts).
+    pub received: u64,
+    /// Messages whose end of data was answered 2xx.
+    pub accepted: u64,
+    /// Content bytes received (DATA as sent, dot-stuffing included, up to
+    /// the final `.` line; BDAT chunks that were accepted).
+    pub content_bytes: u64,
+}
+
+/// Replies of one command, by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Classes {
+    /// 2xx.
+    #[serde(rename = "2xx")]
+    pub c2xx: u64,
+    /// 3xx.
+    #[serde(rename = "3xx")]
+    pub c3xx: u64,
+    /// 4xx.
+    #[serde(rename = "4xx")]
+    pub c4xx: u64,
+    /// 5xx.
+    #[serde(rename = "5xx")]
+    pub c5xx: u64,
+}
+
+/// What each policy option did, per command it names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleCounters {
+    /// `-f`: hard rejections.
+    #[serde(rename = "hard-reject")]
+    pub hard_reject: CmdMap<u64>,
+    /// `-r`: soft rejections.
+    #[serde(rename = "soft-reject")]
+    pub soft_reject: CmdMap<u64>,
+    /// `-q`: disconnections without a reply.
+    pub drop: CmdMap<u64>,
+    /// `-Q`: 421 and disconnection.
+    pub close: CmdMap<u64>,
+    /// `-W`/`-w`: replies held back.
+    pub delay: CmdMap<DelayCounters>,
+    /// `-A`: messages aborted with 550.
+    #[serde(rename = "abort-delay")]
+    pub abort_delay: u64,
+    /// `-H`: pauses before reading message content.
+    #[serde(rename = "data-read-delay")]
+    pub data_read_delay: u64,
+}
+
+/// Delays of one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DelayCounters {
+    /// Replies held back.
+    pub count: u64,
+    /// Seconds they were held in all.
+    pub seconds: u64,
+}
+
+/// TLS handshakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TlsCounters {
+    /// Full handshakes.
+    pub full: u64,
+    /// Resumed sessions.
+    pub resumed: u64,
+    /// Failed handshakes (timeouts included).
+    pub failed: u64,
+}
+
+/// AUTH outcomes (`--auth-users`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AuthCounters {
+    /// Answered 235.
+    pub ok: u64,
+    /// Answered 535.
+    pub failed: u64,
+}
+
+/// Dump records (`-d`, `-D`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DumpCounters {
+    /// Records committed.
+    pub written: u64,
+    /// Records that could not be written (the end of data gets 451).
+    pub failed: u64,
 }
 
 #[cfg(test)]
