@@ -221,7 +221,8 @@ impl PhaseLatency {
         Self {
             count: h.len(),
             min_ms: ms(h.min()),
-            mean_ms: h.mean() / 1000.0,
+            // To the microsecond, the resolution of everything else.
+            mean_ms: h.mean().round() / 1000.0,
             p50_ms: q(0.5),
             p90_ms: q(0.9),
             p99_ms: q(0.99),

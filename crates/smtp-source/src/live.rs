@@ -77,9 +77,9 @@ impl LiveView {
         let bar = (mode == Mode::Terminal).then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
             let template = if total.is_some() {
-                "{elapsed_precise} [{bar:24}] {pos}/{len} {msg}"
+                "{elapsed:>4} [{bar:20}] {pos}/{len} {msg}"
             } else {
-                "{elapsed_precise} {pos} sent {msg}"
+                "{elapsed:>4} {pos} sent {msg}"
             };
             bar.set_style(
                 ProgressStyle::with_template(template)
@@ -101,6 +101,8 @@ impl LiveView {
                 last = snap.counts;
                 match &drawn {
                     Some(bar) => {
+                        // The message last: its redraw is never throttled
+                        // away, so position and figures show together.
                         bar.set_position(snap.counts.sent);
                         bar.set_message(text);
                     }
