@@ -512,6 +512,12 @@ impl Samples {
         self.published = LiveCounts::default();
     }
 
+    /// Whether the batch is full (the bench flushes on this alone, its
+    /// clock being fake).
+    pub fn batch_full(&self) -> bool {
+        self.batch.len() >= BATCH
+    }
+
     /// Whether the batch should go to the recorder now: it is full, or
     /// the last one went a while ago.
     pub fn due(&self, now: u64) -> bool {

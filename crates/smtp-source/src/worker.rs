@@ -222,6 +222,8 @@ struct Worker<'s> {
     tls_began: u64,
     /// The warm-up is over for this session (its counters restarted).
     warm: bool,
+    /// The session's clock was set by the read just handled.
+    clock_fresh: bool,
     /// Connect failures left before the fatal one (`-C`, whole life).
     connect_left: u32,
     /// Message-Id's second number: Postfix shows the socket's fd; ours is
@@ -256,6 +258,7 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
         starttls_reply: 0,
         tls_began: 0,
         warm: shared.config.warmup.is_none(),
+        clock_fresh: false,
         shared,
         stats,
         link: None,
@@ -556,6 +559,9 @@ impl Worker<'_> {
     /// Runs the conversation until the session is idle (a transaction or
     /// QUIT may start) or closed.
     async fn drive(&mut self) -> Result<(), Error> {
+        // Whatever happened since the last read (a pause, a schedule
+        // slot) is not the next command's latency.
+        self.clock_fresh = false;
         loop {
             if !self.handle_events().await? {
                 return Ok(());
@@ -574,6 +580,7 @@ impl Worker<'_> {
     /// Reads until no reply is outstanding and no content is due, so an
     /// idle connection owes nothing while it waits (for a `--rate` slot).
     async fn settle(&mut self) -> Result<(), Error> {
+        self.clock_fresh = false;
         loop {
             if !self.handle_events().await? {
                 return Ok(());
@@ -623,9 +630,13 @@ impl Worker<'_> {
         let Some(link) = self.link.as_mut() else {
             return Ok(false);
         };
-        if measure {
+        if measure && !self.clock_fresh {
             link.session.set_clock(self.shared.recorder.now());
         }
+        // A write right after a read is stamped with the read's time: the
+        // microsecond between them is not worth a second clock read per
+        // round trip.
+        self.clock_fresh = false;
         if link.session.poll_transmit(&mut self.tx) {
             let phase = link.session.phase();
             let sent = write_transmit(&self.shared, &mut link.conn, &self.tx, &self.head)
@@ -662,6 +673,7 @@ impl Worker<'_> {
         let now = measure.then(|| self.shared.recorder.now());
         if let Some(now) = now {
             link.session.set_clock(now);
+            self.clock_fresh = true;
         }
         match read {
             Ok(0) => {
@@ -707,6 +719,7 @@ impl Worker<'_> {
         let stream = stream?;
         let mut session = old.session;
         session.tls_started();
+        self.clock_fresh = false;
         self.link = Some(Link {
             conn: Conn::new(stream, self.shared.config.timeout),
             session,
