@@ -833,6 +833,15 @@ mod tests {
     }
 
     #[test]
+    fn stats_json_takes_a_file_name() {
+        assert_eq!(cfg(&[":25", "1"]).expect("valid").stats_json, None);
+        let c = cfg(&["--stats-json", "/tmp/s.json", ":25", "1"]).expect("valid");
+        assert_eq!(c.stats_json, Some(PathBuf::from("/tmp/s.json")));
+        let c = cfg(&["--stats-json=-x.json", ":25", "1"]).expect("valid");
+        assert_eq!(c.stats_json, Some(PathBuf::from("-x.json")));
+    }
+
+    #[test]
     fn root_needs_u() {
         let cli = Cli::try_parse_ordered(["smtp-sink", ":25", "1"]).expect("parses");
         let err = Config::from_cli(cli, "smtp-sink", 0).expect_err("refused");

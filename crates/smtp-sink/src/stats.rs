@@ -708,6 +708,70 @@ mod tests {
     }
 
     #[test]
+    fn session_counts_flush_what_moved_and_start_again() {
+        let s = Stats::with_output(false, 0, 0, Box::new(std::io::sink()));
+        let mut c = SessionCounts::default();
+        c.command(SinkCmd::Ehlo);
+        // One multiline reply, then two replies in one buffer.
+        c.replies(SinkCmd::Ehlo.index(), b"250-a\r\n250-b\r\n250 \r\n");
+        c.replies(SinkCmd::Dot.index(), b"250 2.2.0 Ok\r\n451 4.3.0 Error\r\n");
+        c.unknown();
+        c.content(10);
+        c.accepted();
+        c.flush(&s);
+        // Flushing again adds nothing.
+        c.flush(&s);
+        let snap = s.snapshot(&Policy::default());
+        assert_eq!(snap.commands.get("ehlo"), Some(&1));
+        assert_eq!(snap.commands.get("unknown"), Some(&1));
+        let classes = |n: &str| {
+            let c = snap.replies.get(n).expect(n);
+            [c.c2xx, c.c3xx, c.c4xx, c.c5xx]
+        };
+        assert_eq!(classes("ehlo"), [1, 0, 0, 0]);
+        assert_eq!(classes("."), [1, 0, 1, 0]);
+        assert_eq!(classes("unknown"), [0, 0, 0, 1]);
+        assert_eq!(
+            (snap.messages.accepted, snap.messages.content_bytes),
+            (1, 10)
+        );
+        // The per-session table stays small (it lives in every session).
+        assert!(std::mem::size_of::<SessionCounts>() <= 400);
+    }
+
+    #[test]
+    fn sessions_open_until_dropped_and_cut_unless_finished() {
+        let s = Stats::with_output(false, 0, 0, Box::new(std::io::sink()));
+        let mut a = s.session_opened();
+        let b = s.session_opened();
+        let snap = s.snapshot(&Policy::default()).sessions;
+        assert_eq!((snap.accepted, snap.open, snap.closed), (2, 2, 0));
+        a.finish();
+        drop(a);
+        drop(b);
+        let snap = s.snapshot(&Policy::default()).sessions;
+        assert_eq!(
+            (snap.accepted, snap.open, snap.closed, snap.cut),
+            (2, 0, 2, 1)
+        );
+    }
+
+    #[test]
+    fn counted_without_c_but_never_printed() {
+        let out = Shared::default();
+        let s = Stats::with_output(false, 0, 0, Box::new(out.clone()));
+        s.quit();
+        s.tls_handshake(Some(true));
+        s.auth(false);
+        assert_eq!(s.message(), MessageOutcome::Continue);
+        assert!(!s.session_closed());
+        assert!(out.0.lock().expect("lock").is_empty());
+        let snap = s.snapshot(&Policy::default());
+        assert_eq!((snap.sessions.quit, snap.messages.received), (1, 1));
+        assert_eq!((snap.tls.resumed, snap.auth.failed), (1, 1));
+    }
+
+    #[test]
     fn limits_work_without_c() {
         let out = Shared::default();
         let s = Stats::with_output(false, 2, 1, Box::new(out.clone()));
