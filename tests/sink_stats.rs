@@ -464,6 +464,13 @@ fn counts_what_the_source_sent_on_sigusr1_and_sigterm() {
     assert_eq!(count(&["messages", "received"]), 20, "{text}");
     assert_eq!(count(&["messages", "accepted"]), 20, "{text}");
     assert_eq!(count(&["messages", "content_bytes"]), 20 * size, "{text}");
+    // Both programs count a message's size the same way.
+    assert_eq!(
+        count(&["messages", "content_bytes"]),
+        report.field("bytes_sent"),
+        "{text}\n{}",
+        report.json
+    );
     assert_eq!(count(&["sessions", "closed"]), sessions, "{text}");
     assert_eq!(count(&["sessions", "cut"]), 0, "{text}");
     assert_eq!(count(&["sessions", "quit"]), connections, "{text}");

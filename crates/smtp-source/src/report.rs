@@ -27,7 +27,9 @@ pub struct Stats {
     pub transactions: u64,
     /// Messages whose content and "." were sent.
     pub messages_sent: u64,
-    /// Bytes of message content sent (header block and body, as written).
+    /// Content bytes sent: header block and body as they travel
+    /// (dot-stuffed for DATA, without the final "."), what the sink counts
+    /// as content bytes.
     pub bytes_sent: u64,
     /// Transactions whose end of data was accepted.
     pub accepted: u64,

@@ -733,7 +733,9 @@ struct Sent {
     /// Messages whose content went out whole (DATA content, or a last
     /// BDAT chunk).
     contents: u64,
-    /// Message content bytes written (header block and body as sent).
+    /// Content bytes written: the header block and body as they travel
+    /// (dot-stuffed for DATA, without the final "."; BDAT chunks as they
+    /// are).
     bytes: u64,
 }
 
@@ -775,7 +777,9 @@ async fn write_transmit(
                 parts[n + 1] = &shared.body;
                 n += 2;
                 contents += 1;
-                bytes += (head.len() + shared.body.len()) as u64;
+                // The content as it travels, without the final ".": what
+                // the sink counts as content bytes.
+                bytes += (head.len() + shared.body.len() - b".\r\n".len()) as u64;
             }
             Piece::Chunk(r) => {
                 let (start, end) = (r.start as usize, r.end as usize);
