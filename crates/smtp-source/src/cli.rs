@@ -4,7 +4,7 @@
 
 use std::{ffi::OsString, path::PathBuf};
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Args, Parser};
 
 /// Raw command line of `smtp-source`.
 #[derive(Debug, Clone, Parser)]
@@ -92,6 +92,43 @@ pub struct Cli {
     /// Write the report as JSON to this file, or stdout with "-".
     #[arg(long, value_name = "path|-")]
     pub json: Option<String>,
+    /// ESMTP, TLS and AUTH: the options smtp-probe shares.
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Runtime threads: 0 runs everything on the main thread.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<String>,
+    /// Live progress line on stderr: auto (a terminal, without -c, -v or
+    /// --json -), always or never.
+    #[arg(long, value_name = "WHEN")]
+    pub progress: Option<String>,
+    /// End the run after TIME (30s, 5m, 1h30m); with -m, whichever comes
+    /// first.
+    #[arg(long, value_name = "TIME")]
+    pub duration: Option<String>,
+    /// Open model: start R messages per second on a fixed schedule, and
+    /// report latency also from each message's intended start.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<String>,
+    /// Record nothing during the first TIME of the run.
+    #[arg(long, value_name = "TIME")]
+    pub warmup: Option<String>,
+    /// A pass/fail condition checked at the end, e.g. rcpt.p99<50ms,
+    /// accepted>=99.9%, rate>=5000, failed==0 (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// `[inet:]host[:port]` or `unix:/path`.
+    #[arg(value_name = "host[:port]", num_args = 0.., allow_hyphen_values = false)]
+    pub target: Vec<OsString>,
+}
+
+/// The ESMTP, TLS and AUTH options, the same in smtp-source and smtp-probe
+/// ([`crate::session_plan`] checks them).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SessionArgs {
     /// Greet with EHLO and read the server's capabilities (LMTP: LHLO).
     #[arg(long)]
     pub ehlo: bool,
@@ -147,32 +184,4 @@ pub struct Cli {
     /// Allow AUTH without TLS.
     #[arg(long)]
     pub auth_plaintext: bool,
-    /// Runtime threads: 0 runs everything on the main thread.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<String>,
-    /// Live progress line on stderr: auto (a terminal, without -c, -v or
-    /// --json -), always or never.
-    #[arg(long, value_name = "WHEN")]
-    pub progress: Option<String>,
-    /// End the run after TIME (30s, 5m, 1h30m); with -m, whichever comes
-    /// first.
-    #[arg(long, value_name = "TIME")]
-    pub duration: Option<String>,
-    /// Open model: start R messages per second on a fixed schedule, and
-    /// report latency also from each message's intended start.
-    #[arg(long, value_name = "R")]
-    pub rate: Option<String>,
-    /// Record nothing during the first TIME of the run.
-    #[arg(long, value_name = "TIME")]
-    pub warmup: Option<String>,
-    /// A pass/fail condition checked at the end, e.g. rcpt.p99<50ms,
-    /// accepted>=99.9%, rate>=5000, failed==0 (repeatable).
-    #[arg(long, value_name = "EXPR")]
-    pub threshold: Vec<String>,
-    /// Print help.
-    #[arg(long, action = ArgAction::Help)]
-    pub help: Option<bool>,
-    /// `[inet:]host[:port]` or `unix:/path`.
-    #[arg(value_name = "host[:port]", num_args = 0.., allow_hyphen_values = false)]
-    pub target: Vec<OsString>,
 }

@@ -5,17 +5,16 @@
 use std::{ffi::OsString, time::Duration};
 
 use clap::Parser as _;
-use std::sync::Arc;
-
-use smtp_net::tls::{self, TlsVersion};
 use smtp_proto::{
-    client::{Esmtp, Mechanism, Protocol},
+    client::{Esmtp, Protocol},
     message::Body,
     postfix::atoi,
 };
 
+pub use crate::session_plan::{AuthPlan, TlsPlan, TlsStart};
 use crate::{
     cli::Cli,
+    session_plan::{session_plan, tls_name},
     target::{valid_address_literal, Family, Target},
     threshold::Threshold,
 };
@@ -134,36 +133,6 @@ impl Config {
     pub fn reports(&self) -> bool {
         self.summary || self.json.is_some() || !self.thresholds.is_empty()
     }
-}
-
-/// When TLS starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsStart {
-    /// `--starttls`: after EHLO.
-    StartTls,
-    /// `--tls-on-connect`: from the first byte.
-    OnConnect,
-}
-
-/// `--starttls`/`--tls-on-connect` and their options, resolved.
-#[derive(Debug, Clone)]
-pub struct TlsPlan {
-    /// When.
-    pub start: TlsStart,
-    /// The client configuration every connection shares (and with it the
-    /// resumption cache).
-    pub config: Arc<tls::rustls::ClientConfig>,
-    /// The name sent as SNI and verified.
-    pub server_name: tls::rustls::pki_types::ServerName<'static>,
-}
-
-/// `--auth` and its credentials.
-#[derive(Debug, Clone)]
-pub struct AuthPlan {
-    /// `None`: the first of PLAIN and LOGIN the server offers.
-    pub mechanism: Option<Mechanism>,
-    /// Users and passwords, taken in turn by successive connections.
-    pub users: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Why the command line was refused. The Display text follows
@@ -350,23 +319,8 @@ impl Config {
                 _ => return Err(invalid(format!("bad thread count: {t}"))),
             },
         };
-        let chunking = match &cli.chunking {
-            None => None,
-            Some(b) => match b.trim().parse::<u64>() {
-                Ok(n) => Some(n),
-                Err(_) => return Err(invalid(format!("bad chunk size: {b}"))),
-            },
-        };
-        let tls = tls_plan(&cli, &tls_name(&cli))?;
-        let auth = auth_plan(&cli, tls.is_some())?;
-        let esmtp = Esmtp {
-            ehlo: cli.ehlo || tls.is_some() || auth.is_some(),
-            pipelining: cli.pipelining,
-            chunking,
-            size: cli.size,
-            eight_bit_mime: cli.eight_bit_mime,
-            smtputf8: cli.smtputf8,
-        };
+        let plan = session_plan(&cli.session, &tls_name(&target_text(&cli)))?;
+        let (esmtp, tls, auth) = (plan.esmtp, plan.tls, plan.auth);
         if esmtp.wants_ehlo() && !esmtp.smtputf8 {
             // Postfix's mode sends any bytes, as Postfix does; an ESMTP
             // client must not send UTF-8 without SMTPUTF8 (RFC 6531 §3.4).
@@ -458,6 +412,14 @@ impl Config {
     }
 }
 
+/// The target as typed (the first operand), for the TLS name.
+fn target_text(cli: &Cli) -> String {
+    cli.target
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// A `--duration`/`--warmup` value: humantime's `30s`, `5m`, `1h30m`, or
 /// plain seconds.
 fn time_option(text: &str, option: &str) -> Result<Duration, ConfigError> {
@@ -473,130 +435,6 @@ fn time_option(text: &str, option: &str) -> Result<Duration, ConfigError> {
             "bad {option}: {text} (e.g. 30s, 5m, 1h30m)"
         ))),
     }
-}
-
-/// The default TLS server name: the host part of the target as typed
-/// (`localhost` for a unix socket).
-fn tls_name(cli: &Cli) -> String {
-    let addr = cli
-        .target
-        .first()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if addr.starts_with("unix:") {
-        return "localhost".to_owned();
-    }
-    let addr = addr.strip_prefix("inet:").unwrap_or(&addr);
-    match smtp_proto::postfix::host_port(addr, smtp_proto::postfix::BareWord::Host) {
-        Ok((host, _)) if !host.is_empty() => host.to_owned(),
-        _ => "localhost".to_owned(),
-    }
-}
-
-fn tls_plan(cli: &Cli, host: &str) -> Result<Option<TlsPlan>, ConfigError> {
-    let start = match (cli.starttls, cli.tls_on_connect) {
-        (false, false) => {
-            if cli.tls_verify || cli.tls_ca.is_some() || cli.tls_sni.is_some() {
-                return Err(invalid(
-                    "TLS options need --starttls or --tls-on-connect".to_owned(),
-                ));
-            }
-            return Ok(None);
-        }
-        (true, true) => {
-            return Err(invalid(
-                "use either --starttls or --tls-on-connect".to_owned(),
-            ))
-        }
-        (true, false) => TlsStart::StartTls,
-        (false, true) => TlsStart::OnConnect,
-    };
-    let version = match &cli.tls_protocol {
-        None => None,
-        Some(v) => Some(
-            TlsVersion::parse(v)
-                .ok_or_else(|| invalid(format!("bad TLS protocol: {v} (tls1.2 or tls1.3)")))?,
-        ),
-    };
-    let options = tls::ClientOptions {
-        verify: cli.tls_verify || cli.tls_ca.is_some(),
-        ca_file: cli.tls_ca.clone(),
-        version,
-        resume: !cli.no_tls_resume,
-    };
-    let config = tls::client_config(&options).map_err(|e| invalid(e.to_string()))?;
-    let name = cli.tls_sni.as_deref().unwrap_or(host);
-    let server_name =
-        tls::server_name(name).map_err(|_| invalid(format!("bad TLS server name: {name}")))?;
-    Ok(Some(TlsPlan {
-        start,
-        config,
-        server_name,
-    }))
-}
-
-fn auth_plan(cli: &Cli, tls: bool) -> Result<Option<AuthPlan>, ConfigError> {
-    let Some(mech) = &cli.auth else {
-        if cli.auth_user.is_some() || cli.auth_users.is_some() {
-            return Err(invalid("credentials given without --auth".to_owned()));
-        }
-        return Ok(None);
-    };
-    let mechanism = match mech.to_ascii_uppercase().as_str() {
-        "" => None,
-        "PLAIN" => Some(Mechanism::Plain),
-        "LOGIN" => Some(Mechanism::Login),
-        _ => {
-            return Err(invalid(format!(
-                "bad AUTH mechanism: {mech} (PLAIN or LOGIN)"
-            )))
-        }
-    };
-    if !tls && !cli.auth_plaintext {
-        return Err(invalid(
-            "--auth sends a password: use --starttls or --tls-on-connect, or --auth-plaintext"
-                .to_owned(),
-        ));
-    }
-    let users = match (&cli.auth_users, &cli.auth_user, &cli.auth_password) {
-        (Some(path), None, None) => {
-            let text = std::fs::read(path).map_err(|e| {
-                invalid(format!(
-                    "open {}: {}",
-                    path.display(),
-                    smtp_net::strerror(&e)
-                ))
-            })?;
-            let users: Vec<(Vec<u8>, Vec<u8>)> = text
-                .split(|&b| b == b'\n')
-                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-                .filter(|l| !l.is_empty() && !l.starts_with(b"#"))
-                .map(|l| match l.iter().position(|&b| b == b':') {
-                    Some(i) => Ok((l[..i].to_vec(), l[i + 1..].to_vec())),
-                    None => Err(invalid(format!(
-                        "{}: a line without ':' (user:password)",
-                        path.display()
-                    ))),
-                })
-                .collect::<Result<_, _>>()?;
-            if users.is_empty() {
-                return Err(invalid(format!(
-                    "{}: no user:password line",
-                    path.display()
-                )));
-            }
-            users
-        }
-        (None, Some(user), Some(password)) => {
-            vec![(user.as_bytes().to_vec(), password.as_bytes().to_vec())]
-        }
-        _ => {
-            return Err(invalid(
-                "--auth needs --auth-user and --auth-password, or --auth-users FILE".to_owned(),
-            ))
-        }
-    };
-    Ok(Some(AuthPlan { mechanism, users }))
 }
 
 /// What getopt(3) says before Postfix's usage line: `invalid option --

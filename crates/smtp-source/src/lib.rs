@@ -17,6 +17,7 @@ pub mod live;
 pub mod output;
 pub mod plan;
 pub mod report;
+pub mod session_plan;
 pub mod target;
 pub mod threshold;
 pub mod worker;
