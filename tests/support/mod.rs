@@ -3,6 +3,8 @@
 //! directories. Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::{
     fs,
     net::{TcpListener, TcpStream},
