@@ -708,7 +708,8 @@ impl Relay {
 
     /// Runs smtp-source `source_args` (one session, with `env` as for
     /// [`Relay::source`]) against smtpd's plain port,
-    /// which must fail after STARTTLS: exit status 1 with `reason` on
+    /// which must fail after STARTTLS: exit status 24 (a STARTTLS or TLS
+    /// failure, docs/smtp-source.md "Exit status") with `reason` on
     /// stderr, and nothing delivered. Returns what Postfix logged.
     fn expect_failure(
         &mut self,
@@ -721,7 +722,7 @@ impl Relay {
         eprintln!("{label}: {}: {}", ran.describe(), ran.stderr.trim_end());
         assert_eq!(
             ran.status.and_then(|s| s.code()),
-            Some(1),
+            Some(24),
             "{label}: {}\nstderr:\n{}",
             ran.describe(),
             ran.stderr
