@@ -86,6 +86,10 @@ pub struct Cli {
     /// Read/write timeout in seconds (Postfix: 300, fixed).
     #[arg(long, value_name = "seconds")]
     pub timeout: Option<String>,
+    /// One limit for a whole connection, connect to close, in seconds
+    /// (fractions allowed).
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub session_timeout: Option<String>,
     /// Print a one-paragraph summary on stderr at the end.
     #[arg(long)]
     pub summary: bool,

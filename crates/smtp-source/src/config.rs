@@ -79,8 +79,21 @@ pub struct Config {
     pub window: Option<u32>,
     /// `-v` count.
     pub verbose: u8,
-    /// `--timeout` (default 300 s).
+    /// `--timeout` (default 300 s): each read, write, connect and TLS
+    /// handshake, as Postfix's.
     pub timeout: Duration,
+    /// `--session-timeout`: one limit for a whole connection, from the
+    /// start of its connect to its close; every step also ends when it
+    /// comes, and failing it is a timeout in the phase it was in. None
+    /// (the default): only `timeout`.
+    pub session_timeout: Option<Duration>,
+    /// The source address of every TCP connection (bound with port 0
+    /// before connect); ignored for unix sockets. No smtp-source option
+    /// yet; smtp-probe sets it.
+    pub bind: Option<std::net::IpAddr>,
+    /// Time the sessions even when nothing else asks for figures
+    /// ([`Config::measures`]); smtp-probe always does. No option.
+    pub measure: bool,
     /// `--summary`.
     pub summary: bool,
     /// `--json`.
@@ -125,7 +138,10 @@ impl Config {
     /// the figures (a report, a threshold, `--rate`, or the live line), so
     /// a plain Postfix-style run costs nothing extra.
     pub fn measures(&self) -> bool {
-        self.reports() || self.rate.is_some() || crate::live::mode(self) != crate::live::Mode::Off
+        self.measure
+            || self.reports()
+            || self.rate.is_some()
+            || crate::live::mode(self) != crate::live::Mode::Off
     }
 
     /// Whether a report is asked for; then Ctrl-C ends the run with partial
@@ -312,6 +328,17 @@ impl Config {
             Some(t) => Duration::from_secs(u64::try_from(t).unwrap_or(300)),
             None => Duration::from_secs(300),
         };
+        let session_timeout = match &cli.session_timeout {
+            None => None,
+            Some(t) => match t.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s > 0.0 => {
+                    Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero())
+                }
+                _ => None,
+            }
+            .map(Some)
+            .ok_or_else(|| invalid(format!("bad session timeout: {t} (seconds)")))?,
+        };
         let threads = match &cli.threads {
             None => None,
             Some(t) => match t.trim().parse::<usize>() {
@@ -395,6 +422,9 @@ impl Config {
             window: window.map(u32_of),
             verbose: cli.verbose,
             timeout,
+            session_timeout,
+            bind: None,
+            measure: false,
             summary: cli.summary,
             json: cli.json,
             threads,
@@ -461,7 +491,7 @@ fn getopt_text(e: &clap::Error) -> String {
 
 /// gethostname(2), as Postfix's get_hostname() takes it.
 #[allow(unsafe_code)]
-fn own_hostname() -> String {
+pub(crate) fn own_hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: buf is writable for its whole length; gethostname writes at
     // most that many bytes.
@@ -567,5 +597,27 @@ mod tests {
         let c = ok(&["-F", "/dev/null", "-S", "x", "127.0.0.1"]);
         assert!(!c.headers && c.subject.is_none());
         assert!(!ok(&["-o", "127.0.0.1"]).send_helo);
+        assert_eq!(c.session_timeout, None);
+        assert!(c.bind.is_none() && !c.measure);
+        assert!(!ok(&["--progress", "never", "127.0.0.1"]).measures());
+    }
+
+    #[test]
+    fn session_timeout() {
+        let c = ok(&["--session-timeout", "2.5", "127.0.0.1"]);
+        assert_eq!(c.session_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            ok(&["--session-timeout", "0.001", "127.0.0.1"]).session_timeout,
+            Some(Duration::from_millis(1))
+        );
+        for bad in ["0", "-1", "abc", "inf", "NaN", "1e400", ""] {
+            assert_eq!(
+                err(&["--session-timeout", bad, "127.0.0.1"]),
+                format!("bad session timeout: {bad} (seconds)")
+            );
+        }
+        let mut c = ok(&["--progress", "never", "127.0.0.1"]);
+        c.measure = true;
+        assert!(c.measures());
     }
 }

@@ -1,12 +1,52 @@
 //! One connection's I/O: reads into a reused buffer and whole writes,
-//! every one under the I/O timeout (Postfix: 300 s on each read or write).
+//! every one under the I/O timeout (Postfix: 300 s on each read or write)
+//! and, with `--session-timeout`, the connection's deadline too.
 //! Generic over the stream, so TCP, unix sockets and TLS share it.
 
-use std::{io::IoSlice, time::Duration};
+use std::{future::Future, io::IoSlice, time::Duration};
 
 use bytes::BytesMut;
 use smtp_net::Transport;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    time::Instant,
+};
+
+/// The step did not finish in time (see [`within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+/// Runs one I/O step (a read, a write, a connect, a TLS handshake) until it
+/// ends, `timeout` passes, or `deadline` (the session's, if any) comes,
+/// whichever is first. A deadline already past fails the step at once,
+/// even one that could finish without waiting: the session is over.
+///
+/// # Errors
+/// [`Elapsed`] when the step did not finish in time.
+pub async fn within<F: Future>(
+    timeout: Duration,
+    deadline: Option<Instant>,
+    step: F,
+) -> Result<F::Output, Elapsed> {
+    match deadline {
+        // Postfix's per-step timeout, exactly as before.
+        None => tokio::time::timeout(timeout, step)
+            .await
+            .map_err(|_| Elapsed),
+        Some(deadline) => {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Elapsed);
+            }
+            let until = now
+                .checked_add(timeout)
+                .map_or(deadline, |t| t.min(deadline));
+            tokio::time::timeout_at(until, step)
+                .await
+                .map_err(|_| Elapsed)
+        }
+    }
+}
 
 /// How an I/O step failed; the worker names the phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +69,8 @@ pub struct Conn<S> {
     /// Bytes read and not yet parsed.
     pub rbuf: BytesMut,
     timeout: Duration,
+    /// The connection's end (`--session-timeout`), if it has one.
+    deadline: Option<Instant>,
 }
 
 impl<S: Transport> Conn<S> {
@@ -38,7 +80,16 @@ impl<S: Transport> Conn<S> {
             stream,
             rbuf: BytesMut::with_capacity(4096),
             timeout,
+            deadline: None,
         }
+    }
+
+    /// Every read and write also ends at `deadline`: the session's limit
+    /// (`--session-timeout`), counted from its connect.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The stream and the bytes read but not parsed, to wrap the stream
@@ -52,7 +103,8 @@ impl<S: Transport> Conn<S> {
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(4096);
         }
-        match tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.rbuf)).await {
+        let read = self.stream.read_buf(&mut self.rbuf);
+        match within(self.timeout, self.deadline, read).await {
             Err(_) => Err(IoFail::Timeout),
             Ok(Err(_)) => Err(IoFail::Lost),
             Ok(Ok(n)) => Ok(n),
@@ -82,7 +134,7 @@ impl<S: Transport> Conn<S> {
                 *slice = IoSlice::new(part);
             }
             let write = self.stream.write_vectored(&slices[..n]);
-            let mut written = match tokio::time::timeout(self.timeout, write).await {
+            let mut written = match within(self.timeout, self.deadline, write).await {
                 Err(_) => return Err(IoFail::Timeout),
                 Ok(Ok(0) | Err(_)) => return Err(IoFail::Lost),
                 Ok(Ok(n)) => n,
@@ -103,7 +155,7 @@ impl<S: Transport> Conn<S> {
 impl<S: Transport> Conn<S> {
     async fn write_one(&mut self, mut buf: &[u8]) -> Result<(), IoFail> {
         while !buf.is_empty() {
-            match tokio::time::timeout(self.timeout, self.stream.write(buf)).await {
+            match within(self.timeout, self.deadline, self.stream.write(buf)).await {
                 Err(_) => return Err(IoFail::Timeout),
                 Ok(Ok(0) | Err(_)) => return Err(IoFail::Lost),
                 Ok(Ok(n)) => buf = &buf[n..],
@@ -136,5 +188,33 @@ mod tests {
         conn.write_parts(&mut parts).await.unwrap();
         drop(conn);
         assert_eq!(reader.await.unwrap(), want);
+    }
+
+    /// The deadline ends a read that the per-read timeout would let wait,
+    /// and a read after it fails at once even when a reply is waiting.
+    #[tokio::test]
+    async fn deadline_bounds_every_step() {
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let start = Instant::now();
+        let mut conn = Conn::new(smtp_net::Stream::Unix(a), Duration::from_secs(30))
+            .with_deadline(Some(start + Duration::from_millis(200)));
+        assert_eq!(conn.read().await, Err(IoFail::Timeout));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        b.write_all(b"220 x\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(conn.read().await, Err(IoFail::Timeout));
+        assert_eq!(
+            conn.write_parts(&mut [&b"QUIT\r\n"[..]]).await,
+            Err(IoFail::Timeout)
+        );
+        // Without a deadline the same read succeeds.
+        let mut conn = conn.into_parts().0;
+        let mut buf = [0u8; 16];
+        let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"220 x\r\n");
     }
 }

@@ -24,10 +24,12 @@ use smtp_proto::{
     Capabilities, Extensions, Reply,
 };
 
+use tokio::time::Instant;
+
 use crate::{
     config::{Config, TlsStart},
-    conn::{Conn, IoFail},
-    connect::connect,
+    conn::{within, Conn, IoFail},
+    connect::{connect, ConnectOptions},
     error::{reject_text, reply_text, strerror, Error},
     latency::{LiveCounts, Metric, Recorder, Samples},
     output::Output,
@@ -138,9 +140,14 @@ impl Shared {
         client
     }
 
-    /// Runs a client handshake on `stream` and counts it; `-v` shows what
-    /// it negotiated.
-    async fn handshake(&self, stream: Stream, stats: &mut Stats) -> Result<Stream, Error> {
+    /// Runs a client handshake on `stream` (within the timeout and the
+    /// session's deadline) and counts it; `-v` shows what it negotiated.
+    async fn handshake(
+        &self,
+        stream: Stream,
+        stats: &mut Stats,
+        deadline: Option<Instant>,
+    ) -> Result<Stream, Error> {
         let Some(plan) = &self.config.tls else {
             return Ok(stream);
         };
@@ -148,7 +155,7 @@ impl Shared {
         // every connection; the connector is only a handle on it.
         let connector = TlsConnector::from(plan.config.clone());
         let hs = stream.start_tls_client(&connector, plan.server_name.clone());
-        let stream = match tokio::time::timeout(self.config.timeout, hs).await {
+        let stream = match within(self.config.timeout, deadline, hs).await {
             Err(_) => {
                 return Err(Error::Timeout {
                     phase: Phase::Starttls,
@@ -229,6 +236,9 @@ struct Worker<'s> {
     /// Message-Id's second number: Postfix shows the socket's fd; ours is
     /// a per-session number in the same range (3, 4, ...).
     conn_number: u32,
+    /// When the current connection must be over (`--session-timeout`,
+    /// from the start of its connect).
+    deadline: Option<Instant>,
     /// Reused buffers: what to write, header blocks, To: address.
     tx: Transmit,
     /// The header block of the message whose content goes out next.
@@ -253,6 +263,7 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
     let mut w = Worker {
         connect_left: shared.config.connect_attempts,
         conn_number: 3 + index,
+        deadline: None,
         samples,
         session_since: 0,
         starttls_reply: 0,
@@ -417,6 +428,7 @@ impl Worker<'_> {
 
     /// The connection is gone: its session time is recorded.
     fn closed(&mut self) {
+        self.deadline = None;
         if self.link.take().is_some() {
             self.shared.recorder.session_opened(-1);
             if let Some(now) = self.now() {
@@ -424,7 +436,9 @@ impl Worker<'_> {
             }
         }
     }
-    /// Connects (with `-C` retries), reads the greeting, sends HELO.
+
+    /// Connects (with `-C` retries), reads the greeting, sends HELO. With
+    /// `--session-timeout` each attempt starts the connection's deadline.
     async fn open(&mut self) -> Result<(), Error> {
         let waiting = self.now();
         let shared = Arc::clone(&self.shared);
@@ -434,8 +448,15 @@ impl Worker<'_> {
             self.record(Metric::ConnectWait, to - from, to);
         }
         let cfg = &self.shared.config;
+        let mut opts = ConnectOptions {
+            window: cfg.window,
+            bind: cfg.bind,
+            timeout: cfg.timeout,
+            deadline: None,
+        };
         let stream = loop {
-            match connect(&cfg.target, cfg.window, cfg.timeout).await {
+            opts.deadline = cfg.session_timeout.map(|t| Instant::now() + t);
+            match connect(&cfg.target, &opts).await {
                 Ok(s) => break s,
                 Err(e) => {
                     self.stats.connect_failures += 1;
@@ -452,6 +473,7 @@ impl Worker<'_> {
             }
         };
         drop(gate);
+        self.deadline = opts.deadline;
         let connected = self.now();
         if let (Some(from), Some(to)) = (connecting, connected) {
             self.session_since = from;
@@ -467,7 +489,10 @@ impl Worker<'_> {
         let stream = if on_connect {
             self.starttls_reply = 0;
             self.tls_began = self.now().unwrap_or(0);
-            let stream = self.shared.handshake(stream, self.stats).await;
+            let stream = self
+                .shared
+                .handshake(stream, self.stats, self.deadline)
+                .await;
             self.handshake_done();
             stream?
         } else {
@@ -478,7 +503,7 @@ impl Worker<'_> {
             session.set_clock(now);
         }
         self.link = Some(Link {
-            conn: Conn::new(stream, self.shared.config.timeout),
+            conn: Conn::new(stream, self.shared.config.timeout).with_deadline(self.deadline),
             session,
         });
         self.drive().await
@@ -714,14 +739,17 @@ impl Worker<'_> {
             )));
         }
         self.tls_began = self.now().unwrap_or(0);
-        let stream = self.shared.handshake(stream, self.stats).await;
+        let stream = self
+            .shared
+            .handshake(stream, self.stats, self.deadline)
+            .await;
         self.handshake_done();
         let stream = stream?;
         let mut session = old.session;
         session.tls_started();
         self.clock_fresh = false;
         self.link = Some(Link {
-            conn: Conn::new(stream, self.shared.config.timeout),
+            conn: Conn::new(stream, self.shared.config.timeout).with_deadline(self.deadline),
             session,
         });
         Ok(())
