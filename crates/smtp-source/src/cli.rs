@@ -90,6 +90,10 @@ pub struct Cli {
     /// (fractions allowed).
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     pub session_timeout: Option<String>,
+    /// Show the conversation on stderr as telnet or swaks does: "-> " for
+    /// commands, "<- " for replies, "[N] " per session with -s > 1.
+    #[arg(long)]
+    pub transcript: bool,
     /// Print a one-paragraph summary on stderr at the end.
     #[arg(long)]
     pub summary: bool,
@@ -102,8 +106,8 @@ pub struct Cli {
     /// Runtime threads: 0 runs everything on the main thread.
     #[arg(long, value_name = "N")]
     pub threads: Option<String>,
-    /// Live progress line on stderr: auto (a terminal, without -c, -v or
-    /// --json -), always or never.
+    /// Live progress line on stderr: auto (a terminal, without -c, -v,
+    /// --transcript or --json -), always or never.
     #[arg(long, value_name = "WHEN")]
     pub progress: Option<String>,
     /// End the run after TIME (30s, 5m, 1h30m); with -m, whichever comes

@@ -87,6 +87,10 @@ pub struct Config {
     /// comes, and failing it is a timeout in the phase it was in. None
     /// (the default): only `timeout`.
     pub session_timeout: Option<Duration>,
+    /// `--transcript`: the conversation on stderr as a person reads it in
+    /// telnet or swaks (`-> ` commands, `<- ` replies, `== ` events,
+    /// `[N] ` with more than one session); independent of `-v`.
+    pub transcript: bool,
     /// The source address of every TCP connection (bound with port 0
     /// before connect); ignored for unix sockets. No smtp-source option
     /// yet; smtp-probe sets it.
@@ -125,7 +129,8 @@ pub struct Config {
 /// When the live progress line is shown (`--progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// On a terminal, unless -c, -v or `--json -` write there too.
+    /// On a terminal, unless -c, -v or `--json -` write there too
+    /// (`--transcript` makes it [`Progress::Never`]).
     Auto,
     /// Always, even on a pipe.
     Always,
@@ -276,6 +281,8 @@ impl Config {
             },
         };
         let progress = match cli.progress.as_deref() {
+            // The live line would cut into the transcript's lines.
+            None | Some("auto") if cli.transcript => Progress::Never,
             None | Some("auto") => Progress::Auto,
             Some("always") => Progress::Always,
             Some("never") => Progress::Never,
@@ -423,6 +430,7 @@ impl Config {
             verbose: cli.verbose,
             timeout,
             session_timeout,
+            transcript: cli.transcript,
             bind: None,
             measure: false,
             summary: cli.summary,
@@ -598,14 +606,21 @@ mod tests {
         assert!(!c.headers && c.subject.is_none());
         assert!(!ok(&["-o", "127.0.0.1"]).send_helo);
         assert_eq!(c.session_timeout, None);
-        assert!(c.bind.is_none() && !c.measure);
+        assert!(!c.transcript && c.bind.is_none() && !c.measure);
         assert!(!ok(&["--progress", "never", "127.0.0.1"]).measures());
     }
 
     #[test]
-    fn session_timeout() {
-        let c = ok(&["--session-timeout", "2.5", "127.0.0.1"]);
+    fn session_timeout_and_transcript() {
+        let c = ok(&["--session-timeout", "2.5", "--transcript", "127.0.0.1"]);
         assert_eq!(c.session_timeout, Some(Duration::from_millis(2500)));
+        assert!(c.transcript);
+        // The live line would break the transcript's lines; nor does a
+        // transcript time the sessions.
+        assert_eq!(c.progress, Progress::Never);
+        assert!(!c.measures());
+        let c = ok(&["--transcript", "--progress", "always", "127.0.0.1"]);
+        assert_eq!(c.progress, Progress::Always);
         assert_eq!(
             ok(&["--session-timeout", "0.001", "127.0.0.1"]).session_timeout,
             Some(Duration::from_millis(1))

@@ -1,6 +1,6 @@
 //! Everything the program writes while it runs: Postfix-style diagnostics
-//! on stderr (`<argv0>: warning: ...`, `-v` lines) and the `-c` counter on
-//! stdout.
+//! on stderr (`<argv0>: warning: ...`, `-v` lines), the `--transcript`
+//! lines on stderr, and the `-c` counter on stdout.
 
 use std::{
     io::Write as _,
@@ -14,6 +14,9 @@ pub struct Output {
     verbose: bool,
     counter: bool,
     sent: AtomicU64,
+    transcript: bool,
+    /// Transcript lines start with `[N] ` (more than one session).
+    numbered: bool,
 }
 
 impl Output {
@@ -24,12 +27,48 @@ impl Output {
             verbose,
             counter,
             sent: AtomicU64::new(0),
+            transcript: false,
+            numbered: false,
         }
+    }
+
+    /// With `--transcript`: [`Output::transcript_line`] writes; `numbered`
+    /// prefixes each line with its session's number.
+    #[must_use]
+    pub fn with_transcript(mut self, on: bool, numbered: bool) -> Self {
+        self.transcript = on;
+        self.numbered = numbered;
+        self
     }
 
     /// Whether `-v` is on.
     pub fn verbose(&self) -> bool {
         self.verbose
+    }
+
+    /// Whether `--transcript` is on.
+    pub fn transcript(&self) -> bool {
+        self.transcript
+    }
+
+    /// One transcript line on stderr: `[session] ` when numbered, `mark`
+    /// (`->`, `<-` or `==`), a space and `text`.
+    pub fn transcript_line(&self, session: u32, mark: &str, text: &[u8]) {
+        if !self.transcript {
+            return;
+        }
+        let mut buf = Vec::with_capacity(text.len() + mark.len() + 16);
+        if self.numbered {
+            buf.push(b'[');
+            buf.extend_from_slice(session.to_string().as_bytes());
+            buf.extend_from_slice(b"] ");
+        }
+        buf.extend_from_slice(mark.as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(text);
+        buf.push(b'\n');
+        // One write, so lines of concurrent sessions stay whole.
+        let _ = std::io::stderr().lock().write_all(&buf);
     }
 
     /// `<argv0>: warning: text`.

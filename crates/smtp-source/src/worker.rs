@@ -83,13 +83,14 @@ impl Shared {
         let body = config.body.render();
         let raw_body = config.body.render_raw();
         let date = smtp_proto::time::mail_date(now_unix).into_bytes();
-        let output = Output::new(&config.argv0, config.verbose > 0, config.counter);
+        let output = Output::new(&config.argv0, config.verbose > 0, config.counter)
+            .with_transcript(config.transcript, config.sessions > 1);
         let mut client = ClientConfig::new(
             config.protocol,
             config.send_helo.then_some(config.myhostname.as_bytes()),
             config.tolerate_rejects,
         );
-        client.report_replies = config.verbose > 0;
+        client.report_replies = config.verbose > 0 || config.transcript;
         let measure = config.measures();
         client.timings = measure;
         let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
@@ -141,11 +142,13 @@ impl Shared {
     }
 
     /// Runs a client handshake on `stream` (within the timeout and the
-    /// session's deadline) and counts it; `-v` shows what it negotiated.
+    /// session's deadline) and counts it; `-v` and the transcript show what
+    /// it negotiated.
     async fn handshake(
         &self,
         stream: Stream,
         stats: &mut Stats,
+        session: u32,
         deadline: Option<Instant>,
     ) -> Result<Stream, Error> {
         let Some(plan) = &self.config.tls else {
@@ -170,18 +173,23 @@ impl Shared {
             } else {
                 stats.tls_full += 1;
             }
+            let how = if info.resumed {
+                "resumed"
+            } else {
+                "full handshake"
+            };
             if self.output.verbose() {
                 let peer = info.peer_subject().unwrap_or_else(|| "-".to_owned());
-                let how = if info.resumed {
-                    "resumed"
-                } else {
-                    "full handshake"
-                };
                 self.output.info(
                     format!("TLS {} {}, {how}, peer: {peer}", info.protocol, info.cipher)
                         .as_bytes(),
                 );
             }
+            self.output.transcript_line(
+                session,
+                "==",
+                format!("TLS started: {} {} ({how})", info.protocol, info.cipher).as_bytes(),
+            );
             if stats.tls_negotiated.is_none() {
                 stats.tls_negotiated = Some((info.protocol, info.cipher));
             }
@@ -236,6 +244,8 @@ struct Worker<'s> {
     /// Message-Id's second number: Postfix shows the socket's fd; ours is
     /// a per-session number in the same range (3, 4, ...).
     conn_number: u32,
+    /// The session's number in the transcript: 1, 2, ... `-s`.
+    session: u32,
     /// When the current connection must be over (`--session-timeout`,
     /// from the start of its connect).
     deadline: Option<Instant>,
@@ -263,6 +273,7 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
     let mut w = Worker {
         connect_left: shared.config.connect_attempts,
         conn_number: 3 + index,
+        session: index + 1,
         deadline: None,
         samples,
         session_since: 0,
@@ -430,6 +441,9 @@ impl Worker<'_> {
     fn closed(&mut self) {
         self.deadline = None;
         if self.link.take().is_some() {
+            self.shared
+                .output
+                .transcript_line(self.session, "==", b"closed");
             self.shared.recorder.session_opened(-1);
             if let Some(now) = self.now() {
                 self.record(Metric::Session, now.saturating_sub(self.session_since), now);
@@ -482,6 +496,17 @@ impl Worker<'_> {
         self.stats.connections += 1;
         self.shared.recorder.session_opened(1);
         let cfg = &self.shared.config;
+        if self.shared.output.transcript() {
+            let to = match &cfg.target {
+                crate::target::Target::Tcp(a) => a.to_string(),
+                crate::target::Target::Unix(p) => format!("unix:{}", p.display()),
+            };
+            self.shared.output.transcript_line(
+                self.session,
+                "==",
+                format!("connected to {to}").as_bytes(),
+            );
+        }
         let on_connect = cfg
             .tls
             .as_ref()
@@ -491,7 +516,7 @@ impl Worker<'_> {
             self.tls_began = self.now().unwrap_or(0);
             let stream = self
                 .shared
-                .handshake(stream, self.stats, self.deadline)
+                .handshake(stream, self.stats, self.session, self.deadline)
                 .await;
             self.handshake_done();
             stream?
@@ -638,7 +663,7 @@ impl Worker<'_> {
                 Event::Ready(caps) => self.shared.check_offered(caps),
                 _ => {}
             }
-            on_event(&self.shared, self.stats, event)?;
+            on_event(&self.shared, self.stats, self.session, event)?;
         }
         if self.link.as_ref().is_some_and(|l| l.session.is_closed()) {
             self.closed();
@@ -664,9 +689,15 @@ impl Worker<'_> {
         self.clock_fresh = false;
         if link.session.poll_transmit(&mut self.tx) {
             let phase = link.session.phase();
-            let sent = write_transmit(&self.shared, &mut link.conn, &self.tx, &self.head)
-                .await
-                .map_err(|f| io_error(f, phase, protocol))?;
+            let sent = write_transmit(
+                &self.shared,
+                self.session,
+                &mut link.conn,
+                &self.tx,
+                &self.head,
+            )
+            .await
+            .map_err(|f| io_error(f, phase, protocol))?;
             if sent.contents > 0 && self.next_pending {
                 std::mem::swap(&mut self.head, &mut self.next_head);
                 self.next_pending = false;
@@ -741,7 +772,7 @@ impl Worker<'_> {
         self.tls_began = self.now().unwrap_or(0);
         let stream = self
             .shared
-            .handshake(stream, self.stats, self.deadline)
+            .handshake(stream, self.stats, self.session, self.deadline)
             .await;
         self.handshake_done();
         let stream = stream?;
@@ -771,15 +802,30 @@ struct Sent {
 /// (header block + shared body) without copying it. With `-v`, each
 /// command line is shown as it is sent and a message as ".", in the order
 /// they go out; a write that starts with a message's content is shown once
-/// written, as Postfix shows its end of data.
+/// written, as Postfix shows its end of data. The transcript shows every
+/// write before it is made.
 async fn write_transmit(
     shared: &Shared,
+    session: u32,
     conn: &mut Conn<Stream>,
     tx: &Transmit,
     head: &[u8],
 ) -> Result<Sent, IoFail> {
     let verbose = shared.output.verbose();
     let content_first = !matches!(tx.pieces.first(), Some(Piece::Commands(_)));
+    // The content as it travels, without the final ".": what the sink
+    // counts as content bytes.
+    let content_len = (head.len() + shared.body.len()).saturating_sub(b".\r\n".len()) as u64;
+    if shared.output.transcript() {
+        shown(tx, content_len, |line| {
+            let text: std::borrow::Cow<'_, [u8]> = match line {
+                Shown::Command(l) => l.into(),
+                Shown::Content(n) => format!("<message, {n} bytes>").into_bytes().into(),
+                Shown::Chunk(n) => format!("<chunk, {n} bytes>").into_bytes().into(),
+            };
+            shared.output.transcript_line(session, "->", &text);
+        });
+    }
     if verbose && !content_first {
         show(shared, tx);
     }
@@ -805,9 +851,7 @@ async fn write_transmit(
                 parts[n + 1] = &shared.body;
                 n += 2;
                 contents += 1;
-                // The content as it travels, without the final ".": what
-                // the sink counts as content bytes.
-                bytes += (head.len() + shared.body.len() - b".\r\n".len()) as u64;
+                bytes += content_len;
             }
             Piece::Chunk(r) => {
                 let (start, end) = (r.start as usize, r.end as usize);
@@ -834,34 +878,53 @@ async fn write_transmit(
     Ok(Sent { contents, bytes })
 }
 
-/// `-v`: the lines of a write.
-fn show(shared: &Shared, tx: &Transmit) {
+/// A line of a write as a person is shown it.
+enum Shown<'a> {
+    /// A command line without its CRLF, AUTH's secrets masked.
+    Command(&'a [u8]),
+    /// A message's DATA content: its length as it travels, without the
+    /// final ".".
+    Content(u64),
+    /// A BDAT chunk's bytes: how many.
+    Chunk(u64),
+}
+
+/// The lines of a write in the order they go out, for `-v` and the
+/// transcript alike.
+fn shown(tx: &Transmit, content_len: u64, mut line: impl FnMut(Shown<'_>)) {
     for piece in &tx.pieces {
         match piece {
             Piece::Commands(r) => {
-                for line in tx.commands[r.clone()].split_inclusive(|&b| b == b'\n') {
-                    shared
-                        .output
-                        .info(line.strip_suffix(b"\r\n").unwrap_or(line));
+                for l in tx.commands[r.clone()].split_inclusive(|&b| b == b'\n') {
+                    line(Shown::Command(l.strip_suffix(b"\r\n").unwrap_or(l)));
                 }
             }
             Piece::Secret(r) => {
                 // AUTH PLAIN <secret> keeps its mechanism; a LOGIN
                 // response is all secret.
-                let line = &tx.commands[r.clone()];
-                let shown: &[u8] = if line.starts_with(b"AUTH LOGIN") {
+                let l = &tx.commands[r.clone()];
+                line(Shown::Command(if l.starts_with(b"AUTH LOGIN") {
                     b"AUTH LOGIN"
-                } else if line.starts_with(b"AUTH PLAIN") {
+                } else if l.starts_with(b"AUTH PLAIN") {
                     b"AUTH PLAIN ****"
                 } else {
                     b"****"
-                };
-                shared.output.info(shown);
+                }));
             }
-            Piece::DataContent => shared.output.info(b"."),
-            Piece::Chunk(_) => {}
+            Piece::DataContent => line(Shown::Content(content_len)),
+            Piece::Chunk(r) => line(Shown::Chunk(r.end - r.start)),
         }
     }
+}
+
+/// `-v`: the lines of a write, the content as "." (Postfix's), a BDAT
+/// chunk's bytes not at all.
+fn show(shared: &Shared, tx: &Transmit) {
+    shown(tx, 0, |line| match line {
+        Shown::Command(l) => shared.output.info(l),
+        Shown::Content(_) => shared.output.info(b"."),
+        Shown::Chunk(_) => {}
+    });
 }
 
 fn io_error(f: IoFail, phase: Phase, protocol: smtp_proto::client::Protocol) -> Error {
@@ -923,13 +986,24 @@ fn live_counts(stats: &Stats) -> LiveCounts {
     }
 }
 
-fn on_event(shared: &Shared, stats: &mut Stats, event: Event) -> Result<(), Error> {
+fn on_event(shared: &Shared, stats: &mut Stats, session: u32, event: Event) -> Result<(), Error> {
     let protocol = shared.config.protocol;
     match event {
         Event::Ready(_) | Event::StartTls => {}
         Event::Authenticated => stats.auth_ok += 1,
         Event::Closed(CloseReason::NotOffered(phase)) => return Err(Error::NotOffered(phase)),
-        Event::Reply { reply, .. } => print_reply(&shared.output, &reply),
+        Event::Reply { reply, .. } => {
+            let output = &shared.output;
+            for line in reply_lines(&reply) {
+                if output.verbose() {
+                    let mut text = Vec::with_capacity(line.len() + 4);
+                    text.extend_from_slice(b"<<< ");
+                    text.extend_from_slice(&line);
+                    output.info(&text);
+                }
+                output.transcript_line(session, "<-", &line);
+            }
+        }
         Event::Rejected { phase, reply } => {
             stats.rejects_by_phase[phase.index()] += 1;
             if !shared.config.tolerate_rejects {
@@ -955,13 +1029,18 @@ fn on_event(shared: &Shared, stats: &mut Stats, event: Event) -> Result<(), Erro
     Ok(())
 }
 
-/// `-v`: each reply line as `<<< line`, censored like Postfix.
-fn print_reply(output: &Output, reply: &Reply) {
-    for line in reply.raw().split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut text = Vec::with_capacity(line.len() + 4);
-        text.extend_from_slice(b"<<< ");
-        text.extend(line.iter().map(|&b| crate::error::censor(b) as u8));
-        output.info(&text);
-    }
+/// Each line of a reply as received (code and separator included), its
+/// bytes censored like Postfix's: `-v` shows them as `<<< line`, the
+/// transcript as `<- line`.
+fn reply_lines(reply: &Reply) -> impl Iterator<Item = Vec<u8>> + '_ {
+    reply
+        .raw()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            line.iter()
+                .map(|&b| crate::error::censor(b) as u8)
+                .collect()
+        })
 }

@@ -717,3 +717,178 @@ fn phase_exit_code(verb: &str) -> i32 {
         other => panic!("no phase for {other}"),
     }
 }
+
+/// `--transcript` against `sink` with a two-line greeting, for `-M h`:
+/// the lines a person reads, with the content's length as it travelled.
+fn plain_transcript(addr: &str, content_len: usize) -> Vec<String> {
+    [
+        format!("== connected to {addr}"),
+        "<- 220-test ESMTP".to_owned(),
+        "<- 220 second line".to_owned(),
+        "-> HELO h".to_owned(),
+        "<- 250 test".to_owned(),
+        "-> MAIL FROM:<foo@h>".to_owned(),
+        "<- 250 2.1.0 Ok".to_owned(),
+        "-> RCPT TO:<foo@h>".to_owned(),
+        "<- 250 2.1.5 Ok".to_owned(),
+        "-> DATA".to_owned(),
+        "<- 354 End data with <CR><LF>.<CR><LF>".to_owned(),
+        format!("-> <message, {content_len} bytes>"),
+        "<- 250 2.0.0 Ok".to_owned(),
+        "-> QUIT".to_owned(),
+        "<- 221 Bye".to_owned(),
+        "== closed".to_owned(),
+    ]
+    .to_vec()
+}
+
+fn two_line_greeting(ctx: &support::Ctx, cmd: &Cmd) -> Act {
+    match cmd {
+        Cmd::Connect => Act::Reply(vec![
+            "220-test ESMTP".to_owned(),
+            "220 second line".to_owned(),
+        ]),
+        _ => sink(ctx, cmd),
+    }
+}
+
+/// The content's length as the server received it: from after DATA's
+/// line to the CRLF before the final ".".
+fn content_len(text: &str) -> usize {
+    let start = text.find("DATA\r\n").unwrap() + "DATA\r\n".len();
+    let end = text.find("\r\n.\r\n").unwrap() + 2;
+    end - start
+}
+
+#[test]
+fn transcript_shows_the_conversation() {
+    let server = Server::start(two_line_greeting);
+    let run = source(&["--transcript", "-M", "h", &server.addr]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout, "");
+    let recs = server.records(1);
+    let want = plain_transcript(&server.addr, content_len(&recs[0].text()));
+    let got: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(got, want);
+}
+
+/// With `-s 2` every line carries its session's number, 1 and 2; each
+/// session's lines, taken apart, are the plain transcript.
+#[test]
+fn transcript_of_two_sessions_is_numbered() {
+    let server = Server::start(two_line_greeting);
+    let run = source(&[
+        "--transcript",
+        "-s",
+        "2",
+        "-m",
+        "2",
+        "-M",
+        "h",
+        &server.addr,
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let recs = server.records(2);
+    assert_eq!(recs.len(), 2);
+    // Both messages are the same length (Message-Id's numbers are fixed
+    // width at this size).
+    let len = content_len(&recs[0].text());
+    assert_eq!(len, content_len(&recs[1].text()));
+    let want = plain_transcript(&server.addr, len);
+    for n in 1..=2 {
+        let prefix = format!("[{n}] ");
+        let mine: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .collect();
+        assert_eq!(mine, want, "session {n}: {}", run.stderr);
+    }
+    assert_eq!(run.stderr.lines().count(), 2 * want.len(), "{}", run.stderr);
+}
+
+/// AUTH's secrets never reach the transcript (nor `-v`), though the server
+/// got them: PLAIN's initial response, and both LOGIN answers.
+#[test]
+fn transcript_masks_auth_secrets() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let (user, pass, plain) = (b64(b"u"), b64(b"secretpw"), b64(b"\0u\0secretpw"));
+    let (u2, p2) = (user.clone(), pass.clone());
+    let server = Server::start(move |ctx, cmd| match cmd {
+        Cmd::Line(l) if l.starts_with("EHLO") => Act::Reply(vec![
+            "250-test".to_owned(),
+            "250 AUTH PLAIN LOGIN".to_owned(),
+        ]),
+        Cmd::Line(l) if l.starts_with("AUTH PLAIN") => Act::reply("235 2.7.0 ok"),
+        Cmd::Line(l) if l == "AUTH LOGIN" => Act::reply("334 VXNlcm5hbWU6"),
+        Cmd::Line(l) if *l == u2 => Act::reply("334 UGFzc3dvcmQ6"),
+        Cmd::Line(l) if *l == p2 => Act::reply("235 2.7.0 ok"),
+        _ => sink(ctx, cmd),
+    });
+    let auth = [
+        "--auth-plaintext",
+        "--auth-user",
+        "u",
+        "--auth-password",
+        "secretpw",
+        "-M",
+        "h",
+    ];
+    for (mech, shown) in [
+        (
+            "--auth=PLAIN",
+            &["-> AUTH PLAIN ****", "<- 235 2.7.0 ok"][..],
+        ),
+        (
+            "--auth=LOGIN",
+            &[
+                "-> AUTH LOGIN",
+                "<- 334 VXNlcm5hbWU6",
+                "-> ****",
+                "<- 334 UGFzc3dvcmQ6",
+                "-> ****",
+                "<- 235 2.7.0 ok",
+            ][..],
+        ),
+    ] {
+        let run = source(&[&["--transcript", "-v", mech][..], &auth, &[&server.addr]].concat());
+        assert_eq!(run.code, Some(0), "{mech}: {run:?}");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        let at = lines.iter().position(|l| l.starts_with("-> AUTH")).unwrap();
+        let transcript: Vec<&str> = lines[at..]
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with(support::bin()))
+            .take(shown.len())
+            .collect();
+        assert_eq!(transcript, shown, "{mech}");
+        for secret in ["secretpw", &plain, &pass, &user] {
+            assert!(!run.stderr.contains(secret), "{mech}: {secret} shown");
+        }
+    }
+    let recs = server.records(2);
+    assert!(recs[0].text().contains(&plain), "PLAIN was not sent");
+    assert!(recs[1].text().contains(&pass), "LOGIN was not sent");
+}
+
+/// `-v` stays Postfix's when `--transcript` is given too: its lines are
+/// the same, in the same order, as without it.
+#[test]
+fn transcript_leaves_verbose_output_alone() {
+    let server = Server::start(two_line_greeting);
+    let alone = source(&["-v", "-M", "h", &server.addr]);
+    let both = source(&["-v", "--transcript", "-M", "h", &server.addr]);
+    assert_eq!((alone.code, both.code), (Some(0), Some(0)));
+    let verbose: Vec<&str> = both
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with(support::bin()))
+        .collect();
+    assert_eq!(verbose, alone.stderr.lines().collect::<Vec<_>>());
+    assert!(alone.stderr.lines().all(|l| l.starts_with(support::bin())));
+    assert_eq!(
+        both.stderr.lines().count(),
+        alone.stderr.lines().count() + plain_transcript("", 0).len()
+    );
+}
