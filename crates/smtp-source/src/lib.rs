@@ -16,6 +16,7 @@ pub mod latency;
 pub mod live;
 pub mod output;
 pub mod plan;
+pub mod probe;
 pub mod report;
 pub mod session_plan;
 pub mod target;
@@ -109,11 +110,7 @@ pub async fn run_async(config: Config) -> Report {
         };
         if let Some(e) = error {
             if fatal.is_none() {
-                fatal = Some(report::Fatal {
-                    phase: exit::phase_name(&e),
-                    message: e.to_string(),
-                    exit_code: exit::code(&e),
-                });
+                fatal = Some(report::Fatal::of(&e));
                 // The others stop where they are; what they counted stays.
                 let _ = stop_tx.send(true);
             }

@@ -81,6 +81,43 @@ pub struct Fatal {
     pub message: String,
     /// The exit status it causes.
     pub exit_code: u8,
+    /// Whether the server answered (smtp-probe's classes).
+    #[serde(skip)]
+    pub class: ErrorClass,
+    /// The reply that caused it, when one did.
+    #[serde(skip)]
+    pub reply: Option<smtp_proto::Reply>,
+}
+
+/// A fault of the network (no SMTP answer) or of SMTP (an answer that
+/// refused), as smtp-conversation tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorClass {
+    /// Refused, unreachable, reset, timed out, TLS failure, no SMTP.
+    #[default]
+    Network,
+    /// A 4xx/5xx reply, or a server lacking what was asked (STARTTLS,
+    /// AUTH).
+    Smtp,
+}
+
+impl Fatal {
+    /// How `error` is reported.
+    pub fn of(error: &crate::Error) -> Fatal {
+        use crate::Error;
+        let (class, reply) = match error {
+            Error::Rejected { reply, .. } => (ErrorClass::Smtp, Some(reply.clone())),
+            Error::NotOffered(_) => (ErrorClass::Smtp, None),
+            _ => (ErrorClass::Network, None),
+        };
+        Fatal {
+            phase: exit::phase_name(error),
+            message: error.to_string(),
+            exit_code: exit::code(error),
+            class,
+            reply,
+        }
+    }
 }
 
 /// One `--threshold` and how it fared.
@@ -520,6 +557,8 @@ mod tests {
             phase: Some("rcpt"),
             message: "x".to_owned(),
             exit_code: exit::RCPT,
+            class: ErrorClass::Smtp,
+            reply: None,
         });
         assert_eq!(r.exit_code(), exit::RCPT);
     }

@@ -1,0 +1,225 @@
+//! The probe loop: attempts over the servers (`-c` rounds, or until each
+//! has accepted a message with `-u`), each one a one-message smtp-source
+//! run, classified as smtp-conversation does: a network fault or an SMTP
+//! one.
+
+use std::time::{Duration, SystemTime};
+
+use smtp_proto::Reply;
+
+use super::{
+    config::ProbeConfig,
+    message::{self, Stamp},
+    mx,
+    report::{self, Attempt, Class, Failure, Outcome, ProbeReport},
+};
+use crate::{
+    latency::{Latencies, Metric},
+    report::ErrorClass,
+    target::{Family, Target},
+};
+
+/// The phases an attempt line shows, with smtpping's names.
+pub const LINE_PHASES: [(Metric, &str); 10] = [
+    (Metric::Connect, "connect"),
+    (Metric::Banner, "banner"),
+    (Metric::Helo, "helo"),
+    (Metric::Starttls, "starttls"),
+    (Metric::Auth, "auth"),
+    (Metric::Mail, "mailfrom"),
+    (Metric::Rcpt, "rcptto"),
+    (Metric::Data, "data"),
+    (Metric::Datasent, "datasent"),
+    (Metric::Quit, "quit"),
+];
+
+/// Runs the probe and returns what it found; attempt lines go to stdout
+/// as they happen.
+///
+/// # Errors
+/// The MX lookup failed (no server was given and none was found).
+pub async fn run(config: &ProbeConfig) -> Result<ProbeReport, mx::MxError> {
+    smtp_proto::time::init_time_zone();
+    let started = SystemTime::now();
+    let servers = if config.servers.is_empty() {
+        let domain = config
+            .recipient
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_owned();
+        mx::mail_hosts(&domain, config.dns_server)
+            .await?
+            .into_iter()
+            .map(|h| super::config::with_port(&h.name, config.port))
+            .collect()
+    } else {
+        config.servers.clone()
+    };
+    let mut report = ProbeReport::new(config, &servers, started);
+    let mut serial = 0u64;
+    let mut first = true;
+    let mut round = 0u64;
+    loop {
+        let pending: Vec<usize> = (0..servers.len())
+            .filter(|&i| {
+                let s = &report.servers[i];
+                if config.until_success {
+                    s.accepted == 0 && config.max_attempts.is_none_or(|m| s.sent < m)
+                } else {
+                    round < config.count
+                }
+            })
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        for i in pending {
+            if !first {
+                tokio::time::sleep(config.interval).await;
+            }
+            first = false;
+            serial += 1;
+            let attempt = attempt(config, &servers[i], serial).await;
+            print_line(config, &attempt);
+            report.add(i, attempt);
+        }
+        round += 1;
+    }
+    report.ended = SystemTime::now();
+    Ok(report)
+}
+
+/// One attempt: resolve, then one message in one session.
+async fn attempt(config: &ProbeConfig, server: &str, serial: u64) -> Attempt {
+    let started = SystemTime::now();
+    let unix = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let date = smtp_proto::time::mail_date(unix);
+    let failed = |failure: Failure| Attempt {
+        server: server.to_owned(),
+        serial,
+        started,
+        outcome: Outcome::Failed(failure),
+        latency: Latencies::default(),
+    };
+    let target = match resolve(server, config.timeout).await {
+        Ok(t) => t,
+        Err(text) => {
+            return failed(Failure {
+                class: Class::Network,
+                phase: Some("resolve"),
+                reply: None,
+                text,
+            })
+        }
+    };
+    let content = message::render(
+        &config.sender,
+        &config.recipient,
+        &Stamp {
+            tag: &config.tag,
+            serial,
+            server,
+            date: &date,
+            hostname: &config.hostname,
+        },
+        config.kilobytes,
+    );
+    let source = match config.attempt(server, target, content) {
+        Ok(c) => c,
+        Err(e) => {
+            return failed(Failure {
+                class: Class::Network,
+                phase: Some("starttls"),
+                reply: None,
+                text: e.to_string(),
+            })
+        }
+    };
+    let run = crate::run_async(source).await;
+    let outcome = match (&run.fatal, run.stats.accepted) {
+        (None, 1..) => Outcome::Accepted,
+        (None, _) => Outcome::Failed(Failure {
+            class: Class::Smtp,
+            phase: None,
+            reply: None,
+            text: "the message was not accepted".to_owned(),
+        }),
+        (Some(f), _) => Outcome::Failed(Failure {
+            class: match f.class {
+                ErrorClass::Network => Class::Network,
+                ErrorClass::Smtp => Class::Smtp,
+            },
+            phase: f.phase,
+            reply: f.reply.as_ref().map(report::ReplyText::of),
+            text: f.message.clone(),
+        }),
+    };
+    Attempt {
+        server: server.to_owned(),
+        serial,
+        started,
+        outcome,
+        latency: run.latency.raw,
+    }
+}
+
+/// Resolves a server as smtp-source does (default port 25), off the
+/// runtime thread and within the session timeout.
+async fn resolve(server: &str, timeout: Duration) -> Result<Target, String> {
+    let addr = server.to_owned();
+    let lookup = tokio::task::spawn_blocking(move || Target::resolve(&addr, Family::Any));
+    match tokio::time::timeout(timeout, lookup).await {
+        Err(_) => Err(format!("{server}: name lookup timed out")),
+        Ok(Err(e)) => Err(format!("{server}: {e}")),
+        Ok(Ok(Err(e))) => Err(format!("{server}: {e}")),
+        Ok(Ok(Ok(t))) => Ok(t),
+    }
+}
+
+/// One line per attempt: server, serial, outcome and class; with `-v` the
+/// phase times, smtpping's way.
+fn print_line(config: &ProbeConfig, a: &Attempt) {
+    let mut line = format!("{} #{:06} ", a.server, a.serial);
+    match &a.outcome {
+        Outcome::Accepted => line += "accepted",
+        Outcome::Failed(f) => {
+            line += &format!(
+                "failed ({}, {}): {}",
+                f.class.name(),
+                f.phase.unwrap_or("-"),
+                f.text
+            );
+        }
+    }
+    if config.verbose {
+        let times: Vec<String> = LINE_PHASES
+            .iter()
+            .filter_map(|(m, name)| {
+                let h = a.latency.get(*m);
+                (!h.is_empty()).then(|| format!("{name}={:.1} ms", h.mean() / 1000.0))
+            })
+            .collect();
+        if !times.is_empty() {
+            line += &format!(" [{}]", times.join(", "));
+        }
+    }
+    line.push('\n');
+    config.human_output(&line);
+}
+
+impl report::ReplyText {
+    /// The code, enhanced code and text of a reply.
+    pub fn of(reply: &Reply) -> Self {
+        let text: Vec<String> = reply
+            .lines()
+            .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
+            .collect();
+        Self {
+            code: reply.code.0,
+            enhanced: reply.enhanced.map(|e| e.to_string()),
+            text: text.join(" "),
+        }
+    }
+}
