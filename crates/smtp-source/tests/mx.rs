@@ -121,3 +121,22 @@ async fn a_server_that_never_answers_fails_the_lookup_in_bounded_time() {
     assert!(took < bound, "took {took:?}, bound {bound:?}: {err}");
     assert!(took >= mx::SERVER_TIMEOUT, "took {took:?}: {err}");
 }
+
+/// With `--dns-server`, host names are resolved there too.
+#[tokio::test]
+async fn host_addresses_come_from_the_given_server() {
+    let server = zone();
+    let addrs = mx::host_addresses("mx1.example.test", server.addr)
+        .await
+        .expect("addresses");
+    assert_eq!(addrs, [std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    assert!(matches!(
+        mx::host_addresses("nowhere.test", server.addr).await,
+        Err(MxError::NotFound { .. })
+    ));
+    // A name without an address record.
+    assert!(matches!(
+        mx::host_addresses("nullmx.test", server.addr).await,
+        Err(MxError::NotFound { .. })
+    ));
+}

@@ -16,7 +16,10 @@
 //! - anything else (time-out, SERVFAIL, REFUSED, an invalid name, no
 //!   usable resolver configuration): [`MxError::Lookup`].
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use hickory_resolver::{
     config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts},
@@ -131,6 +134,40 @@ pub async fn mail_hosts(
         Err(e) => return Err(lookup_error(describe(&e, dns_server))),
     };
     hosts_from_answers(shown, answers)
+}
+
+/// The addresses of `host`, asked of `dns_server` (so that with
+/// `--dns-server` every name of a probe, not only the MX lookup, is
+/// resolved there).
+///
+/// # Errors
+/// [`MxError::NotFound`] for NXDOMAIN or no address, [`MxError::Lookup`]
+/// for everything else that fails.
+pub async fn host_addresses(host: &str, dns_server: SocketAddr) -> Result<Vec<IpAddr>, MxError> {
+    let shown = host.strip_suffix('.').unwrap_or(host);
+    let lookup_error = |message: String| MxError::Lookup {
+        domain: shown.to_owned(),
+        message,
+    };
+    let mut name =
+        Name::from_utf8(shown).map_err(|e| lookup_error(format!("invalid host name: {e}")))?;
+    name.set_fqdn(true);
+    let resolver = resolver(Some(dns_server)).map_err(|e| lookup_error(e.to_string()))?;
+    match resolver.lookup_ip(name).await {
+        Ok(lookup) => {
+            let addresses: Vec<IpAddr> = lookup.iter().collect();
+            if addresses.is_empty() {
+                return Err(MxError::NotFound {
+                    domain: shown.to_owned(),
+                });
+            }
+            Ok(addresses)
+        }
+        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Err(MxError::NotFound {
+            domain: shown.to_owned(),
+        }),
+        Err(e) => Err(lookup_error(describe(&e, Some(dns_server)))),
+    }
 }
 
 /// Orders the MX answers (preference, exchange) for `domain`, or makes

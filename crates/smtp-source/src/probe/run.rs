@@ -103,7 +103,7 @@ async fn attempt(config: &ProbeConfig, server: &str, serial: u64) -> Attempt {
         outcome: Outcome::Failed(failure),
         latency: Latencies::default(),
     };
-    let target = match resolve(server, config.timeout).await {
+    let target = match resolve(server, config.timeout, config.dns_server).await {
         Ok(t) => t,
         Err(text) => {
             return failed(Failure {
@@ -165,9 +165,33 @@ async fn attempt(config: &ProbeConfig, server: &str, serial: u64) -> Attempt {
     }
 }
 
-/// Resolves a server as smtp-source does (default port 25), off the
-/// runtime thread and within the session timeout.
-async fn resolve(server: &str, timeout: Duration) -> Result<Target, String> {
+/// Resolves a server: with `--dns-server`, a host name is asked of that
+/// server; otherwise as smtp-source does (getaddrinfo), off the runtime
+/// thread. Either way within the session timeout.
+async fn resolve(
+    server: &str,
+    timeout: Duration,
+    dns_server: Option<std::net::SocketAddr>,
+) -> Result<Target, String> {
+    if let Some(dns) = dns_server {
+        let bare = server.strip_prefix("inet:").unwrap_or(server);
+        let parsed = smtp_proto::postfix::host_port(bare, smtp_proto::postfix::BareWord::Host);
+        if let Ok((host, port)) = parsed {
+            let port = port.parse::<u16>();
+            if let (Ok(port), false, false) = (
+                port,
+                host.parse::<std::net::IpAddr>().is_ok(),
+                server.starts_with("unix:"),
+            ) {
+                let lookup = mx::host_addresses(host, dns);
+                return match tokio::time::timeout(timeout, lookup).await {
+                    Err(_) => Err(format!("{server}: name lookup timed out")),
+                    Ok(Err(e)) => Err(format!("{server}: {e}")),
+                    Ok(Ok(addrs)) => Ok(Target::Tcp(std::net::SocketAddr::new(addrs[0], port))),
+                };
+            }
+        }
+    }
     let addr = server.to_owned();
     let lookup = tokio::task::spawn_blocking(move || Target::resolve(&addr, Family::Any));
     match tokio::time::timeout(timeout, lookup).await {
