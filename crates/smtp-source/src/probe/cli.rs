@@ -70,7 +70,7 @@ pub struct ProbeCli {
     /// Source address of outgoing connections.
     #[arg(short = 'b', long = "bind", value_name = "ADDRESS")]
     pub bind: Option<String>,
-    /// Print only the final summary (the default when stdout is not a
+    /// Attempt lines without phase times (the default when stdout is not a
     /// terminal).
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,

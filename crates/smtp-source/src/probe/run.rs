@@ -187,7 +187,13 @@ async fn resolve(
                 return match tokio::time::timeout(timeout, lookup).await {
                     Err(_) => Err(format!("{server}: name lookup timed out")),
                     Ok(Err(e)) => Err(format!("{server}: {e}")),
-                    Ok(Ok(addrs)) => Ok(Target::Tcp(std::net::SocketAddr::new(addrs[0], port))),
+                    // IPv4 first: the resolver puts IPv6 first (and answers
+                    // `localhost` with ::1 itself), where a server listening
+                    // on 127.0.0.1 is the common case.
+                    Ok(Ok(addrs)) => {
+                        let ip = addrs.iter().find(|a| a.is_ipv4()).unwrap_or(&addrs[0]);
+                        Ok(Target::Tcp(std::net::SocketAddr::new(*ip, port)))
+                    }
                 };
             }
         }
@@ -240,10 +246,18 @@ impl report::ReplyText {
             .lines()
             .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
             .collect();
+        let enhanced = reply.enhanced.map(|e| e.to_string());
+        // The enhanced code has its own field; the text is what follows it.
+        let mut text = text.join(" ");
+        if let Some(e) = &enhanced {
+            if let Some(rest) = text.strip_prefix(e.as_str()) {
+                text = rest.trim_start().to_owned();
+            }
+        }
         Self {
             code: reply.code.0,
-            enhanced: reply.enhanced.map(|e| e.to_string()),
-            text: text.join(" "),
+            enhanced,
+            text,
         }
     }
 }
