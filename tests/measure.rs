@@ -12,7 +12,6 @@
 
 use std::{
     io::Read,
-    path::Path,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -21,10 +20,12 @@ use std::{
 use serde_json::Value;
 
 mod support;
-use support::{assert_matches_schema, bin, free_port, is_root, start_sink, wait_listening, Killed};
+use support::{
+    assert_matches_schema, bin, free_port, have, start_postfix_sink, start_sink, Killed,
+    POSTFIX_SINK,
+};
 
 const SCHEMA: &str = "docs/report.schema.json";
-const POSTFIX_SINK: &str = "/usr/sbin/smtp-sink";
 
 /// What a finished program left: its exit status and its output.
 struct Ran {
@@ -101,47 +102,6 @@ fn source_ok(args: &[&str], port: u16) -> Ran {
         ran.stderr
     );
     ran
-}
-
-/// Whether an external program the test needs is there; outside CI a
-/// missing one skips the test (with a note), in CI it fails.
-fn have(program: &str) -> bool {
-    let found = if program.contains('/') {
-        Path::new(program).exists()
-    } else {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is missing (it is needed in CI)"
-        );
-        eprintln!("skipping: {program} is not installed");
-    }
-    found
-}
-
-/// Postfix's smtp-sink with these options on 127.0.0.1:port, accepting
-/// when this returns; killed on drop.
-fn start_postfix_sink(args: &[&str], port: u16) -> Killed {
-    let mut cmd = Command::new(POSTFIX_SINK);
-    if is_root() {
-        // Postfix's sink refuses to run as root without -u.
-        cmd.args(["-u", "nobody"]);
-    }
-    cmd.args(args)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("128")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let sink = Killed(cmd.spawn().expect("start Postfix smtp-sink"));
-    wait_listening(port);
-    sink
 }
 
 /// A number of the report at a JSON pointer (`/latency/rcpt/p50_ms`).

@@ -24,11 +24,11 @@ mod support;
 use support::{
     assert_matches_schema, bin,
     dns::{DnsServer, Record},
-    dump_dir, free_port, is_root, start_sink, wait_dumps, wait_listening, Killed,
+    dump_dir, free_port, have, is_root, start_postfix_sink, start_sink, wait_dumps, Killed,
+    POSTFIX_SINK,
 };
 
 const SCHEMA: &str = "docs/probe-report.schema.json";
-const POSTFIX_SINK: &str = "/usr/sbin/smtp-sink";
 const RCPT: &str = "postmaster@example.test";
 
 /// The longest any smtp-probe run of these tests may take before it is
@@ -181,39 +181,6 @@ fn assert_counts(
     assert_eq!(entry["failed_smtp"], smtp, "{server}: {run:?}");
     let line = summary(server, sent, accepted, network, smtp);
     assert!(human.lines().any(|l| l == line), "no `{line}` in:\n{human}");
-}
-
-/// Whether an external program is there; outside CI a missing one skips
-/// the test (with a note), in CI it fails.
-fn have(program: &str) -> bool {
-    let found = Path::new(program).exists();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is missing (it is needed in CI)"
-        );
-        eprintln!("skipping: {program} is not installed");
-    }
-    found
-}
-
-/// Postfix's smtp-sink with these options on 127.0.0.1:port, accepting
-/// when this returns; killed on drop.
-fn start_postfix_sink(args: &[&str], port: u16) -> Killed {
-    let mut cmd = Command::new(POSTFIX_SINK);
-    if is_root() {
-        // Postfix's sink refuses to run as root without -u.
-        cmd.args(["-u", "nobody"]);
-    }
-    cmd.args(args)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("128")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let sink = Killed(cmd.spawn().expect("start Postfix smtp-sink"));
-    wait_listening(port);
-    sink
 }
 
 /// Our smtp-sink on the unix socket `path`, accepting when this returns;

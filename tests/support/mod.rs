@@ -216,3 +216,47 @@ pub fn assert_violates_schema(schema: &str, json: &str) {
         );
     }
 }
+
+/// Where Debian's postfix package puts Postfix's smtp-sink.
+pub const POSTFIX_SINK: &str = "/usr/sbin/smtp-sink";
+
+/// Whether an external program the test needs is there; outside CI a
+/// missing one skips the test (with a note), in CI it fails.
+pub fn have(program: &str) -> bool {
+    let found = if program.contains('/') {
+        Path::new(program).exists()
+    } else {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is missing (it is needed in CI)"
+        );
+        eprintln!("skipping: {program} is not installed");
+    }
+    found
+}
+
+/// Postfix's smtp-sink with these options on 127.0.0.1:port, accepting
+/// when this returns; killed on drop.
+pub fn start_postfix_sink(args: &[&str], port: u16) -> Killed {
+    let mut cmd = Command::new(POSTFIX_SINK);
+    if is_root() {
+        // Postfix's sink refuses to run as root without -u.
+        cmd.args(["-u", "nobody"]);
+    }
+    cmd.args(args)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("128")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let sink = Killed(cmd.spawn().expect("start Postfix smtp-sink"));
+    wait_listening(port);
+    sink
+}

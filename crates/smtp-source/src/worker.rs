@@ -233,8 +233,6 @@ struct Worker<'s> {
     session_since: u64,
     /// STARTTLS's reply time, completed by the handshake's.
     starttls_reply: u64,
-    /// When the TLS handshake in progress began (µs).
-    tls_began: u64,
     /// The warm-up is over for this session (its counters restarted).
     warm: bool,
     /// The session's clock was set by the read just handled.
@@ -278,7 +276,6 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
         samples,
         session_since: 0,
         starttls_reply: 0,
-        tls_began: 0,
         warm: shared.config.warmup.is_none(),
         clock_fresh: false,
         shared,
@@ -513,13 +510,7 @@ impl Worker<'_> {
             .is_some_and(|t| t.start == TlsStart::OnConnect);
         let stream = if on_connect {
             self.starttls_reply = 0;
-            self.tls_began = self.now().unwrap_or(0);
-            let stream = self
-                .shared
-                .handshake(stream, self.stats, self.session, self.deadline)
-                .await;
-            self.handshake_done();
-            stream?
+            self.tls_handshake(stream).await?
         } else {
             stream
         };
@@ -534,14 +525,19 @@ impl Worker<'_> {
         self.drive().await
     }
 
-    /// A TLS handshake ended: STARTTLS's time is its reply's plus the
-    /// handshake's.
-    fn handshake_done(&mut self) {
-        let Some(now) = self.now() else {
-            return;
-        };
-        let began = self.tls_began;
-        self.record(Metric::Starttls, self.starttls_reply + (now - began), now);
+    /// Runs the TLS handshake on `stream` and records its time: the
+    /// `starttls` sample is STARTTLS's reply time (0 with
+    /// `--tls-on-connect`) plus the handshake's.
+    async fn tls_handshake(&mut self, stream: Stream) -> Result<Stream, Error> {
+        let began = self.now();
+        let shared = Arc::clone(&self.shared);
+        let stream = shared
+            .handshake(stream, self.stats, self.session, self.deadline)
+            .await;
+        if let (Some(began), Some(now)) = (began, self.now()) {
+            self.record(Metric::Starttls, self.starttls_reply + (now - began), now);
+        }
+        stream
     }
 
     /// One transaction; the budget is already claimed.
@@ -769,13 +765,7 @@ impl Worker<'_> {
                 "the server sent data after its 220 to STARTTLS",
             )));
         }
-        self.tls_began = self.now().unwrap_or(0);
-        let stream = self
-            .shared
-            .handshake(stream, self.stats, self.session, self.deadline)
-            .await;
-        self.handshake_done();
-        let stream = stream?;
+        let stream = self.tls_handshake(stream).await?;
         let mut session = old.session;
         session.tls_started();
         self.clock_fresh = false;
