@@ -28,6 +28,7 @@ use support::{
 const SCHEMA: &str = "docs/report.schema.json";
 
 /// What a finished program left: its exit status and its output.
+#[derive(Debug)]
 struct Ran {
     code: Option<i32>,
     stdout: String,
@@ -562,4 +563,88 @@ fn summary_prints_the_table() {
         "{}",
         ran.stderr
     );
+}
+
+/// `--rate` with `-m`: every scheduled start is a message (the budget is
+/// claimed before a start is taken), so the schedule's starts equal the
+/// messages and the run lasts about m/R, not longer.
+#[test]
+fn rate_with_a_message_count_uses_every_start() {
+    let port = free_port();
+    let _sink = start_sink(&[], port);
+    let ran = source_ok(&["-s", "6", "-m", "8", "--rate", "40", "--json", "-"], port);
+    let report = ran.report();
+    assert_eq!(num(&report, "/transactions"), 8.0, "{}", ran.stdout);
+    assert_eq!(num(&report, "/schedule/starts"), 8.0, "{}", ran.stdout);
+}
+
+/// `--warmup` with `--rate`: the counters after the warm-up agree with the
+/// schedule's starts after it (each session restarts its counters when a
+/// message actually starts, not when it takes a slot it sleeps on).
+#[test]
+fn warmup_with_rate_counts_what_started_after_it() {
+    let port = free_port();
+    let _sink = start_sink(&[], port);
+    let ran = source_ok(
+        &[
+            "-s",
+            "20",
+            "-d",
+            "--rate",
+            "20",
+            "--warmup",
+            "1s",
+            "--duration",
+            "2s",
+            "--json",
+            "-",
+        ],
+        port,
+    );
+    let report = ran.report();
+    let transactions = num(&report, "/transactions");
+    let starts = num(&report, "/schedule/starts");
+    assert!(starts >= 20.0, "{}", ran.stdout);
+    assert!(
+        (transactions - starts).abs() <= 2.0,
+        "{transactions} transactions, {starts} starts: {}",
+        ran.stdout
+    );
+}
+
+/// With `--pipelining -d -w 1`, the message goes out before the pause, not
+/// with the next transaction's commands: the pause is not in its latency.
+#[test]
+fn a_pause_under_pipelining_is_not_in_the_transaction() {
+    let port = free_port();
+    let _sink = start_sink(&[], port);
+    let ran = source_ok(
+        &["--pipelining", "-d", "-w", "1", "-m", "2", "--json", "-"],
+        port,
+    );
+    let report = ran.report();
+    assert_eq!(num(&report, "/accepted"), 2.0, "{}", ran.stdout);
+    assert!(
+        num(&report, "/latency/transaction/max_ms") < 900.0,
+        "{}",
+        ran.stdout
+    );
+}
+
+/// Refused before the run: a misspelt threshold phase, `--rate` with no
+/// end, a session limit too large for the clock is no limit (no panic).
+#[test]
+fn bad_measurement_options() {
+    let port = free_port();
+    let _sink = start_sink(&[], port);
+    let ran = source(&["--threshold", "rctp.p99<5ms"], port);
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(ran.stderr.contains("unknown phase \"rctp\""), "{ran:?}");
+    let ran = source(&["--rate", "5"], port);
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stderr.contains("--rate needs -m or --duration"),
+        "{ran:?}"
+    );
+    source_ok(&["--session-timeout", "1e19", "-m", "2"], port);
 }

@@ -869,3 +869,28 @@ fn unix_socket_server() {
         "{run:?}"
     );
 }
+
+/// A message the server took is accepted, even when QUIT then times out:
+/// `-u` does not send it again.
+#[test]
+fn accepted_before_a_slow_quit_is_accepted() {
+    let port = free_port();
+    let _sink = start_sink(&["-W", "quit:3"], port);
+    let server = format!("127.0.0.1:{port}");
+    let run = probe(&[
+        "-q",
+        "-u",
+        "--max-attempts",
+        "3",
+        "-i",
+        "0.1",
+        "-t",
+        "1",
+        "-r",
+        RCPT,
+        &server,
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(Probe::lines(&run.stdout).len(), 1, "{run:?}");
+    assert!(run.stdout.contains("#000001 accepted"), "{run:?}");
+}

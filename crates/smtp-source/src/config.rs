@@ -280,6 +280,12 @@ impl Config {
                 _ => return Err(invalid(format!("bad rate: {r} (messages per second)"))),
             },
         };
+        if rate.is_some() && cli.messages.is_none() && duration.is_none() {
+            // -m defaults to 1, which no rate makes sense of.
+            return Err(invalid(
+                "--rate needs -m or --duration to say when the run ends".to_owned(),
+            ));
+        }
         let progress = match cli.progress.as_deref() {
             // The live line would cut into the transcript's lines.
             None | Some("auto") if cli.transcript => Progress::Never,
@@ -297,6 +303,17 @@ impl Config {
             .iter()
             .map(|t| Threshold::parse(t).map_err(|e| invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        // A misspelt phase is refused now, not after an hour of load.
+        if let Some(t) = thresholds.iter().find(|t| {
+            t.phase()
+                .is_some_and(|p| crate::latency::Metric::from_name(p).is_none())
+        }) {
+            return Err(invalid(format!(
+                "bad threshold \"{}\": unknown phase \"{}\"",
+                t.text(),
+                t.phase().unwrap_or_default()
+            )));
+        }
         let myhostname = match &cli.myhostname {
             Some(name) if name.starts_with('[') => {
                 if !valid_address_literal(name) {

@@ -528,7 +528,12 @@ impl Samples {
     /// (totals; only what changed since the last flush is added).
     pub fn flush(&mut self, rec: &Recorder, live: LiveCounts, now: u64) {
         self.last_flush = now;
-        let delta = live.minus(self.published);
+        // During the warm-up the live totals do not move either.
+        let delta = if rec.recording(now) {
+            live.minus(self.published)
+        } else {
+            LiveCounts::default()
+        };
         self.published = live;
         if self.batch.is_empty() && delta == LiveCounts::default() {
             return;

@@ -283,6 +283,15 @@ impl Threshold {
         &self.text
     }
 
+    /// The phase a latency threshold names (`rcpt` in `rcpt.p99<50ms`), so
+    /// that a caller can refuse an unknown one before the run.
+    pub fn phase(&self) -> Option<&str> {
+        match &self.metric {
+            Metric::Latency { phase, .. } => Some(phase),
+            _ => None,
+        }
+    }
+
     /// Evaluates the threshold against a finished run.
     pub fn check(&self, run: &dyn Measured) -> Verdict {
         let (observed, unit, of) = match &self.metric {

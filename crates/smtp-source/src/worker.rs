@@ -307,61 +307,70 @@ impl Worker<'_> {
     /// scheduled start under `--rate`) until the budget, the schedule or
     /// `--duration` ends.
     async fn run(&mut self) -> Result<(), Error> {
-        let w = self;
-        loop {
-            if !w.next_start().await? || !w.shared.budget.claim() {
-                if w.link.is_some() {
-                    w.quit().await?;
-                }
-                return Ok(());
-            }
-            w.transaction_cycle().await?;
+        while self.next_start().await? {
+            self.transaction_cycle().await?;
         }
+        if self.link.is_some() {
+            self.quit().await?;
+        }
+        Ok(())
     }
 
-    /// Waits for the next message's turn: under `--rate` its slot in the
-    /// schedule (the connection's outstanding replies are read first, so
-    /// none waits for the next slot); false when the run is over by time.
+    /// Waits for the next message's turn and claims it: under `--rate` its
+    /// slot in the schedule (the connection's outstanding replies are read
+    /// first, so none waits for the next slot, and the budget is claimed
+    /// before a slot is taken, so no slot goes unused); false when the run
+    /// is over (by `-m`, by the schedule or by `--duration`).
     async fn next_start(&mut self) -> Result<bool, Error> {
-        if !self.warm && self.shared.recorder.recording(self.shared.recorder.now()) {
-            // What happened during the warm-up is not reported: the
-            // counters start again at the first message after it.
-            self.warm = true;
-            let negotiated = self.stats.tls_negotiated.take();
-            *self.stats = Stats {
-                tls_negotiated: negotiated,
-                ..Stats::default()
-            };
-            if let Some(samples) = self.samples.as_mut() {
-                samples.restart_counts();
-            }
-        }
         // --duration: nothing starts after it, even a start the schedule
         // owes (what is in flight finishes).
         let over = |w: &Self| {
             w.shared.deadline != u64::MAX && w.shared.recorder.now() >= w.shared.deadline
         };
-        if over(self) {
+        if self.shared.schedule.is_some() {
+            self.settle().await?;
+        }
+        if over(self) || !self.shared.budget.claim() {
             return Ok(false);
         }
-        let Some(schedule) = self.shared.schedule.as_ref() else {
-            return Ok(true);
-        };
-        let Some(due) = schedule.take() else {
-            return Ok(false);
-        };
-        self.settle().await?;
-        if over(self) {
-            return Ok(false);
-        }
-        let rec = &self.shared.recorder;
-        let at = rec.start() + std::time::Duration::from_micros(due);
-        tokio::time::sleep_until(at.into()).await;
-        let now = rec.now();
-        if let Some(samples) = self.samples.as_mut() {
-            samples.started_late(rec, now.saturating_sub(due), now);
+        if let Some(schedule) = self.shared.schedule.as_ref() {
+            let Some(due) = schedule.take() else {
+                return Ok(false);
+            };
+            let rec = &self.shared.recorder;
+            let at = rec.start() + std::time::Duration::from_micros(due);
+            tokio::time::sleep_until(at.into()).await;
+            if over(self) {
+                return Ok(false);
+            }
+            self.warm_up_over();
+            let rec = &self.shared.recorder;
+            let now = rec.now();
+            if let Some(samples) = self.samples.as_mut() {
+                samples.started_late(rec, now.saturating_sub(due), now);
+            }
+        } else {
+            self.warm_up_over();
         }
         Ok(true)
+    }
+
+    /// At the first message that starts after the warm-up, the session's
+    /// counters start again: what happened during the warm-up is not
+    /// reported.
+    fn warm_up_over(&mut self) {
+        if self.warm || !self.shared.recorder.recording(self.shared.recorder.now()) {
+            return;
+        }
+        self.warm = true;
+        let negotiated = self.stats.tls_negotiated.take();
+        *self.stats = Stats {
+            tls_negotiated: negotiated,
+            ..Stats::default()
+        };
+        if let Some(samples) = self.samples.as_mut() {
+            samples.restart_counts();
+        }
     }
 
     /// One claimed message: connect if needed, the transaction, QUIT
@@ -378,6 +387,9 @@ impl Worker<'_> {
             w.quit().await?;
         }
         if let Some(d) = pause(w.shared.config.delay) {
+            // Under pipelining the last message's content waits for the
+            // next commands: send it and read its reply before pausing.
+            w.settle().await?;
             tokio::time::sleep(d).await;
         }
         Ok(())
@@ -466,7 +478,9 @@ impl Worker<'_> {
             deadline: None,
         };
         let stream = loop {
-            opts.deadline = cfg.session_timeout.map(|t| Instant::now() + t);
+            opts.deadline = cfg
+                .session_timeout
+                .and_then(|t| Instant::now().checked_add(t));
             match connect(&cfg.target, &opts).await {
                 Ok(s) => break s,
                 Err(e) => {

@@ -15,9 +15,12 @@ use super::cli::ProbeCli;
 use crate::{
     cli::SessionArgs,
     config::{Config, ConfigError, Delay, Progress},
-    session_plan::{session_plan, tls_name},
+    session_plan::{session_plan, SessionPlan},
     target::Target,
 };
+
+/// The largest `-k`.
+const MAX_KILOBYTES: u64 = 100 * 1024;
 
 /// Everything a probe run needs, checked.
 #[derive(Debug, Clone)]
@@ -124,7 +127,10 @@ impl ProbeConfig {
         let timeout = seconds(&cli.timeout)
             .filter(|t| !t.is_zero())
             .ok_or_else(|| bad("timeout", &cli.timeout))?;
-        let kilobytes = number(&cli.kilobytes).ok_or_else(|| bad("kilobytes", &cli.kilobytes))?;
+        // A probe message is built in memory: 100 MiB is plenty.
+        let kilobytes = number(&cli.kilobytes)
+            .filter(|k| *k <= MAX_KILOBYTES)
+            .ok_or_else(|| bad("kilobytes (at most 102400)", &cli.kilobytes))?;
         let bind = match &cli.bind {
             None => None,
             Some(b) => Some(b.parse().map_err(|_| bad("bind address", b))?),
@@ -193,24 +199,21 @@ impl ProbeConfig {
     }
 
     /// The smtp-source configuration of one attempt: one message of
-    /// `content` (headers and body) to `target`, the whole session bounded
-    /// by `-t`.
-    ///
-    /// # Errors
-    /// The TLS name of this server is not a valid one.
+    /// `content` (headers and body) to `target` with the server's `plan`,
+    /// the whole session bounded by `-t`.
     pub fn attempt(
         &self,
         server: &str,
         target: Target,
         content: Vec<u8>,
-    ) -> Result<Config, ConfigError> {
-        let plan = session_plan(&self.session, &tls_name(server))?;
+        plan: SessionPlan,
+    ) -> Config {
         let recipient = self.recipient.clone().into_bytes();
         let (rcpt_local, rcpt_domain) = match recipient.iter().rposition(|&b| b == b'@') {
             Some(at) => (recipient[..at].to_vec(), recipient[at..].to_vec()),
             None => (recipient.clone(), Vec::new()),
         };
-        Ok(Config {
+        Config {
             argv0: self.argv0.clone(),
             target,
             tolerate_rejects: false,
@@ -252,7 +255,7 @@ impl ProbeConfig {
             transcript: self.transcript,
             bind: self.bind,
             measure: true,
-        })
+        }
     }
 }
 

@@ -58,7 +58,8 @@ pub struct Failure {
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The server answered 250 to the message.
+    /// The server answered 250 to the message (what failed after that,
+    /// at QUIT, does not undo it).
     Accepted,
     /// It did not.
     Failed(Failure),
@@ -75,8 +76,9 @@ pub struct Attempt {
     pub started: SystemTime,
     /// How it ended.
     pub outcome: Outcome,
-    /// Its phase times (one sample each).
-    pub latency: Latencies,
+    /// Its phase times in µs, in conversation order (one per phase
+    /// measured); the histograms go to the server's tally.
+    pub times: Vec<(Metric, u64)>,
 }
 
 /// Per server.
@@ -142,8 +144,9 @@ impl ProbeReport {
         }
     }
 
-    /// Counts an attempt on server `i`.
-    pub fn add(&mut self, i: usize, attempt: Attempt) {
+    /// Counts an attempt on server `i`, whose phase histograms are
+    /// `latency`.
+    pub fn add(&mut self, i: usize, attempt: Attempt, latency: &Latencies) {
         let s = &mut self.servers[i];
         s.sent += 1;
         match &attempt.outcome {
@@ -151,7 +154,7 @@ impl ProbeReport {
             Outcome::Failed(f) if f.class == Class::Network => s.failed_network += 1,
             Outcome::Failed(_) => s.failed_smtp += 1,
         }
-        s.latency.merge(&attempt.latency);
+        s.latency.merge(latency);
         self.attempts.push(attempt);
     }
 
@@ -239,10 +242,10 @@ impl ProbeReport {
                     phase: failure.and_then(|f| f.phase),
                     reply: failure.and_then(|f| f.reply.as_ref()),
                     error: failure.map(|f| f.text.as_str()),
-                    times_ms: Metric::ALL
+                    times_ms: a
+                        .times
                         .iter()
-                        .filter(|m| !a.latency.get(**m).is_empty())
-                        .map(|m| (m.name(), a.latency.get(*m).mean().round() / 1000.0))
+                        .map(|(m, us)| (m.name(), *us as f64 / 1000.0))
                         .collect(),
                 }
             })

@@ -16,6 +16,7 @@ use super::{
 use crate::{
     latency::{Latencies, Metric},
     report::ErrorClass,
+    session_plan::{session_plan, tls_name, SessionPlan},
     target::{Family, Target},
 };
 
@@ -56,6 +57,9 @@ pub async fn run(config: &ProbeConfig) -> Result<ProbeReport, mx::MxError> {
         config.servers.clone()
     };
     let mut report = ProbeReport::new(config, &servers, started);
+    // Each server's ESMTP/TLS/AUTH plan is made once, so its TLS client
+    // configuration (and session cache) lasts the whole run.
+    let mut plans: Vec<Option<Result<SessionPlan, String>>> = vec![None; servers.len()];
     let mut serial = 0u64;
     let mut first = true;
     let mut round = 0u64;
@@ -79,9 +83,18 @@ pub async fn run(config: &ProbeConfig) -> Result<ProbeReport, mx::MxError> {
             }
             first = false;
             serial += 1;
-            let attempt = attempt(config, &servers[i], serial).await;
+            let plan = match plans[i].as_ref() {
+                Some(plan) => plan.clone(),
+                None => {
+                    let plan = session_plan(&config.session, &tls_name(&servers[i]))
+                        .map_err(|e| e.to_string());
+                    plans[i] = Some(plan.clone());
+                    plan
+                }
+            };
+            let (attempt, latency) = attempt(config, &servers[i], serial, plan).await;
             print_line(config, &attempt);
-            report.add(i, attempt);
+            report.add(i, attempt, &latency);
         }
         round += 1;
     }
@@ -89,19 +102,28 @@ pub async fn run(config: &ProbeConfig) -> Result<ProbeReport, mx::MxError> {
     Ok(report)
 }
 
-/// One attempt: resolve, then one message in one session.
-async fn attempt(config: &ProbeConfig, server: &str, serial: u64) -> Attempt {
+/// One attempt: resolve, then one message in one session. Returns the
+/// attempt and its phase histograms.
+async fn attempt(
+    config: &ProbeConfig,
+    server: &str,
+    serial: u64,
+    plan: Result<SessionPlan, String>,
+) -> (Attempt, Latencies) {
     let started = SystemTime::now();
     let unix = started
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
     let date = smtp_proto::time::mail_date(unix);
-    let failed = |failure: Failure| Attempt {
-        server: server.to_owned(),
-        serial,
-        started,
-        outcome: Outcome::Failed(failure),
-        latency: Latencies::default(),
+    let failed = |failure: Failure| {
+        let attempt = Attempt {
+            server: server.to_owned(),
+            serial,
+            started,
+            outcome: Outcome::Failed(failure),
+            times: Vec::new(),
+        };
+        (attempt, Latencies::default())
     };
     let target = match resolve(server, config.timeout, config.dns_server).await {
         Ok(t) => t,
@@ -126,20 +148,21 @@ async fn attempt(config: &ProbeConfig, server: &str, serial: u64) -> Attempt {
         },
         config.kilobytes,
     );
-    let source = match config.attempt(server, target, content) {
+    let source = match plan.map(|plan| config.attempt(server, target, content, plan)) {
         Ok(c) => c,
         Err(e) => {
             return failed(Failure {
                 class: Class::Network,
                 phase: Some("starttls"),
                 reply: None,
-                text: e.to_string(),
+                text: e,
             })
         }
     };
     let run = crate::run_async(source).await;
     let outcome = match (&run.fatal, run.stats.accepted) {
-        (None, 1..) => Outcome::Accepted,
+        // Accepted is accepted, whatever happens at QUIT after it.
+        (_, 1..) => Outcome::Accepted,
         (None, _) => Outcome::Failed(Failure {
             class: Class::Smtp,
             phase: None,
@@ -156,13 +179,20 @@ async fn attempt(config: &ProbeConfig, server: &str, serial: u64) -> Attempt {
             text: f.message.clone(),
         }),
     };
-    Attempt {
+    let latency = run.latency.raw;
+    let times = Metric::ALL
+        .iter()
+        .filter(|m| !latency.get(**m).is_empty())
+        .map(|m| (*m, latency.get(*m).mean().round() as u64))
+        .collect();
+    let attempt = Attempt {
         server: server.to_owned(),
         serial,
         started,
         outcome,
-        latency: run.latency.raw,
-    }
+        times,
+    };
+    (attempt, latency)
 }
 
 /// Resolves a server: with `--dns-server`, a host name is asked of that
@@ -227,8 +257,8 @@ fn print_line(config: &ProbeConfig, a: &Attempt) {
         let times: Vec<String> = LINE_PHASES
             .iter()
             .filter_map(|(m, name)| {
-                let h = a.latency.get(*m);
-                (!h.is_empty()).then(|| format!("{name}={:.1} ms", h.mean() / 1000.0))
+                let (_, us) = a.times.iter().find(|(t, _)| t == m)?;
+                Some(format!("{name}={:.1} ms", *us as f64 / 1000.0))
             })
             .collect();
         if !times.is_empty() {
