@@ -30,6 +30,8 @@
 //! * [`message`]: the messages Postfix's smtp-source generates.
 //! * [`time`]: strftime(3) and Postfix's RFC 2822 date.
 //! * [`postfix`]: command-line conventions both programs share (`atoi`).
+//! * [`stamp`]: the `X-Smtp-Stamp` header that lets a sink check a relayed
+//!   message against what the source sent.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -58,6 +60,7 @@ pub mod message;
 pub mod postfix;
 mod reply;
 mod reply_parser;
+pub mod stamp;
 pub mod time;
 mod verb;
 
