@@ -6,7 +6,8 @@
 //! either next), the tokio runtime both build the same way, and the
 //! strerror(3) text both print as Postfix's `%m` does, and TLS ([`tls`]:
 //! rustls with the ring provider, client and server configurations, a
-//! self-signed certificate on demand). Each program's session is generic
+//! self-signed certificate on demand), and the time format of their JSON
+//! files ([`rfc3339`]). Each program's session is generic
 //! over [`Transport`], so a TLS stream is one more stream, not a second
 //! code path.
 
@@ -14,7 +15,7 @@ mod runtime;
 mod stream;
 pub mod tls;
 
-use std::io;
+use std::{io, time::SystemTime};
 
 pub use runtime::build_runtime;
 pub use stream::{Stream, Transport};
@@ -29,9 +30,21 @@ pub fn strerror(e: &io::Error) -> String {
     }
 }
 
+/// A time as both programs' JSON files write it: RFC 3339 in UTC with
+/// milliseconds, `2026-11-30T18:04:05.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_in_utc_with_milliseconds() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_234);
+        assert_eq!(rfc3339(t), "1970-01-01T00:00:01.234Z");
+    }
 
     #[test]
     fn strerror_is_the_c_text() {

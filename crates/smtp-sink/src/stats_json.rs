@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::policy::Policy;
@@ -85,11 +84,6 @@ struct Document<'a> {
     counters: Counters,
 }
 
-/// RFC 3339 in UTC with milliseconds: `2026-12-01T10:00:00.123Z`.
-fn rfc3339(t: SystemTime) -> String {
-    DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 /// The writer of one `--stats-json` file.
 #[derive(Debug)]
 pub struct StatsJson {
@@ -131,8 +125,8 @@ impl StatsJson {
             program: "smtp-sink",
             version: env!("CARGO_PKG_VERSION"),
             pid: std::process::id(),
-            started: rfc3339(self.started),
-            written: rfc3339(SystemTime::now()),
+            started: smtp_net::rfc3339(self.started),
+            written: smtp_net::rfc3339(SystemTime::now()),
             // Milliseconds, as the timestamps.
             uptime_seconds: (uptime.as_millis() as f64) / 1000.0,
             trigger: trigger.name(),
@@ -249,7 +243,7 @@ mod tests {
             .expect("started");
         assert_eq!(started.len(), "2026-12-01T10:00:00.123Z".len(), "{started}");
         assert!(
-            DateTime::parse_from_rfc3339(started).is_ok(),
+            chrono::DateTime::parse_from_rfc3339(started).is_ok(),
             "{started} is RFC 3339"
         );
         assert!(started.ends_with('Z') && started.as_bytes()[10] == b'T');

@@ -322,8 +322,8 @@ impl Report {
             version: env!("CARGO_PKG_VERSION"),
             command_line: &config.command_line,
             target: &config.target_text,
-            started: rfc3339(self.started),
-            ended: rfc3339(self.ended),
+            started: smtp_net::rfc3339(self.started),
+            ended: smtp_net::rfc3339(self.ended),
             duration_seconds: self.elapsed.as_secs_f64(),
             warmup_seconds: config.warmup.map(|d| d.as_secs_f64()),
             rate_target: config.rate,
@@ -479,11 +479,6 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `2026-11-30T18:04:05.123Z`.
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// `12.3 MB`: decimal units, as network rates are given.
 fn bytes_text(n: f64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -567,6 +562,5 @@ mod tests {
     fn units() {
         assert_eq!(bytes_text(999.0), "999 B");
         assert_eq!(bytes_text(12_345_678.0), "12.3 MB");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -221,10 +221,7 @@ impl ProbeReport {
 
     /// The JSON form.
     pub fn to_json(&self, config: &ProbeConfig) -> String {
-        let time = |t: SystemTime| {
-            chrono::DateTime::<chrono::Utc>::from(t)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        };
+        let time = smtp_net::rfc3339;
         let attempts = self
             .attempts
             .iter()
