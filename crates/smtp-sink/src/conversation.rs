@@ -1495,22 +1495,30 @@ Subject: hi\n\n.dot\nbarecr\n\n",
         assert_eq!(step, Step::Exit);
     }
 
-    #[test]
-    fn syslog_hook_gets_the_command_as_typed_and_at_most_100_bytes_of_args() {
+    /// The syslog lines a test conversation logged.
+    type SyslogLines = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+    /// A conversation with these options whose syslog lines are collected.
+    fn with_syslog(args: &[&str]) -> (Conversation<MemDump>, SyslogLines) {
         let lines = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
         let sink = lines.clone();
-        let cfg = config(&["-s", "connect,mail", "-s", "."]);
         let stats = Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())));
         let hook: SyslogHook =
             Arc::new(move |l: &[u8]| sink.lock().expect("lock").push(l.to_vec()));
-        let mut c: Conversation<MemDump> = Conversation::new(
-            cfg,
+        let c = Conversation::new(
+            config(args),
             stats,
             ClientAddr::local(),
             None,
             SmallRng::seed_from_u64(1),
             Some(hook),
         );
+        (c, lines)
+    }
+
+    #[test]
+    fn syslog_hook_gets_the_command_as_typed_and_at_most_100_bytes_of_args() {
+        let (mut c, lines) = with_syslog(&["-s", "connect,mail", "-s", "."]);
         let long = format!(
             "MaIl FROM:<{}>\r\nRCPT TO:<b>\r\nDATA\r\n.\r\nNOOP\r\n",
             "x".repeat(200)
@@ -2924,22 +2932,10 @@ Subject: hi\n\n.dot\nbarecr\n\n",
             b"PLAIN xyz"
         );
         // -s auth: the syslog line is masked too.
-        let lines = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
-        let sink = lines.clone();
         let users = users_file();
         let path = users.path().to_str().expect("path").to_owned();
-        let cfg = config(&["-s", "auth", "--auth-users", &path, "--auth-plaintext"]);
-        let stats = Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())));
-        let hook: SyslogHook =
-            Arc::new(move |l: &[u8]| sink.lock().expect("lock").push(l.to_vec()));
-        let mut c: Conversation<MemDump> = Conversation::new(
-            cfg,
-            stats,
-            ClientAddr::local(),
-            None,
-            SmallRng::seed_from_u64(1),
-            Some(hook),
-        );
+        let (mut c, lines) =
+            with_syslog(&["-s", "auth", "--auth-users", &path, "--auth-plaintext"]);
         let (out, _) = run(&mut c, format!("AUTH PLAIN {PLAIN_OK}\r\n").as_bytes());
         assert!(out.ends_with(AUTH_OK), "{out}");
         assert_eq!(
