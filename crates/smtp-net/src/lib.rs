@@ -7,10 +7,12 @@
 //! strerror(3) text both print as Postfix's `%m` does, and TLS ([`tls`]:
 //! rustls with the ring provider, client and server configurations, a
 //! self-signed certificate on demand), and the time format of their JSON
-//! files ([`rfc3339`]). Each program's session is generic
+//! files ([`rfc3339`]), and the latency histograms both report
+//! ([`histogram`]). Each program's session is generic
 //! over [`Transport`], so a TLS stream is one more stream, not a second
 //! code path.
 
+pub mod histogram;
 mod runtime;
 mod stream;
 pub mod tls;

@@ -125,6 +125,14 @@ pub struct Cli {
     /// accepted>=99.9%, rate>=5000, failed==0 (repeatable).
     #[arg(long, value_name = "EXPR")]
     pub threshold: Vec<String>,
+    /// Add an X-Smtp-Stamp header to every message (run id, sequence
+    /// number, send time, body length and digest) for `smtp-sink --verify`.
+    #[arg(long)]
+    pub stamp: bool,
+    /// The run's id in stamps and in the report (1 to 32 of A-Z a-z 0-9 _ -;
+    /// default: random).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,

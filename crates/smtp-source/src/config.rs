@@ -9,6 +9,7 @@ use smtp_proto::{
     client::{Esmtp, Protocol},
     message::Body,
     postfix::atoi,
+    stamp::RunId,
 };
 
 pub use crate::session_plan::{AuthPlan, TlsPlan, TlsStart};
@@ -124,6 +125,10 @@ pub struct Config {
     pub warmup: Option<Duration>,
     /// `--threshold`, in the order given.
     pub thresholds: Vec<Threshold>,
+    /// `--stamp`: every message carries an `X-Smtp-Stamp` header.
+    pub stamp: bool,
+    /// `--run-id`, or a random one: in the stamps and in the report.
+    pub run_id: RunId,
 }
 
 /// When the live progress line is shown (`--progress`).
@@ -267,6 +272,11 @@ impl Config {
             .as_deref()
             .map(|t| time_option(t, "--warmup"))
             .transpose()?;
+        let run_id = match cli.run_id.as_deref() {
+            Some(id) => RunId::new(id.as_bytes())
+                .map_err(|e| invalid(format!("bad --run-id: {id:?}: {e}")))?,
+            None => random_run_id(),
+        };
         // With --duration alone the run ends by time, not by count.
         let messages = match positive(&cli.messages, "message count")? {
             Some(m) => m,
@@ -463,8 +473,22 @@ impl Config {
             rate,
             warmup,
             thresholds,
+            stamp: cli.stamp,
+            run_id,
         })
     }
+}
+
+/// A fresh run id: 12 lower-case letters and digits, about 62 bits, so
+/// runs that share a sink (or a sink's `--stats-json`) do not collide.
+pub fn random_run_id() -> RunId {
+    use rand::Rng as _;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let id: Vec<u8> = (0..12)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
+        .collect();
+    RunId::new(&id).expect("the alphabet is a run id's")
 }
 
 /// The target as typed (the first operand), for the TLS name.

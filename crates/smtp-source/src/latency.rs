@@ -1,5 +1,5 @@
-//! Latency measurement: what is timed, where the samples go, and how a
-//! histogram is summarised and encoded for the report.
+//! Latency measurement: what is timed and where the samples go. How a
+//! histogram is summarised and encoded is `smtp_net::histogram`'s.
 //!
 //! Sessions share no histogram while they run. Each keeps a small batch
 //! of samples ([`Samples`]) and adds it to the run's [`Recorder`] under one
@@ -20,13 +20,13 @@ use std::{
     time::Instant,
 };
 
-use base64::Engine as _;
-use hdrhistogram::{
-    serialization::{Deserializer, Serializer as _, V2DeflateSerializer},
-    Histogram,
-};
-use serde::{Deserialize, Serialize};
+use hdrhistogram::Histogram;
 use smtp_proto::client::Phase;
+
+// The histogram, its summary and its encoding are shared with smtp-sink's
+// transit latency: one definition, in smtp-net.
+use smtp_net::histogram::record as add;
+pub use smtp_net::histogram::{decode, encode, new as histogram, PhaseLatency};
 
 /// What a latency sample measures: the report's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,23 +130,6 @@ impl Metric {
     }
 }
 
-/// A fresh histogram: 1 µs resolution, 3 significant digits, growing to
-/// whatever the run measures.
-pub fn histogram() -> Histogram<u64> {
-    let mut h = Histogram::new_with_bounds(1, 1_000_000, 3).expect("valid bounds");
-    h.auto(true);
-    h
-}
-
-/// Adds `micros` to `h`, growing it as needed. (hdrhistogram's
-/// `saturating_record` clamps to the current top instead of growing, which
-/// would cap every latency at the histogram's first size.)
-fn add(h: &mut Histogram<u64>, micros: u64) {
-    if h.record(micros).is_err() {
-        h.saturating_record(micros);
-    }
-}
-
 /// One histogram per metric.
 #[derive(Debug, Clone)]
 pub struct Latencies {
@@ -187,74 +170,6 @@ impl Latencies {
             .map(|m| (m.name().to_owned(), PhaseLatency::of(self.get(*m))))
             .collect()
     }
-}
-
-/// One metric in the report: its statistics in milliseconds and the whole
-/// histogram, so reports can be merged exactly later.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PhaseLatency {
-    /// Samples.
-    pub count: u64,
-    /// Smallest.
-    pub min_ms: f64,
-    /// Mean.
-    pub mean_ms: f64,
-    /// Median.
-    pub p50_ms: f64,
-    /// 90th percentile.
-    pub p90_ms: f64,
-    /// 99th percentile.
-    pub p99_ms: f64,
-    /// 99.9th percentile.
-    pub p999_ms: f64,
-    /// Largest.
-    pub max_ms: f64,
-    /// The HdrHistogram (µs) in its V2 compressed encoding, base64.
-    pub histogram: String,
-}
-
-impl PhaseLatency {
-    /// The summary of `h` (µs).
-    pub fn of(h: &Histogram<u64>) -> Self {
-        let ms = |us: u64| us as f64 / 1000.0;
-        let q = |q: f64| ms(h.value_at_quantile(q));
-        Self {
-            count: h.len(),
-            min_ms: ms(h.min()),
-            // To the microsecond, the resolution of everything else.
-            mean_ms: h.mean().round() / 1000.0,
-            p50_ms: q(0.5),
-            p90_ms: q(0.9),
-            p99_ms: q(0.99),
-            p999_ms: q(0.999),
-            max_ms: ms(h.max()),
-            histogram: encode(h),
-        }
-    }
-}
-
-/// `h` in the V2 compressed encoding (what HdrHistogram's other
-/// implementations read), base64.
-pub fn encode(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut bytes)
-        .expect("a histogram always serializes into memory");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Reads a histogram written by [`encode`] (or by another HdrHistogram in
-/// the V2 encoding, compressed or not).
-///
-/// # Errors
-/// Text that is not base64 of a V2 histogram.
-pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| format!("histogram is not base64: {e}"))?;
-    Deserializer::new()
-        .deserialize(&mut &bytes[..])
-        .map_err(|e| format!("histogram is not an HdrHistogram V2 encoding: {e:?}"))
 }
 
 /// Samples per batch before a session adds them to the recorder.

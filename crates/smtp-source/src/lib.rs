@@ -19,6 +19,7 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod session_plan;
+pub mod stamp;
 pub mod target;
 pub mod threshold;
 pub mod worker;
@@ -136,6 +137,7 @@ pub async fn run_async(config: Config) -> Report {
         latency: shared.recorder.finish(),
         fatal,
         thresholds: Vec::new(),
+        stamped: shared.stamper.as_ref().map(stamp::Stamper::written),
     };
     report.thresholds = shared
         .config
@@ -154,6 +156,12 @@ pub fn finish(config: &Config, report: &Report) -> u8 {
     }
     if config.summary {
         eprint!("{}: {}\n{}", config.argv0, report.summary(), report.table());
+        if let Some(n) = report.stamped {
+            eprintln!(
+                "{}: {n} messages stamped as run {}",
+                config.argv0, config.run_id
+            );
+        }
     } else if !report.thresholds.is_empty() {
         // Without --summary a failed threshold still says which.
         for t in report.thresholds.iter().filter(|t| !t.passed) {

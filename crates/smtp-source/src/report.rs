@@ -155,6 +155,9 @@ pub struct Report {
     pub fatal: Option<Fatal>,
     /// `--threshold` results, in the order given.
     pub thresholds: Vec<ThresholdResult>,
+    /// `--stamp`: how many messages were stamped (sequence numbers 0 to
+    /// this − 1).
+    pub stamped: Option<u64>,
 }
 
 impl Report {
@@ -322,6 +325,8 @@ impl Report {
             version: env!("CARGO_PKG_VERSION"),
             command_line: &config.command_line,
             target: &config.target_text,
+            run_id: config.run_id.as_str(),
+            stamped: self.stamped,
             started: smtp_net::rfc3339(self.started),
             ended: smtp_net::rfc3339(self.ended),
             duration_seconds: self.elapsed.as_secs_f64(),
@@ -422,6 +427,8 @@ struct JsonReport<'a> {
     version: &'static str,
     command_line: &'a [String],
     target: &'a str,
+    run_id: &'a str,
+    stamped: Option<u64>,
     started: String,
     ended: String,
     duration_seconds: f64,
@@ -510,6 +517,7 @@ mod tests {
             latency: Recorded::default(),
             fatal: None,
             thresholds: Vec::new(),
+            stamped: None,
         }
     }
 

@@ -35,6 +35,7 @@ use crate::{
     output::Output,
     plan::{itoa, pause, Budget, RcptNumbers, Schedule},
     report::Stats,
+    stamp::Stamper,
 };
 
 /// What every worker shares, built once per run.
@@ -75,6 +76,8 @@ pub struct Shared {
     schedule: Option<Schedule>,
     /// `--duration`: no transaction starts at or after this (µs).
     deadline: u64,
+    /// `--stamp`.
+    pub stamper: Option<Stamper>,
 }
 
 impl Shared {
@@ -82,6 +85,9 @@ impl Shared {
     pub fn new(config: Config, now_unix: i64) -> Self {
         let body = config.body.render();
         let raw_body = config.body.render_raw();
+        let stamper = config
+            .stamp
+            .then(|| Stamper::new(config.run_id.clone(), config.headers, &raw_body));
         let date = smtp_proto::time::mail_date(now_unix).into_bytes();
         let output = Output::new(&config.argv0, config.verbose > 0, config.counter)
             .with_transcript(config.transcript, config.sessions > 1);
@@ -121,6 +127,7 @@ impl Shared {
             measure,
             schedule,
             deadline,
+            stamper,
             config,
         }
     }
@@ -948,6 +955,9 @@ fn render_head(
     to: &mut Vec<u8>,
 ) {
     head.clear();
+    if let Some(stamper) = &shared.stamper {
+        stamper.write(head);
+    }
     let cfg = &shared.config;
     if !cfg.headers {
         return;

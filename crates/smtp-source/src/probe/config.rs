@@ -251,6 +251,8 @@ impl ProbeConfig {
             rate: None,
             warmup: None,
             thresholds: Vec::new(),
+            stamp: false,
+            run_id: crate::config::random_run_id(),
             session_timeout: Some(self.timeout),
             transcript: self.transcript,
             bind: self.bind,

@@ -1,0 +1,192 @@
+//! `--stamp`: the `X-Smtp-Stamp` header each message carries, so that
+//! `smtp-sink --verify` behind any relay can tell lost, duplicated and
+//! damaged messages apart and time their transit.
+//!
+//! The header's format and the body digest are smtp-proto's
+//! (`smtp_proto::stamp`); this module decides what the body is for each
+//! kind of message this program sends and renders the header per message.
+//! Every message of a run has the same body, so its length and digest are
+//! computed once, when the run starts; per message there is a counter
+//! increment, a clock read and one formatted line.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+use smtp_proto::stamp::{body_digest, Found, RunId, Stamp, StampFinder};
+
+/// What every stamp of a run shares, and the run's sequence counter.
+#[derive(Debug)]
+pub struct Stamper {
+    run: RunId,
+    /// The normalised length and digest of the body (what follows the
+    /// message's empty line).
+    len: u64,
+    digest: u64,
+    /// The stamp must be followed by an empty line of its own: the rest of
+    /// the message has none to end the header block (`-o`, or a `-F` file
+    /// whose first line is not a header).
+    own_blank_line: bool,
+    /// The next message's `seq`.
+    next_seq: AtomicU64,
+}
+
+impl Stamper {
+    /// The stamps of a run whose messages are: the generated header block
+    /// (when `headers`), then `raw_body`, the content as BDAT sends it.
+    ///
+    /// With the generated headers, the body is `raw_body`. Without them
+    /// (`-o`, `-F`), the stamp goes first and `raw_body` is the rest of the
+    /// message: if it starts with a header block of its own (a `-F` file
+    /// of a whole message), the body is what follows that block's empty
+    /// line, as the sink will find it; otherwise the stamp gets an empty
+    /// line of its own and the body is all of `raw_body`.
+    pub fn new(run: RunId, headers: bool, raw_body: &[u8]) -> Stamper {
+        let body_start = if headers {
+            Some(0)
+        } else {
+            own_header_block_end(raw_body)
+        };
+        let (len, digest) = body_digest(&raw_body[body_start.unwrap_or(0)..]);
+        Stamper {
+            run,
+            len,
+            digest,
+            own_blank_line: body_start.is_none(),
+            next_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends one message's stamp line (and, when the message needs it,
+    /// the empty line after it) to `head`, taking the next sequence
+    /// number. `sent` is now.
+    pub fn write(&self, head: &mut BytesMut) {
+        let sent_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.write_at(head, sent_ns);
+    }
+
+    fn write_at(&self, head: &mut BytesMut, sent_ns: u64) {
+        Stamp {
+            run: self.run.clone(),
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            sent_ns,
+            len: self.len,
+            digest: self.digest,
+        }
+        .write(head);
+        if self.own_blank_line {
+            head.put_slice(b"\r\n");
+        }
+    }
+
+    /// Stamps written so far.
+    pub fn written(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Where the body starts when `content` follows the stamp line directly:
+/// after the empty line that ends a header block at its start, if its
+/// first line is a header field. `None` when `content` does not start
+/// with a header field (its first line would be read as a continuation of
+/// the stamp, or as a header that is not one), or its header block does
+/// not end where the sink looks for it.
+fn own_header_block_end(content: &[u8]) -> Option<usize> {
+    let first_line = content.split(|&b| b == b'\n').next().unwrap_or_default();
+    let is_field = first_line
+        .iter()
+        .position(|&b| b == b':')
+        .is_some_and(|colon| {
+            colon > 0
+                && first_line[..colon]
+                    .iter()
+                    .all(|&b| b.is_ascii_graphic() && b != b':')
+        });
+    if !is_field {
+        return None;
+    }
+    match StampFinder::new().feed(content) {
+        Found::Body { at } => Some(at),
+        Found::NeedMore | Found::GaveUp => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smtp_proto::stamp::{StampVerifier, Verification};
+
+    use super::*;
+
+    fn run() -> RunId {
+        RunId::new(b"t1").unwrap()
+    }
+
+    /// The message a sink receives: `head` (stamp first) then `raw_body`.
+    fn verify(head: &[u8], raw_body: &[u8]) -> Verification {
+        let mut v = StampVerifier::new();
+        v.update(head);
+        v.update(raw_body);
+        v.finish()
+    }
+
+    #[test]
+    fn generated_headers_stamp_the_whole_body() {
+        let body = b"La de da\r\n.dot\r\n";
+        let s = Stamper::new(run(), true, body);
+        let mut head = BytesMut::new();
+        s.write_at(&mut head, 5);
+        head.put_slice(b"From: <a@b>\r\n\r\n");
+        match verify(&head, body) {
+            Verification::Intact(stamp) => {
+                assert_eq!((stamp.seq, stamp.sent_ns, stamp.len), (0, 5, 14));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut next = BytesMut::new();
+        s.write_at(&mut next, 6);
+        assert!(next.starts_with(b"X-Smtp-Stamp: run=t1; seq=1; sent=6;"));
+        assert_eq!(s.written(), 2);
+    }
+
+    #[test]
+    fn without_headers_the_stamp_ends_its_own_block() {
+        // -o: the default body has no header block of its own.
+        let body = b"La de da de da 1.\r\nLa de da de da 2.\r\n";
+        let s = Stamper::new(run(), false, body);
+        let mut head = BytesMut::new();
+        s.write_at(&mut head, 1);
+        assert!(head.ends_with(b"\r\n\r\n"));
+        assert!(matches!(verify(&head, body), Verification::Intact(_)));
+    }
+
+    #[test]
+    fn a_whole_message_file_keeps_its_header_block() {
+        // -F with a file that is a message: the stamp joins its headers.
+        let file = b"Subject: hi\r\nFrom: <x@y>\r\n\r\nbody line\r\n\r\n";
+        let s = Stamper::new(run(), false, file);
+        let mut head = BytesMut::new();
+        s.write_at(&mut head, 1);
+        assert!(!head.ends_with(b"\r\n\r\n"));
+        match verify(&head, file) {
+            Verification::Intact(stamp) => assert_eq!(stamp.len, "body line\n\n".len() as u64),
+            other => panic!("{other:?}"),
+        }
+        // A file that starts with a continuation line or a non-header.
+        for odd in [
+            &b" folded\r\n\r\nbody\r\n"[..],
+            b"no colon here\r\n\r\nx\r\n",
+            b":\r\n",
+        ] {
+            let s = Stamper::new(run(), false, odd);
+            let mut head = BytesMut::new();
+            s.write_at(&mut head, 1);
+            assert!(head.ends_with(b"\r\n\r\n"), "{odd:?}");
+            assert!(
+                matches!(verify(&head, odd), Verification::Intact(_)),
+                "{odd:?}"
+            );
+        }
+    }
+}
