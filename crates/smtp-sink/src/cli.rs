@@ -241,6 +241,19 @@ pub struct Cli {
     /// With --auth-users: answer MAIL before a successful AUTH with 530.
     #[arg(long = "auth-required")]
     pub auth_required: bool,
+    /// Check the X-Smtp-Stamp header of every message accepted (smtp-source
+    /// --stamp): count unique, duplicate, corrupted and unstamped messages
+    /// per run, and their transit time.
+    #[arg(long)]
+    pub verify: bool,
+    /// With --verify: exit with status 3 if fewer than N unique stamped
+    /// messages arrived by the time the sink ends.
+    #[arg(long, value_name = "N")]
+    pub expect: Option<u64>,
+    /// With --verify: smtp-source's --json report of the run; at the end,
+    /// print how many messages it saw accepted were lost on the way.
+    #[arg(long = "source-report", value_name = "FILE")]
+    pub source_report: Option<std::path::PathBuf>,
     /// Write the counters as JSON to this file (via FILE.tmp and a rename)
     /// at start, on SIGUSR1 and at exit.
     #[arg(long = "stats-json", value_name = "FILE", allow_hyphen_values = true)]

@@ -147,6 +147,17 @@ pub struct Config {
     pub auth: Option<AuthSetup>,
     /// `--stats-json`: where the counters go.
     pub stats_json: Option<PathBuf>,
+    /// `--verify`, with `--expect` and `--source-report`.
+    pub verify: Option<VerifySetup>,
+}
+
+/// `--verify` and what goes with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifySetup {
+    /// `--expect`: the unique messages needed for a zero exit status.
+    pub expect: Option<u64>,
+    /// `--source-report`: smtp-source's JSON report, read at the end.
+    pub source_report: Option<PathBuf>,
 }
 
 /// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
@@ -523,6 +534,15 @@ impl Config {
                 "--stats-json needs a file name".to_owned(),
             ));
         }
+        if !cli.verify && (cli.expect.is_some() || cli.source_report.is_some()) {
+            return Err(ConfigError::Fatal(
+                "--expect and --source-report need --verify".to_owned(),
+            ));
+        }
+        let verify = cli.verify.then(|| VerifySetup {
+            expect: cli.expect,
+            source_report: cli.source_report.clone(),
+        });
         let listen = parse_listen(&cli.args[0])?;
         let dump = match (&cli.dump, &cli.dump_shared) {
             (Some(t), None) => Some((t.clone(), false)),
@@ -579,6 +599,7 @@ impl Config {
             tls,
             auth,
             stats_json: cli.stats_json,
+            verify,
         })
     }
 }

@@ -33,8 +33,9 @@ use memchr::memchr;
 use rand::rngs::SmallRng;
 use rand::RngCore;
 use smtp_proto::{
-    postfix::printable, BdatArgs, Command, CommandParser, DataDecoder, DataEvent, DataMode, Limits,
-    Verb,
+    postfix::printable,
+    stamp::{StampVerifier, Verification},
+    BdatArgs, Command, CommandParser, DataDecoder, DataEvent, DataMode, Limits, Verb,
 };
 use tracing::{info, warn};
 
@@ -178,6 +179,11 @@ pub struct Conversation<D: DumpSink> {
     /// A message ended and its "." reply is not sent yet (it may be
     /// delayed): a 2xx then counts the message as accepted.
     message_ended: bool,
+    /// `--verify`: reads each message's stamp and body as they arrive.
+    verifier: Option<StampVerifier>,
+    /// `--verify`: the outcome of the message that ended, counted if its
+    /// end of data gets a 2xx.
+    verified: Option<Verification>,
 }
 
 impl<D: DumpSink> Drop for Conversation<D> {
@@ -222,8 +228,9 @@ impl<D: DumpSink> Conversation<D> {
         rng: SmallRng,
         syslog: Option<SyslogHook>,
     ) -> Self {
-        // --size counts the unstuffed content, which only Unstuff yields.
-        let mode = if dump.is_some() || cfg.size_limit.is_some() {
+        // --size and --verify read the unstuffed content, which only
+        // Unstuff yields.
+        let mode = if dump.is_some() || cfg.size_limit.is_some() || cfg.verify.is_some() {
             DataMode::Unstuff
         } else {
             DataMode::CountOnly
@@ -257,6 +264,8 @@ impl<D: DumpSink> Conversation<D> {
             syslog,
             counts: SessionCounts::default(),
             message_ended: false,
+            verifier: cfg.verify.as_ref().map(|_| StampVerifier::new()),
+            verified: None,
             cfg,
             stats,
         }
@@ -420,6 +429,7 @@ impl<D: DumpSink> Conversation<D> {
             self.dot_outcome = EndOfData::TooBig;
         }
         self.in_mail = false;
+        self.verified = self.verifier.as_mut().map(StampVerifier::finish);
         self.new_message();
         if self.stats.message() == MessageOutcome::Exit {
             self.exit_pending = true;
@@ -445,11 +455,17 @@ impl<D: DumpSink> Conversation<D> {
         self.bdat = false;
         self.content_bytes = 0;
         self.too_big = false;
+        if let Some(v) = &mut self.verifier {
+            v.reset();
+        }
     }
 
     /// Message content (unstuffed DATA, or BDAT chunk bytes as sent):
     /// counted against `--size`, then dumped without its CRs.
     fn content(&mut self, data: &[u8]) {
+        if let Some(v) = &mut self.verifier {
+            v.update(data);
+        }
         if let Some(limit) = self.cfg.size_limit {
             let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
             self.content_bytes = self.content_bytes.saturating_add(len);
@@ -894,6 +910,7 @@ impl<D: DumpSink> Conversation<D> {
             }
             SinkCmd::Dot => {
                 let outcome = std::mem::take(&mut self.dot_outcome);
+                let verified = self.verified.take();
                 let ok = match (outcome, self.cfg.lmtp) {
                     (EndOfData::TooBig, _) => replies::TOO_BIG,
                     (EndOfData::DumpFailed, _) => replies::DUMP_FAILED,
@@ -911,6 +928,9 @@ impl<D: DumpSink> Conversation<D> {
                 // A "." typed outside DATA is answered but is no message.
                 if self.message_ended && outcome == EndOfData::Ok && self.out.len() > start {
                     self.counts.accepted();
+                    if let (Some(verify), Some(verified)) = (self.stats.verify(), verified) {
+                        verify.record(&verified);
+                    }
                 }
             }
             SinkCmd::Rset => {

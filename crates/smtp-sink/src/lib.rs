@@ -23,6 +23,7 @@ pub mod session;
 pub mod stats;
 pub mod stats_json;
 pub mod syslog;
+pub mod verify;
 
 use std::sync::{Arc, OnceLock};
 
@@ -84,7 +85,8 @@ pub enum Stop {
 pub fn new_stats(cfg: &Config) -> Arc<Stats> {
     Arc::new(
         Stats::new(cfg.show_count, cfg.max_messages, cfg.max_sessions)
-            .with_fields(cfg.tls.is_some(), cfg.auth.is_some()),
+            .with_fields(cfg.tls.is_some(), cfg.auth.is_some())
+            .with_verify(cfg.verify.is_some()),
     )
 }
 

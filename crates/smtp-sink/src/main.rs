@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     };
     logging::init(&prog, cli.verbose);
     match start(cli, &prog) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => fatal(&prog, &e),
     }
 }
@@ -58,7 +58,15 @@ fn fatal(prog: &str, e: &Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn start(cli: Cli, prog: &str) -> Result<(), Error> {
+/// How long the sink waits at its end for `--source-report`'s file.
+const SOURCE_REPORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The exit status when `--expect N` was not met.
+const EXPECT_NOT_MET: u8 = 3;
+
+/// Runs the sink; the exit status when it ends without a fatal error: 0,
+/// or [`EXPECT_NOT_MET`].
+fn start(cli: Cli, prog: &str) -> Result<u8, Error> {
     let cfg = Arc::new(Config::from_cli(
         cli,
         prog,
@@ -88,7 +96,9 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
     if let Some(ident) = &cfg.syslog_ident {
         smtp_sink::syslog::open(ident);
     }
+    let started = std::time::SystemTime::now();
     let stats = smtp_sink::new_stats(&cfg);
+    let (run_cfg, run_stats) = (cfg.clone(), stats.clone());
     let report = cfg
         .stats_json
         .clone()
@@ -116,14 +126,25 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
         if let (Some(report), Some(usr1)) = (&report, usr1) {
             tokio::spawn(write_on_usr1(usr1, report.clone()));
         }
-        smtp_sink::run(cfg, stats, bound, shutdown).await
+        smtp_sink::run(run_cfg, run_stats, bound, shutdown).await
     });
     // Sessions still running are cut, as when Postfix's sink exits; their
     // unfinished dump files are removed as their tasks are dropped, and
     // their counts are flushed.
     drop(runtime);
+    // --verify's end: the source's report is read before the last
+    // --stats-json write, so the file has the loss too.
+    let verified = match (&cfg.verify, stats.verify(), &result) {
+        (Some(setup), Some(verify), Ok(_)) => Some(verify_end(prog, started, setup, verify)),
+        _ => None,
+    };
+    let status = match verified {
+        Some(Ok(status)) => Ok(status),
+        Some(Err(e)) => Err(e),
+        None => Ok(0),
+    };
     let Some(report) = report.filter(|_| report_works) else {
-        return result.map(|_| ());
+        return result.and(status);
     };
     let (trigger, error) = match &result {
         Ok(Stop::MaxMessages) => (Trigger::MaxMessages, None),
@@ -135,7 +156,38 @@ fn start(cli: Cli, prog: &str) -> Result<(), Error> {
     match (result, written) {
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(report_error(&report, &e)),
-        (Ok(_), Ok(())) => Ok(()),
+        (Ok(_), Ok(())) => status,
+    }
+}
+
+/// Reads `--source-report`, prints the verification lines, and checks
+/// `--expect`: the exit status, or the report's error.
+fn verify_end(
+    prog: &str,
+    started: std::time::SystemTime,
+    setup: &smtp_sink::config::VerifySetup,
+    verify: &smtp_sink::verify::Verify,
+) -> Result<u8, Error> {
+    let source = setup.source_report.as_ref().map(|path| {
+        smtp_sink::verify::SourceReport::wait_for(path, started, SOURCE_REPORT_PATIENCE)
+            .map(|r| verify.set_source(r))
+            .map_err(|e| Error::Fatal(format!("--source-report {}: {e}", path.display())))
+    });
+    for line in verify.summary() {
+        eprintln!("{prog}: {line}");
+    }
+    if let Some(Err(e)) = source {
+        return Err(e);
+    }
+    match setup.expect {
+        Some(n) if verify.unique() < n => {
+            eprintln!(
+                "{prog}: verify: expected {n} unique messages, {} arrived",
+                verify.unique()
+            );
+            Ok(EXPECT_NOT_MET)
+        }
+        _ => Ok(0),
     }
 }
 

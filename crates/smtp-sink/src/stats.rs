@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::policy::{Policy, SinkCmd};
+use crate::verify::Verify;
 
 /// What a finished message means for the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +94,8 @@ pub struct Stats {
     stalls: AtomicU64,
     dumps_written: AtomicU64,
     dumps_failed: AtomicU64,
+    /// `--verify`.
+    verify: Option<Verify>,
 }
 
 impl std::fmt::Debug for Stats {
@@ -161,6 +164,7 @@ impl Stats {
             stalls: AtomicU64::new(0),
             dumps_written: AtomicU64::new(0),
             dumps_failed: AtomicU64::new(0),
+            verify: None,
         }
     }
 
@@ -170,6 +174,17 @@ impl Stats {
         self.show_tls = tls;
         self.show_auth = auth;
         self
+    }
+
+    /// Turns on `--verify`'s counts.
+    pub fn with_verify(mut self, on: bool) -> Stats {
+        self.verify = on.then(Verify::new);
+        self
+    }
+
+    /// `--verify`'s counts, when on.
+    pub fn verify(&self) -> Option<&Verify> {
+        self.verify.as_ref()
     }
 
     fn print(&self) {

@@ -5,9 +5,9 @@
 //! renamed over `FILE`, so a reader sees the previous file or the new one,
 //! never part of one. Writes are serialized. The layout is
 //! docs/sink-stats.schema.json's: a few fields about the process and the
-//! write, then [`Counters`] under `"counters"`; later additions (a
-//! per-run verification, say) go beside `"counters"` as objects of their
-//! own.
+//! write, then [`Counters`] under `"counters"`, and with `--verify` the
+//! per-run verification ([`VerifyCounts`]) under `"verify"`; later
+//! additions go beside them as objects of their own.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::policy::Policy;
 use crate::stats::{Counters, Stats};
+use crate::verify::{Verify, VerifyCounts};
 
 /// The `schema_version` of the file; it changes only when a field changes
 /// meaning or goes away (added fields keep it).
@@ -82,6 +83,8 @@ struct Document<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     counters: Counters,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<VerifyCounts>,
 }
 
 /// The writer of one `--stats-json` file.
@@ -133,6 +136,7 @@ impl StatsJson {
             is_final: trigger.is_final(),
             error,
             counters: self.stats.snapshot(&self.policy),
+            verify: self.stats.verify().map(Verify::snapshot),
         };
         let mut text = serde_json::to_vec_pretty(&doc).expect("plain data serializes");
         text.push(b'\n');
