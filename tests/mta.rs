@@ -28,6 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod support;
+use support::smtp::{now_ns, send_message, stamped_message};
 use support::{bin, dump_dir, expected_l_body, files_in, free_port, is_root, start_sink, Killed};
 
 /// One Postfix instance at a time: a machine runs only so many.
@@ -356,6 +357,112 @@ fn tls_verify_through_postfix() {
     );
 }
 
+/// smtp-source --stamp → Postfix → smtp-sink --verify: 2000 messages, all
+/// unique and intact, with their transit times; then a duplicate, a
+/// damaged body and an unstamped message made by hand, sent through the
+/// same Postfix, are each counted as such. The sink reads the source's
+/// report at its end: nothing lost, and --expect is met.
+#[test]
+fn stamped_messages_verified_through_postfix() {
+    let files = dump_dir();
+    let stats = files.path().join("stats.json");
+    let report = files.path().join("report.json");
+    let (stats_s, report_s) = (stats.display().to_string(), report.display().to_string());
+    let sink_args = [
+        "--verify",
+        "--expect",
+        "2000",
+        "--source-report",
+        &report_s,
+        "--stats-json",
+        &stats_s,
+    ];
+    let Some(mut relay) = Relay::start_with(false, &sink_args) else {
+        return;
+    };
+    let source_args = [
+        "--stamp",
+        "--run-id",
+        "via-postfix",
+        "-s",
+        "10",
+        "-m",
+        "2000",
+        "--json",
+        &report_s,
+    ];
+    relay.send(&source_args, 2000);
+
+    // By hand, through the same smtpd: seq 0 again (Postfix gives it a new
+    // queue id, as a resent message would have), a body that is not the
+    // stamped one, and a message without a stamp.
+    let body = b"hand made\r\n";
+    let sent = now_ns();
+    let hand = [
+        stamped_message("via-postfix", 0, sent, body, body),
+        stamped_message(
+            "via-postfix",
+            5000,
+            sent,
+            body,
+            b"hand made, then changed\r\n",
+        ),
+        b"Subject: no stamp\r\n\r\nplain\r\n".to_vec(),
+    ];
+    for message in &hand {
+        send_message(relay.mta.smtpd_port, message).expect("smtpd accepts it");
+    }
+    let deadline = Instant::now() + DELIVERY_CAP;
+    while files_in(relay.dump.path()).len() < 2003 || !relay.mta.queue().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the hand-made messages did not all arrive: {} at the sink",
+            files_in(relay.dump.path()).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // SIGTERM: the sink reads the source's report, writes its last file
+    // and exits 0 (--expect met).
+    let pid = relay.sink.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + ADMIN_CAP;
+    let status = loop {
+        if let Some(status) = relay.sink.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "sink: {status}");
+    let text = fs::read_to_string(&stats).unwrap();
+    support::assert_matches_schema("docs/sink-stats.schema.json", &text);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let verify = &json["verify"];
+    let run = &verify["runs"]["via-postfix"];
+    eprintln!("through Postfix: {run}");
+    assert_eq!(run["unique"], 2000, "{text}");
+    assert_eq!(run["duplicate"], 1, "{text}");
+    assert_eq!(run["corrupted"], 1, "{text}");
+    assert_eq!(verify["unstamped"], 1, "{text}");
+    assert_eq!(verify["invalid"], 0, "{text}");
+    let transit = &run["transit"];
+    assert_eq!(transit["count"], 2000);
+    // Through a queue, a message takes at least a few hundred µs.
+    assert!(transit["min_ms"].as_f64().unwrap() > 0.0, "{transit}");
+    assert!(transit["max_ms"].as_f64().unwrap() < 240_000.0, "{transit}");
+    let source = &verify["source"];
+    assert_eq!(
+        (&source["accepted"], &source["unique"], &source["lost"]),
+        (&2000.into(), &2000.into(), &0.into()),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------- the helper
 
 /// What one smtp-source run through Postfix left behind.
@@ -498,7 +605,7 @@ fn through_postfix(source_args: &[&str], messages: u64) -> Option<Relayed> {
 /// the sink before its dump directory goes, and the turn is given up last.
 struct Relay {
     mta: Mta,
-    _sink: Killed,
+    sink: Killed,
     dump: tempfile::TempDir,
     /// The TLS setup, when Postfix speaks TLS.
     tls: Option<TlsSetup>,
@@ -514,6 +621,11 @@ impl Relay {
     /// STARTTLS on the plain port and a wrapper-mode port) when `tls`.
     /// None (after a notice) when they can't run here and CI is unset.
     fn start(tls: bool) -> Option<Relay> {
+        Relay::start_with(tls, &[])
+    }
+
+    /// [`Relay::start`], with more options for the sink (beside its `-d`).
+    fn start_with(tls: bool, sink_args: &[&str]) -> Option<Relay> {
         let turn = ONE_MTA_AT_A_TIME
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -522,11 +634,12 @@ impl Relay {
         let dump = dump_dir();
         let sink_port = free_port();
         let template = dump.path().join("m.");
-        let sink = start_sink(&["-d", &template.display().to_string()], sink_port);
+        let template = template.display().to_string();
+        let sink = start_sink(&[&["-d", &template][..], sink_args].concat(), sink_port);
         let mta = Mta::start(tools, sink_port, tls.as_ref());
         Some(Relay {
             mta,
-            _sink: sink,
+            sink,
             dump,
             tls,
             seen: BTreeSet::new(),
