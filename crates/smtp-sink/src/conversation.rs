@@ -3006,6 +3006,122 @@ Subject: hi\n\n.dot\nbarecr\n\n",
         );
     }
 
+    /// `message` as DATA sends it: dot-stuffed, then ".".
+    fn dot_stuffed(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            if line.starts_with(b".") {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    /// A stamped message whose body is `body`.
+    fn stamped(seq: u64, body: &[u8]) -> Vec<u8> {
+        let (len, digest) = smtp_proto::stamp::body_digest(body);
+        let mut m = Vec::new();
+        smtp_proto::stamp::Stamp {
+            run: smtp_proto::stamp::RunId::new(b"r").unwrap(),
+            seq,
+            sent_ns: 0,
+            len,
+            digest,
+        }
+        .write(&mut m);
+        m.extend_from_slice(b"Subject: t\r\n\r\n");
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// `--verify` counts what it accepted: by DATA (dot-stuffed) and by
+    /// BDAT, with or without a dump; not a message refused at its end
+    /// (`-f .`, `--size`) and not one abandoned by RSET; a damaged
+    /// message is counted and leaves nothing behind for the next one.
+    #[test]
+    fn verify_counts_accepted_messages_only() {
+        let body = b"..a line that starts with a dot\r\nend\r\n";
+        let data = |seq| {
+            let mut m = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n".to_vec();
+            // Stuffed and ended with ".".
+            m.extend_from_slice(&dot_stuffed(&stamped(seq, body)));
+            m
+        };
+        let bdat = |seq| {
+            let content = stamped(seq, body);
+            let mut m = format!(
+                "MAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT {} LAST\r\n",
+                content.len()
+            )
+            .into_bytes();
+            m.extend_from_slice(&content);
+            m
+        };
+        let truncated = {
+            let mut m = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n".to_vec();
+            // The body loses its last line on the way.
+            let whole = stamped(9, body);
+            m.extend_from_slice(&dot_stuffed(&whole[..whole.len() - 5]));
+            m
+        };
+        for (args, input, unique, duplicate, corrupted) in [
+            (
+                &["--verify"][..],
+                [data(0), data(1), data(0)].concat(),
+                2,
+                1,
+                0,
+            ),
+            (
+                &["--verify", "-d", "x"][..],
+                [data(0), bdat(1)].concat(),
+                2,
+                0,
+                0,
+            ),
+            (
+                &["--verify", "--chunking"][..],
+                [bdat(0), bdat(0)].concat(),
+                1,
+                1,
+                0,
+            ),
+            (
+                &["--verify", "-f", "."][..],
+                [data(0), data(1)].concat(),
+                0,
+                0,
+                0,
+            ),
+            (&["--verify", "--size", "60"][..], data(0), 0, 0, 0),
+            (&["--verify"][..], [truncated, data(3)].concat(), 1, 0, 1),
+            (
+                &["--verify"][..],
+                [b"MAIL FROM:<a>\r\nRSET\r\n".to_vec(), data(4)].concat(),
+                1,
+                0,
+                0,
+            ),
+        ] {
+            let stats =
+                Arc::new(Stats::with_output(false, 0, 0, Box::new(io::sink())).with_verify(true));
+            let mut args = args.to_vec();
+            if input.windows(4).any(|w| w == b"BDAT") && !args.contains(&"--chunking") {
+                args.push("--chunking");
+            }
+            drive(&mut conv_on(&args, &stats, MemDump::default()), &input);
+            let v = stats.verify().expect("on").snapshot();
+            let counts = v
+                .runs
+                .get("r")
+                .map_or((0, 0, 0), |r| (r.unique, r.duplicate, r.corrupted));
+            assert_eq!(counts, (unique, duplicate, corrupted), "{args:?}");
+            assert_eq!(v.unstamped + v.invalid + v.untracked, 0, "{args:?}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn replies_do_not_depend_on_how_input_is_split(

@@ -436,7 +436,9 @@ mod tests {
         assert_eq!((a.unique, a.duplicate, a.corrupted), (2, 1, 1));
         let transit = a.transit.as_ref().expect("samples");
         assert_eq!(transit.count, 2);
-        assert_eq!((transit.min_ms, transit.max_ms), (5.0, 7.0));
+        // 3 significant digits: the largest reads as its bucket's top.
+        assert_eq!(transit.min_ms, 5.0);
+        assert!((transit.max_ms - 7.0).abs() < 0.01, "{}", transit.max_ms);
         let b = &s.runs["b"];
         assert_eq!((b.unique, b.duplicate, b.corrupted), (2, 0, 0));
         assert_eq!(b.transit.as_ref().map(|t| t.min_ms), Some(0.0));
