@@ -2,6 +2,7 @@
 //! and error texts. Nothing after this module sees clap types.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,6 +148,44 @@ pub struct Config {
     pub auth: Option<AuthSetup>,
     /// `--stats-json`: where the counters go.
     pub stats_json: Option<PathBuf>,
+    /// `--metrics`: where the Prometheus endpoint listens.
+    pub metrics: Option<SocketAddr>,
+    /// `--progress`: when the status line is shown.
+    pub progress: Progress,
+}
+
+/// When the status line is shown (`--progress`), as smtp-source's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// On a terminal, unless `-c` or `-v` write there too (the default).
+    Auto,
+    /// Always: redrawn on a terminal, one plain line a second elsewhere.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `--progress`: `auto`, `always` or `never`.
+fn progress(value: Option<&str>) -> Result<Progress, ConfigError> {
+    match value {
+        None | Some("auto") => Ok(Progress::Auto),
+        Some("always") => Ok(Progress::Always),
+        Some("never") => Ok(Progress::Never),
+        Some(other) => Err(ConfigError::Fatal(format!(
+            "bad --progress: {other} (auto, always or never)"
+        ))),
+    }
+}
+
+/// `--metrics`: a numeric address and a port (`127.0.0.1:9100`,
+/// `[::1]:9100`). Numeric only: the endpoint is for a scraper on a known
+/// interface, and a name could resolve to several.
+fn metrics_addr(value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::Fatal(format!(
+            "bad --metrics address: {value} (IP:PORT or [IPv6]:PORT)"
+        ))
+    })
 }
 
 /// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
@@ -523,6 +562,8 @@ impl Config {
                 "--stats-json needs a file name".to_owned(),
             ));
         }
+        let metrics = cli.metrics.as_deref().map(metrics_addr).transpose()?;
+        let progress = progress(cli.progress.as_deref())?;
         let listen = parse_listen(&cli.args[0])?;
         let dump = match (&cli.dump, &cli.dump_shared) {
             (Some(t), None) => Some((t.clone(), false)),
@@ -579,6 +620,8 @@ impl Config {
             tls,
             auth,
             stats_json: cli.stats_json,
+            metrics,
+            progress,
         })
     }
 }
@@ -839,6 +882,41 @@ mod tests {
         assert_eq!(c.stats_json, Some(PathBuf::from("/tmp/s.json")));
         let c = cfg(&["--stats-json=-x.json", ":25", "1"]).expect("valid");
         assert_eq!(c.stats_json, Some(PathBuf::from("-x.json")));
+    }
+
+    #[test]
+    fn metrics_takes_a_numeric_address_and_port() {
+        assert_eq!(cfg(&[":25", "1"]).expect("valid").metrics, None);
+        let c = cfg(&["--metrics", "127.0.0.1:9100", ":25", "1"]).expect("valid");
+        assert_eq!(c.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        let c = cfg(&["--metrics=[::1]:0", ":25", "1"]).expect("valid");
+        assert_eq!(
+            c.metrics,
+            Some(SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 0)))
+        );
+        for bad in ["9100", "localhost:9100", "127.0.0.1", "127.0.0.1:65536", ""] {
+            assert_eq!(
+                fatal(&["--metrics", bad, ":25", "1"]),
+                format!("bad --metrics address: {bad} (IP:PORT or [IPv6]:PORT)")
+            );
+        }
+    }
+
+    #[test]
+    fn progress_is_auto_always_or_never() {
+        assert_eq!(cfg(&[":25", "1"]).expect("valid").progress, Progress::Auto);
+        for (word, want) in [
+            ("auto", Progress::Auto),
+            ("always", Progress::Always),
+            ("never", Progress::Never),
+        ] {
+            let c = cfg(&["--progress", word, ":25", "1"]).expect("valid");
+            assert_eq!(c.progress, want);
+        }
+        assert_eq!(
+            fatal(&["--progress", "sometimes", ":25", "1"]),
+            "bad --progress: sometimes (auto, always or never)"
+        );
     }
 
     #[test]
