@@ -1,5 +1,6 @@
 //! The status line (`--progress`): once a second, the sessions open and
-//! what the last second brought (messages, content, rejections). On a
+//! what the last second brought (messages, content, rejections, each per
+//! second). On a
 //! terminal it is one line that redraws itself (indicatif); with
 //! `--progress always` on a pipe it is one plain line per second.
 //!
@@ -74,16 +75,19 @@ impl Totals {
     }
 }
 
-/// The text of the line: sessions open now, then the last second's
-/// messages, megabytes (10^6 bytes) and 4xx/5xx replies.
-pub fn line(now: Totals, second_ago: Totals) -> String {
-    let delta = |f: fn(&Totals) -> u64| f(&now).saturating_sub(f(&second_ago));
+/// The text of the line: sessions open now, then the rates since `before`,
+/// taken `elapsed` ago (a second, unless the process was held up): messages,
+/// megabytes (10^6 bytes) and 4xx/5xx replies per second.
+pub fn line(now: Totals, before: Totals, elapsed: Duration) -> String {
+    // Never divide by (almost) nothing: a tick is about a second apart.
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = |f: fn(&Totals) -> u64| f(&now).saturating_sub(f(&before)) as f64 / secs;
     format!(
-        "open {} | {} msg/s | {:.2} MB/s | {} rejects/s",
+        "open {} | {:.0} msg/s | {:.2} MB/s | {:.0} rejects/s",
         now.open,
-        delta(|t| t.messages),
-        delta(|t| t.bytes) as f64 / 1e6,
-        delta(|t| t.rejects)
+        rate(|t| t.messages),
+        rate(|t| t.bytes) / 1e6,
+        rate(|t| t.rejects)
     )
 }
 
@@ -116,13 +120,16 @@ impl StatusLine {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            // After a hold-up, one line and back to once a second, not a
+            // burst of lines; the rates are over the time that passed.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             // The first tick is immediate: it only sets the baseline.
             tick.tick().await;
-            let mut last = Totals::of(&stats.snapshot(&policy));
+            let mut last = (Instant::now(), Totals::of(&stats.snapshot(&policy)));
             loop {
                 tick.tick().await;
-                let now = Totals::of(&stats.snapshot(&policy));
-                let text = line(now, last);
+                let now = (Instant::now(), Totals::of(&stats.snapshot(&policy)));
+                let text = line(now.1, last.1, now.0 - last.0);
                 last = now;
                 match &drawn {
                     Some(bar) => bar.set_message(text),
@@ -185,8 +192,17 @@ mod tests {
             rejects: 7,
         };
         assert_eq!(
-            line(now, before),
+            line(now, before, Duration::from_secs(1)),
             "open 3 | 50 msg/s | 2.50 MB/s | 2 rejects/s"
+        );
+        // Two seconds since the last line: per second all the same.
+        assert_eq!(
+            line(now, before, Duration::from_secs(2)),
+            "open 3 | 25 msg/s | 1.25 MB/s | 1 rejects/s"
+        );
+        assert_eq!(
+            line(before, now, Duration::ZERO),
+            "open 9 | 0 msg/s | 0.00 MB/s | 0 rejects/s"
         );
     }
 
