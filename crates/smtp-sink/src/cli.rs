@@ -258,6 +258,14 @@ pub struct Cli {
     /// at start, on SIGUSR1 and at exit.
     #[arg(long = "stats-json", value_name = "FILE", allow_hyphen_values = true)]
     pub stats_json: Option<std::path::PathBuf>,
+    /// Serve the counters in Prometheus' text format at
+    /// http://ADDR:PORT/metrics (e.g. 127.0.0.1:9100, [::1]:9100).
+    #[arg(long = "metrics", value_name = "ADDR:PORT", allow_hyphen_values = true)]
+    pub metrics: Option<String>,
+    /// Status line on stderr once a second: auto (a terminal, without -c
+    /// and -v), always (plain lines on a pipe), never.
+    #[arg(long = "progress", value_name = "WHEN", allow_hyphen_values = true)]
+    pub progress: Option<String>,
     /// Tokio worker threads: 0 = one thread that also accepts (the default),
     /// N > 0 = a multi-threaded runtime with N workers.
     #[arg(long = "threads", value_name = "N", default_value_t = 0)]

@@ -2,6 +2,7 @@
 //! and error texts. Nothing after this module sees clap types.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -149,6 +150,10 @@ pub struct Config {
     pub stats_json: Option<PathBuf>,
     /// `--verify`, with `--expect` and `--source-report`.
     pub verify: Option<VerifySetup>,
+    /// `--metrics`: where the Prometheus endpoint listens.
+    pub metrics: Option<SocketAddr>,
+    /// `--progress`: when the status line is shown.
+    pub progress: Progress,
 }
 
 /// `--verify` and what goes with it.
@@ -158,6 +163,40 @@ pub struct VerifySetup {
     pub expect: Option<u64>,
     /// `--source-report`: smtp-source's JSON report, read at the end.
     pub source_report: Option<PathBuf>,
+}
+
+/// When the status line is shown (`--progress`), as smtp-source's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// On a terminal, unless `-c` or `-v` write there too (the default).
+    Auto,
+    /// Always: redrawn on a terminal, one plain line a second elsewhere.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `--progress`: `auto`, `always` or `never`.
+fn progress(value: Option<&str>) -> Result<Progress, ConfigError> {
+    match value {
+        None | Some("auto") => Ok(Progress::Auto),
+        Some("always") => Ok(Progress::Always),
+        Some("never") => Ok(Progress::Never),
+        Some(other) => Err(ConfigError::Fatal(format!(
+            "bad --progress: {other} (auto, always or never)"
+        ))),
+    }
+}
+
+/// `--metrics`: a numeric address and a port (`127.0.0.1:9100`,
+/// `[::1]:9100`). Numeric only: the endpoint is for a scraper on a known
+/// interface, and a name could resolve to several.
+fn metrics_addr(value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::Fatal(format!(
+            "bad --metrics address: {value} (IP:PORT or [IPv6]:PORT)"
+        ))
+    })
 }
 
 /// Postfix's unescape(3): `\a \b \f \n \r \t \v`, `\` and 1-3 octal digits
@@ -543,6 +582,8 @@ impl Config {
             expect: cli.expect,
             source_report: cli.source_report.clone(),
         });
+        let metrics = cli.metrics.as_deref().map(metrics_addr).transpose()?;
+        let progress = progress(cli.progress.as_deref())?;
         let listen = parse_listen(&cli.args[0])?;
         let dump = match (&cli.dump, &cli.dump_shared) {
             (Some(t), None) => Some((t.clone(), false)),
@@ -600,6 +641,8 @@ impl Config {
             auth,
             stats_json: cli.stats_json,
             verify,
+            metrics,
+            progress,
         })
     }
 }
@@ -860,6 +903,41 @@ mod tests {
         assert_eq!(c.stats_json, Some(PathBuf::from("/tmp/s.json")));
         let c = cfg(&["--stats-json=-x.json", ":25", "1"]).expect("valid");
         assert_eq!(c.stats_json, Some(PathBuf::from("-x.json")));
+    }
+
+    #[test]
+    fn metrics_takes_a_numeric_address_and_port() {
+        assert_eq!(cfg(&[":25", "1"]).expect("valid").metrics, None);
+        let c = cfg(&["--metrics", "127.0.0.1:9100", ":25", "1"]).expect("valid");
+        assert_eq!(c.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        let c = cfg(&["--metrics=[::1]:0", ":25", "1"]).expect("valid");
+        assert_eq!(
+            c.metrics,
+            Some(SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 0)))
+        );
+        for bad in ["9100", "localhost:9100", "127.0.0.1", "127.0.0.1:65536", ""] {
+            assert_eq!(
+                fatal(&["--metrics", bad, ":25", "1"]),
+                format!("bad --metrics address: {bad} (IP:PORT or [IPv6]:PORT)")
+            );
+        }
+    }
+
+    #[test]
+    fn progress_is_auto_always_or_never() {
+        assert_eq!(cfg(&[":25", "1"]).expect("valid").progress, Progress::Auto);
+        for (word, want) in [
+            ("auto", Progress::Auto),
+            ("always", Progress::Always),
+            ("never", Progress::Never),
+        ] {
+            let c = cfg(&["--progress", word, ":25", "1"]).expect("valid");
+            assert_eq!(c.progress, want);
+        }
+        assert_eq!(
+            fatal(&["--progress", "sometimes", ":25", "1"]),
+            "bad --progress: sometimes (auto, always or never)"
+        );
     }
 
     #[test]

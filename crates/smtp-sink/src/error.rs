@@ -14,6 +14,9 @@ pub enum Error {
     /// A fatal condition with Postfix's text (bind, privileges, ...).
     #[error("{0}")]
     Fatal(String),
+    /// The `--metrics` endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// The async runtime could not be built.
     #[error("runtime: {0}")]
     Runtime(#[source] std::io::Error),

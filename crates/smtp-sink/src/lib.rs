@@ -6,7 +6,8 @@
 //! [`conversation`] (the sans-IO protocol engine) with [`policy`] (which
 //! reply a command gets), [`dump`] (`-d`/`-D`) and [`stats`] (`-c`, `-n`,
 //! `-M`, and the always-on counters that [`stats_json`] writes out with
-//! `--stats-json`), plus [`auth`] for real AUTH (`--auth-users`). TLS itself is
+//! `--stats-json`, [`metrics`] serves with `--metrics` and [`status`] shows
+//! with `--progress`), plus [`auth`] for real AUTH (`--auth-users`). TLS itself is
 //! smtp-net's ([`smtp_net::tls`]). docs/smtp-sink.md describes every
 //! option and each deliberate difference from Postfix.
 
@@ -17,11 +18,13 @@ pub mod conversation;
 pub mod dump;
 pub mod error;
 pub mod listener;
+pub mod metrics;
 pub mod policy;
 pub mod replies;
 pub mod session;
 pub mod stats;
 pub mod stats_json;
+pub mod status;
 pub mod syslog;
 pub mod verify;
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use smtp_sink::cli::Cli;
 use smtp_sink::config::ConfigError;
+use smtp_sink::metrics::Endpoint;
 use smtp_sink::stats_json::{StatsJson, Trigger};
+use smtp_sink::status::StatusLine;
 use smtp_sink::{listener, Config, Error, Stop};
 
 mod logging;
@@ -112,8 +114,15 @@ fn start(cli: Cli, prog: &str) -> Result<u8, Error> {
         // SIGTERM must already end the sink cleanly (and SIGUSR1 must not
         // kill a sink that writes --stats-json).
         let signals = Signals::install(report.is_some())?;
+        // Before the SMTP listener: once clients can connect, the
+        // endpoint can be scraped too. Before the privilege drop, as the
+        // SMTP listener is.
+        let metrics = cfg.metrics.map(Endpoint::bind).transpose()?;
         let bound = listener::bind(&cfg)?;
         listener::drop_privileges(cfg.user.as_deref(), cfg.root_dir.as_deref())?;
+        if let Some(endpoint) = metrics {
+            tokio::spawn(endpoint.serve(stats.clone(), cfg.policy.clone()));
+        }
         if let Some(report) = &report {
             // As the user the sink now runs as, and inside any -R root:
             // the file must be writable there, or the sink does not start.
@@ -126,7 +135,12 @@ fn start(cli: Cli, prog: &str) -> Result<u8, Error> {
         if let (Some(report), Some(usr1)) = (&report, usr1) {
             tokio::spawn(write_on_usr1(usr1, report.clone()));
         }
-        smtp_sink::run(run_cfg, run_stats, bound, shutdown).await
+        let status = StatusLine::start(&cfg, stats.clone());
+        let stop = smtp_sink::run(run_cfg, run_stats, bound, shutdown).await;
+        if let Some(status) = status {
+            status.stop();
+        }
+        stop
     });
     // Sessions still running are cut, as when Postfix's sink exits; their
     // unfinished dump files are removed as their tasks are dropped, and

@@ -158,6 +158,34 @@ pub struct VerifyCounts {
     pub source: Option<SourceLoss>,
 }
 
+/// [`Verify::metrics`]: the counts, and each run's histogram whole.
+#[derive(Debug, Clone)]
+pub struct VerifyMetrics {
+    /// Per run, by run id.
+    pub runs: Vec<RunMetrics>,
+    /// As in [`VerifyCounts`].
+    pub unstamped: u64,
+    /// As in [`VerifyCounts`].
+    pub invalid: u64,
+    /// As in [`VerifyCounts`].
+    pub untracked: u64,
+}
+
+/// One run in [`VerifyMetrics`].
+#[derive(Debug, Clone)]
+pub struct RunMetrics {
+    /// The run id.
+    pub run: String,
+    /// As in [`RunCounts`].
+    pub unique: u64,
+    /// As in [`RunCounts`].
+    pub duplicate: u64,
+    /// As in [`RunCounts`].
+    pub corrupted: u64,
+    /// Transit times of the unique messages, µs.
+    pub transit: Histogram<u64>,
+}
+
 /// What `--source-report` reads of smtp-source's `--json` report
 /// (docs/report.schema.json); other fields are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -378,6 +406,30 @@ impl Verify {
             ));
         }
         lines
+    }
+
+    /// The counts with each run's transit histogram itself, for the
+    /// metrics endpoint (which makes buckets of it).
+    pub fn metrics(&self) -> VerifyMetrics {
+        let t = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut runs: Vec<RunMetrics> = t
+            .runs
+            .iter()
+            .map(|(id, run)| RunMetrics {
+                run: id.as_str().to_owned(),
+                unique: run.unique,
+                duplicate: run.duplicate,
+                corrupted: run.corrupted,
+                transit: run.transit.clone(),
+            })
+            .collect();
+        runs.sort_by(|a, b| a.run.cmp(&b.run));
+        VerifyMetrics {
+            runs,
+            unstamped: t.unstamped,
+            invalid: t.invalid,
+            untracked: t.untracked,
+        }
     }
 
     /// Unique messages over all runs (what `--expect` is checked against).
