@@ -12,6 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::metrics::{scrape, value};
 use support::smtp::{now_ns, send_message, stamped_message};
 use support::{
     assert_matches_schema, assert_violates_schema, bin, dump_dir, free_port, is_root,
@@ -163,14 +164,15 @@ fn a_stamped_run_arrives_whole() {
 
 /// A duplicate, a damaged body, an unstamped message and a stamp that does
 /// not parse are each counted as such; a body sent with CRLF whose stamp
-/// was computed over LF line ends is intact. Fewer unique messages than
-/// --expect: exit status 3.
+/// was computed over LF line ends is intact; the metrics endpoint agrees.
+/// Fewer unique messages than --expect: exit status 3.
 #[test]
 fn hand_made_messages_are_told_apart() {
     let dir = scratch();
     let stats = dir.path().join("stats.json");
     let stats_s = stats.display().to_string();
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
+    let metrics = format!("127.0.0.1:{metrics_port}");
     let mut sink = start_sink(
         &[
             "--verify",
@@ -179,7 +181,9 @@ fn hand_made_messages_are_told_apart() {
             "--stats-json",
             &stats_s,
             "-M",
-            "7",
+            "8",
+            "--metrics",
+            &metrics,
         ],
         port,
     );
@@ -210,6 +214,34 @@ fn hand_made_messages_are_told_apart() {
     for (what, message) in &messages {
         send_message(port, message).unwrap_or_else(|e| panic!("{what}: {e}"));
     }
+    // The endpoint says the same while the sink runs (each message was
+    // counted before its 250 went out).
+    let samples = scrape(metrics_port);
+    for (series, want) in [
+        (
+            r#"smtp_sink_verify_messages_total{run="hand",result="unique"}"#,
+            2,
+        ),
+        (
+            r#"smtp_sink_verify_messages_total{run="hand",result="duplicate"}"#,
+            1,
+        ),
+        (
+            r#"smtp_sink_verify_messages_total{run="hand",result="corrupted"}"#,
+            2,
+        ),
+        (r#"smtp_sink_verify_unmatched_total{reason="unstamped"}"#, 1),
+        (r#"smtp_sink_verify_unmatched_total{reason="invalid"}"#, 1),
+        (r#"smtp_sink_verify_transit_seconds_count{run="hand"}"#, 2),
+        (
+            r#"smtp_sink_verify_transit_seconds_bucket{le="+Inf",run="hand"}"#,
+            2,
+        ),
+    ] {
+        assert_eq!(value(&samples, series), want, "{series}");
+    }
+    // The eighth message ends the sink (-M 8).
+    send_message(port, b"Subject: last\r\n\r\nunstamped\r\n").unwrap();
     let (status, stderr) = wait_exit(&mut sink.0);
     assert_eq!(status.code(), Some(3), "--expect 3 with 2 unique\n{stderr}");
     assert!(
@@ -228,9 +260,9 @@ fn hand_made_messages_are_told_apart() {
     assert_eq!(run["transit"]["count"], 2);
     assert_eq!(
         (&v["unstamped"], &v["invalid"]),
-        (&Value::from(1), &Value::from(1))
+        (&Value::from(2), &Value::from(1))
     );
-    assert_eq!(json["counters"]["messages"]["accepted"], 7, "{text}");
+    assert_eq!(json["counters"]["messages"]["accepted"], 8, "{text}");
 }
 
 /// --source-report without --verify is refused, and a report that is not
