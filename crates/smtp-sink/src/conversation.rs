@@ -208,12 +208,14 @@ pub struct Conversation<D: DumpSink> {
     /// A message ended and its "." reply is not sent yet (it may be
     /// delayed): a 2xx then counts the message as accepted.
     message_ended: bool,
-    /// `--max-rate`, `--greylist`: the state shared with other sessions.
-    throttle: Arc<Throttle>,
+    /// `--max-rate`, `--greylist`: the state shared with other sessions
+    /// (None without them).
+    throttle: Option<Arc<Throttle>>,
     /// The monotonic time of the current call (see [`Now::elapsed`]).
     clock: Duration,
-    /// `--fault`: this session's draws (seeded with `--seed`).
-    fault_rng: SmallRng,
+    /// `--fault`: this session's draws, seeded with `--seed` (None
+    /// without `--fault`).
+    fault_rng: Option<SmallRng>,
     /// `--greylist`: the sender of the transaction, as the triple has it.
     sender: Bytes,
 }
@@ -240,6 +242,17 @@ fn shown(args: &Bytes) -> Bytes {
         Cow::Borrowed(_) => args.clone(),
         Cow::Owned(v) => Bytes::from(v),
     }
+}
+
+/// The shared state, kept only when an option needs it.
+fn shared_throttle(throttle: Arc<Throttle>) -> Option<Arc<Throttle>> {
+    throttle.needs_clock().then_some(throttle)
+}
+
+/// The `--fault` draws of the `session`-th session, when there are rules.
+fn fault_rng(cfg: &Config, session: u64) -> Option<SmallRng> {
+    let behaviour = &cfg.behaviour;
+    (!behaviour.faults.is_empty()).then(|| fault::session_rng(behaviour.seed, session))
 }
 
 /// The address of a MAIL or RCPT (between `<` and `>`), or the arguments
@@ -311,10 +324,12 @@ impl<D: DumpSink> Conversation<D> {
             syslog,
             counts: SessionCounts::default(),
             message_ended: false,
-            // Its own state until the shell gives it the shared one.
-            throttle: Arc::new(Throttle::new(&cfg.behaviour)),
+            // Its own state until the shell gives it the shared one (a
+            // session without the options makes nothing here).
+            throttle: Throttle::needed(&cfg.behaviour)
+                .then(|| Arc::new(Throttle::new(&cfg.behaviour))),
             clock: Duration::ZERO,
-            fault_rng: fault::session_rng(cfg.behaviour.seed, 0),
+            fault_rng: fault_rng(&cfg, 0),
             sender: Bytes::new(),
             cfg,
             stats,
@@ -326,8 +341,8 @@ impl<D: DumpSink> Conversation<D> {
     /// (from 0), which is what `--seed` makes reproducible.
     #[must_use]
     pub fn with_shared(mut self, throttle: Arc<Throttle>, session: u64) -> Self {
-        self.throttle = throttle;
-        self.fault_rng = fault::session_rng(self.cfg.behaviour.seed, session);
+        self.throttle = shared_throttle(throttle);
+        self.fault_rng = fault_rng(&self.cfg, session);
         self
     }
 
@@ -796,7 +811,7 @@ impl<D: DumpSink> Conversation<D> {
     /// (counted).
     fn fault(&mut self, cmd: SinkCmd) -> Option<FaultReply> {
         let faults = &self.cfg.behaviour.faults;
-        let rng = &mut self.fault_rng;
+        let rng = self.fault_rng.as_mut()?;
         let rule = faults.pick(cmd, &mut || rng.next_u32())?;
         self.counts.fault(rule);
         Some(faults.rules()[rule].reply.clone())
@@ -942,7 +957,10 @@ impl<D: DumpSink> Conversation<D> {
         match cmd {
             SinkCmd::Connect => {
                 if self.rate_action() == Some(RateAction::Connect)
-                    && !self.throttle.has_token(self.clock)
+                    && self
+                        .throttle
+                        .as_ref()
+                        .is_some_and(|t| !t.has_token(self.clock))
                 {
                     return self.rate_limited(cmd);
                 }
@@ -1005,7 +1023,10 @@ impl<D: DumpSink> Conversation<D> {
                     self.out.put_slice(replies::TOO_BIG);
                     return None;
                 }
-                if self.rate_action().is_some() && !self.throttle.take_token(self.clock) {
+                let clock = self.clock;
+                if self.rate_action().is_some()
+                    && self.throttle.as_ref().is_some_and(|t| !t.take_token(clock))
+                {
                     return self.rate_limited(cmd);
                 }
                 if self.cfg.behaviour.greylist.is_some() {
@@ -1026,9 +1047,9 @@ impl<D: DumpSink> Conversation<D> {
                 if self.cfg.behaviour.greylist.is_some() {
                     let recipient = path_of(Verb::Rcpt, args);
                     let client = self.client.addr.as_bytes();
-                    let verdict =
-                        self.throttle
-                            .greylist(client, &self.sender, &recipient, self.clock);
+                    let verdict = self.throttle.as_ref().map_or(Verdict::Pass, |t| {
+                        t.greylist(client, &self.sender, &recipient, self.clock)
+                    });
                     if verdict == Verdict::Defer {
                         self.counts.greylisted();
                         self.out.put_slice(replies::GREYLISTED);

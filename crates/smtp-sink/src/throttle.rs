@@ -40,6 +40,11 @@ impl Throttle {
         }
     }
 
+    /// Whether the options in `behaviour` need any shared state.
+    pub fn needed(behaviour: &Behaviour) -> bool {
+        behaviour.max_rate.is_some() || behaviour.greylist.is_some()
+    }
+
     /// Whether anything here needs the time (so the shell reads the clock
     /// only then).
     pub fn needs_clock(&self) -> bool {
