@@ -463,6 +463,61 @@ fn stamped_messages_verified_through_postfix() {
     );
 }
 
+/// `--greylist 2` behind Postfix: each message has its own recipient
+/// (`-N`), so its own triple; Postfix's first attempt at each gets 450 at
+/// RCPT and is deferred, and its retry (the queue timers here are 2 s)
+/// delivers it. Postfix counts its back-off in whole seconds, so a retry
+/// may come a little under 2 s after the first attempt and be deferred
+/// once more: "at least once" is what is certain.
+#[test]
+fn greylisting_sink_behind_postfix_gets_every_message_on_a_retry() {
+    let Some(mut relay) = Relay::start_with(false, &["--greylist", "2"]) else {
+        return;
+    };
+    let messages = 10;
+    let run = relay.send(&["-s", "2", "-m", "10", "-N", "-d"], messages);
+    // `<queue id>: to=<…>, relay=…, status=deferred (host … said: 450 4.2.0
+    // … (in reply to RCPT TO command))`, then `status=sent` for the same id.
+    let queue_ids = |status: &str| -> BTreeMap<String, u64> {
+        let mut ids = BTreeMap::new();
+        for line in run.log.lines().filter(|l| l.contains("/smtp[")) {
+            if !line.contains(status) {
+                continue;
+            }
+            let id = line
+                .split("]: ")
+                .nth(1)
+                .and_then(|rest| rest.split(':').next())
+                .unwrap_or_else(|| panic!("no queue id in {line}"));
+            *ids.entry(id.to_owned()).or_insert(0) += 1;
+        }
+        ids
+    };
+    let deferred = queue_ids("status=deferred (host 127.0.0.1[127.0.0.1] said: 450 4.2.0 ");
+    let sent = queue_ids("status=sent ");
+    assert_eq!(
+        sent.len() as u64,
+        messages,
+        "one delivery per message\n{}",
+        run.log
+    );
+    assert!(
+        sent.values().all(|n| *n == 1),
+        "a message delivered twice\n{}",
+        run.log
+    );
+    assert_eq!(
+        deferred.keys().collect::<Vec<_>>(),
+        sent.keys().collect::<Vec<_>>(),
+        "every delivered message was greylisted first\n{}",
+        run.log
+    );
+    eprintln!(
+        "greylisting: deferrals per message {:?}",
+        deferred.values().collect::<Vec<_>>()
+    );
+}
+
 // ---------------------------------------------------------------- the helper
 
 /// What one smtp-source run through Postfix left behind.

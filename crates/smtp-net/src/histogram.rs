@@ -103,6 +103,23 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
 mod tests {
     use super::*;
 
+    /// The encoding is HdrHistogram's V2 compressed form (its cookie), and
+    /// decoding gives the same histogram back.
+    #[test]
+    fn encoding_is_v2_deflate() {
+        let mut h = new();
+        for v in [1, 5, 999, 1_000, 1_000_000] {
+            h.record(v).unwrap();
+        }
+        let text = encode(&h);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .unwrap();
+        assert_eq!(&bytes[..4], &[0x1c, 0x84, 0x93, 0x14], "V2 deflate cookie");
+        assert_eq!(decode(&text).unwrap(), h);
+        assert!(decode("AAAA").is_err());
+    }
+
     #[test]
     fn grows_past_its_first_size_and_round_trips() {
         let mut h = new();

@@ -215,9 +215,47 @@ pub struct Cli {
     #[arg(long = "smtputf8")]
     pub smtputf8: bool,
     /// Announce "SIZE BYTES" and answer 552 to a MAIL SIZE= or a message
-    /// larger than that.
-    #[arg(long = "size", value_name = "BYTES", allow_hyphen_values = true)]
+    /// larger than that (--max-message-size is the same option).
+    #[arg(
+        long = "size",
+        visible_alias = "max-message-size",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
     pub size: Option<String>,
+    /// Accept at most N messages (MAIL commands) per second (N/s), minute
+    /// (N/m) or hour (N/h), with a burst of a tenth of a second's worth
+    /// (at least 1); above it MAIL gets "451 4.7.1".
+    #[arg(
+        long = "max-rate",
+        value_name = "N[/s|/m|/h]",
+        allow_hyphen_values = true
+    )]
+    pub max_rate: Option<String>,
+    /// What --max-rate refuses: "mail" (451 at MAIL, the default) or
+    /// "connect" (421 to new connections, and to MAIL, then close).
+    #[arg(
+        long = "max-rate-action",
+        value_name = "mail|connect",
+        allow_hyphen_values = true
+    )]
+    pub max_rate_action: Option<String>,
+    /// Greylist: the first RCPT of a (client address, sender, recipient)
+    /// gets "450 4.2.0"; a retry at least SECONDS later passes.
+    #[arg(long = "greylist", value_name = "SECONDS", allow_hyphen_values = true)]
+    pub greylist: Option<String>,
+    /// Wait this many milliseconds before every reply (reading nothing
+    /// meanwhile, like -w).
+    #[arg(long = "tarpit", value_name = "MS", allow_hyphen_values = true)]
+    pub tarpit: Option<String>,
+    /// With probability P (0 to 1), answer CMD with REPLY instead ("4xx/5xx
+    /// text", or "disconnect" to close without a reply). Repeatable.
+    #[arg(long = "fault", value_name = "CMD:REPLY:P", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub faults: Vec<String>,
+    /// Seed the --fault draws: session k (in accept order, from 0) draws
+    /// from a stream made from the seed and k.
+    #[arg(long = "seed", value_name = "N", allow_hyphen_values = true)]
+    pub seed: Option<String>,
     /// Announce STARTTLS and accept it (RFC 3207).
     #[arg(long = "starttls")]
     pub starttls: bool,

@@ -15,7 +15,9 @@ use thiserror::Error;
 
 use crate::auth::Users;
 use crate::cli::Cli;
+use crate::fault::{FaultRule, Faults};
 use crate::policy::{Delay, Policy, SinkCmd};
+use crate::rate::Rate;
 use crate::replies::Replies;
 
 /// Why a command line was refused. `Display` is Postfix's text, which the
@@ -88,6 +90,42 @@ pub struct AuthSetup {
     pub required: bool,
 }
 
+/// What `--max-rate` refuses when the bucket is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateAction {
+    /// MAIL gets 451 (the default).
+    Mail,
+    /// A new connection gets 421 and is closed (and so does a MAIL that
+    /// still finds no token).
+    Connect,
+}
+
+/// `--max-rate` and `--max-rate-action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxRate {
+    /// Accepted MAIL commands per unit of time.
+    pub rate: Rate,
+    /// What is refused above it.
+    pub action: RateAction,
+}
+
+/// The options that make the sink behave like a real server: rate limit,
+/// greylisting, tarpit, random faults. All off by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Behaviour {
+    /// `--max-rate`.
+    pub max_rate: Option<MaxRate>,
+    /// `--greylist`: how long a new triple must wait before its retry
+    /// passes.
+    pub greylist: Option<Duration>,
+    /// `--tarpit`: the pause before every reply.
+    pub tarpit: Option<Duration>,
+    /// `--fault`.
+    pub faults: Faults,
+    /// `--seed`.
+    pub seed: Option<u64>,
+}
+
 /// Everything the sink needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -148,6 +186,8 @@ pub struct Config {
     pub auth: Option<AuthSetup>,
     /// `--stats-json`: where the counters go.
     pub stats_json: Option<PathBuf>,
+    /// `--max-rate`, `--greylist`, `--tarpit`, `--fault`, `--seed`.
+    pub behaviour: Behaviour,
     /// `--verify`, with `--expect` and `--source-report`.
     pub verify: Option<VerifySetup>,
     /// `--metrics`: where the Prometheus endpoint listens.
@@ -319,6 +359,76 @@ fn size_limit(value: &str) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError::Fatal(format!("bad size limit: {value}")))
 }
 
+/// A whole number of at least 1 (for `--greylist` and `--tarpit`).
+fn whole(value: &str, what: &str) -> Result<u64, ConfigError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && value.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ConfigError::Fatal(format!("bad {what}: {value}")))
+}
+
+/// Checks the options of [`Behaviour`].
+fn behaviour(cli: &Cli, opt_in: &[SinkCmd]) -> Result<Behaviour, ConfigError> {
+    let fatal = |e: &dyn std::fmt::Display| ConfigError::Fatal(e.to_string());
+    let action = match cli.max_rate_action.as_deref() {
+        None | Some("mail") => RateAction::Mail,
+        Some("connect") => RateAction::Connect,
+        Some(other) => {
+            return Err(ConfigError::Fatal(format!(
+                "bad --max-rate-action: {other} (expected mail or connect)"
+            )))
+        }
+    };
+    let max_rate = match &cli.max_rate {
+        Some(text) => Some(MaxRate {
+            rate: Rate::parse(text).map_err(|e| fatal(&e))?,
+            action,
+        }),
+        None if cli.max_rate_action.is_some() => {
+            return Err(ConfigError::Fatal(
+                "--max-rate-action needs --max-rate".to_owned(),
+            ))
+        }
+        None => None,
+    };
+    let greylist = cli
+        .greylist
+        .as_deref()
+        .map(|v| whole(v, "greylist delay").map(Duration::from_secs))
+        .transpose()?;
+    let tarpit = cli
+        .tarpit
+        .as_deref()
+        .map(|v| whole(v, "tarpit delay").map(Duration::from_millis))
+        .transpose()?;
+    let rules = cli
+        .faults
+        .iter()
+        .map(|spec| FaultRule::parse(spec, |name| lookup(name, opt_in).ok()).map_err(|e| fatal(&e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let faults = Faults::new(rules).map_err(|e| fatal(&e))?;
+    let seed = match &cli.seed {
+        Some(_) if faults.is_empty() => {
+            return Err(ConfigError::Fatal("--seed needs --fault".to_owned()))
+        }
+        Some(s) => Some(
+            s.parse::<u64>()
+                .ok()
+                .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| ConfigError::Fatal(format!("bad seed: {s}")))?,
+        ),
+        None => None,
+    };
+    Ok(Behaviour {
+        max_rate,
+        greylist,
+        tarpit,
+        faults,
+        seed,
+    })
+}
+
 /// Checks a -b/-B reply: it starts with `first` and has exactly three
 /// leading digits.
 fn check_reply(reply: &[u8], first: u8) -> bool {
@@ -452,6 +562,7 @@ impl Config {
             opt_in.push(SinkCmd::Starttls);
         }
         let opt_in = &opt_in[..];
+        let behaviour = behaviour(&cli, opt_in)?;
 
         let mut policy = Policy::default();
         policy.rule_mut(SinkCmd::Bdat).enabled = chunking;
@@ -643,6 +754,7 @@ impl Config {
             verify,
             metrics,
             progress,
+            behaviour,
         })
     }
 }
@@ -1066,5 +1178,106 @@ mod tests {
         assert!(c.policy.enabled(b"ehlo").is_none() && c.policy.enabled(b"helo").is_none());
         let c = cfg(&["-e", ":25", "1"]).expect("valid");
         assert!(c.policy.enabled(b"helo").is_some() && c.policy.enabled(b"ehlo").is_none());
+    }
+
+    #[test]
+    fn behaviour_options_and_their_errors() {
+        let c = cfg(&[
+            "--max-rate",
+            "50/m",
+            "--greylist",
+            "300",
+            "--tarpit",
+            "20",
+            ":25",
+            "1",
+        ])
+        .expect("valid");
+        let b = &c.behaviour;
+        assert_eq!(
+            b.max_rate.map(|m| (m.rate.count, m.action)),
+            Some((50, RateAction::Mail))
+        );
+        assert_eq!(b.greylist, Some(Duration::from_secs(300)));
+        assert_eq!(b.tarpit, Some(Duration::from_millis(20)));
+        assert!(b.faults.is_empty() && b.seed.is_none());
+        let c = cfg(&[
+            "--max-rate",
+            "5",
+            "--max-rate-action",
+            "connect",
+            ":25",
+            "1",
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.behaviour.max_rate.map(|m| m.action),
+            Some(RateAction::Connect)
+        );
+        let c = cfg(&[
+            "--fault",
+            "rcpt:450 x:0.1",
+            "--fault",
+            "connect:disconnect:1",
+            "--seed",
+            "7",
+            ":25",
+            "1",
+        ])
+        .expect("valid");
+        assert_eq!(c.behaviour.faults.rules().len(), 2);
+        assert_eq!(c.behaviour.seed, Some(7));
+        assert!(cfg(&["--chunking", "--fault", "bdat:450 x:0.1", ":25", "1"]).is_ok());
+        for (args, text) in [
+            (
+                &["--max-rate", "0"][..],
+                "bad rate: 0 (expected N, N/s, N/m or N/h, N > 0)",
+            ),
+            (
+                &["--max-rate", "5/d"],
+                "bad rate: 5/d (expected N, N/s, N/m or N/h, N > 0)",
+            ),
+            (
+                &["--max-rate-action", "connect"],
+                "--max-rate-action needs --max-rate",
+            ),
+            (
+                &["--max-rate", "5", "--max-rate-action", "quit"],
+                "bad --max-rate-action: quit (expected mail or connect)",
+            ),
+            (&["--greylist", "0"], "bad greylist delay: 0"),
+            (&["--greylist", "1s"], "bad greylist delay: 1s"),
+            (&["--tarpit", "-5"], "bad tarpit delay: -5"),
+            (&["--fault", "bdat:450 x:0.1"], "unknown command: bdat"),
+            (
+                &["--fault", "rcpt:250 x:0.1"],
+                "bad fault reply: 250 x (expected disconnect, or a 4xx or 5xx code and text)",
+            ),
+            (
+                &["--fault", "rcpt:450 x:5%"],
+                "bad fault probability: 5% (expected a number from 0 to 1)",
+            ),
+            (
+                &[
+                    "--fault",
+                    "rcpt:450 x:0.6",
+                    "--fault",
+                    "rcpt:disconnect:0.6",
+                ],
+                "--fault probabilities for rcpt add up to more than 1",
+            ),
+            (&["--seed", "1"], "--seed needs --fault"),
+            (
+                &["--fault", "rcpt:450 x:0.1", "--seed", "-1"],
+                "bad seed: -1",
+            ),
+        ] {
+            let mut argv = args.to_vec();
+            argv.extend([":25", "1"]);
+            assert_eq!(fatal(&argv), text, "{args:?}");
+        }
+        // Without any of them, nothing is on.
+        let c = cfg(&[":25", "1"]).expect("valid");
+        assert_eq!(c.behaviour, Behaviour::default());
     }
 }

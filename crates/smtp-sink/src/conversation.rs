@@ -40,11 +40,34 @@ use smtp_proto::{
 use tracing::{info, warn};
 
 use crate::auth::{self, Mechanism, Outcome, Pending};
-use crate::config::Config;
+use crate::config::{Config, RateAction};
 use crate::dump::{self, ClientAddr, DumpSink};
+use crate::fault::{self, FaultReply};
+use crate::greylist::Verdict;
 use crate::policy::{Action, SinkCmd};
 use crate::replies;
 use crate::stats::{MessageOutcome, SessionCounts, Stats};
+use crate::throttle::Throttle;
+
+/// The time, as the shell reads it for each call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Unix seconds, for the dump's times (0 when nothing dumps).
+    pub unix: i64,
+    /// Monotonic time since the shared [`Throttle`] was made, for
+    /// `--max-rate` and `--greylist` (zero when neither is on).
+    pub elapsed: Duration,
+}
+
+impl From<i64> for Now {
+    /// Unix seconds only (no monotonic time).
+    fn from(unix: i64) -> Now {
+        Now {
+            unix,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
 
 /// What the shell must do next. Before acting on any step, it writes out
 /// the pending [`Conversation::output`].
@@ -113,6 +136,13 @@ enum Held {
     Reply(SinkCmd, Bytes),
     /// The reply at the end of a BDAT chunk.
     ChunkEnd(ChunkEnd),
+    /// `--tarpit`: the greeting, not decided yet.
+    Greeting,
+    /// `--tarpit`: a line read (a command, or a line of an AUTH exchange),
+    /// not handled yet.
+    Line(Command),
+    /// `--tarpit`: the end of data ("."), not handled yet.
+    EndOfData,
 }
 
 /// A dump transaction in progress.
@@ -184,6 +214,16 @@ pub struct Conversation<D: DumpSink> {
     /// `--verify`: the outcome of the message that ended, counted if its
     /// end of data gets a 2xx.
     verified: Option<Verification>,
+    /// `--max-rate`, `--greylist`: the state shared with other sessions
+    /// (None without them).
+    throttle: Option<Arc<Throttle>>,
+    /// The monotonic time of the current call (see [`Now::elapsed`]).
+    clock: Duration,
+    /// `--fault`: this session's draws, seeded with `--seed` (None
+    /// without `--fault`).
+    fault_rng: Option<SmallRng>,
+    /// `--greylist`: the sender of the transaction, as the triple has it.
+    sender: Bytes,
 }
 
 impl<D: DumpSink> Drop for Conversation<D> {
@@ -208,6 +248,33 @@ fn shown(args: &Bytes) -> Bytes {
         Cow::Borrowed(_) => args.clone(),
         Cow::Owned(v) => Bytes::from(v),
     }
+}
+
+/// The shared state, kept only when an option needs it.
+fn shared_throttle(throttle: Arc<Throttle>) -> Option<Arc<Throttle>> {
+    throttle.needs_clock().then_some(throttle)
+}
+
+/// The `--fault` draws of the `session`-th session, when there are rules.
+fn fault_rng(cfg: &Config, session: u64) -> Option<SmallRng> {
+    let behaviour = &cfg.behaviour;
+    (!behaviour.faults.is_empty()).then(|| fault::session_rng(behaviour.seed, session))
+}
+
+/// The address of a MAIL or RCPT (between `<` and `>`), or the arguments
+/// as sent when they do not parse: the sink accepts any MAIL and RCPT, so
+/// greylisting must key them somehow.
+fn path_of(verb: Verb, args: &Bytes) -> Bytes {
+    let cmd = Command {
+        verb,
+        name: Bytes::new(),
+        args: args.clone(),
+    };
+    let parsed = match verb {
+        Verb::Mail => cmd.mail_from(),
+        _ => cmd.rcpt_to(),
+    };
+    parsed.map_or_else(|_| args.clone(), |p| p.path)
 }
 
 /// Cuts at the first NUL, as Postfix's C strings end there.
@@ -266,9 +333,40 @@ impl<D: DumpSink> Conversation<D> {
             message_ended: false,
             verifier: cfg.verify.as_ref().map(|_| StampVerifier::new()),
             verified: None,
+            // Its own state until the shell gives it the shared one (a
+            // session without the options makes nothing here).
+            throttle: Throttle::needed(&cfg.behaviour)
+                .then(|| Arc::new(Throttle::new(&cfg.behaviour))),
+            clock: Duration::ZERO,
+            fault_rng: fault_rng(&cfg, 0),
+            sender: Bytes::new(),
             cfg,
             stats,
         }
+    }
+
+    /// Shares `throttle` (`--max-rate`, `--greylist`) with the other
+    /// sessions, and draws `--fault`s as the `session`-th session accepted
+    /// (from 0), which is what `--seed` makes reproducible.
+    #[must_use]
+    pub fn with_shared(mut self, throttle: Arc<Throttle>, session: u64) -> Self {
+        self.throttle = shared_throttle(throttle);
+        self.fault_rng = fault_rng(&self.cfg, session);
+        self
+    }
+
+    /// Takes the time of a call: the monotonic part is kept for the
+    /// shared state, the unix seconds go on to the dump.
+    fn tick(&mut self, now: impl Into<Now>) -> i64 {
+        let now = now.into();
+        self.clock = now.elapsed;
+        now.unix
+    }
+
+    /// Holds `what` back for `pause` (`--tarpit`).
+    fn hold(&mut self, what: Held, pause: Duration) -> Step {
+        self.delayed = Some(what);
+        Step::Delay(pause)
     }
 
     /// Replies not yet sent. The shell writes them out and clears it.
@@ -283,14 +381,23 @@ impl<D: DumpSink> Conversation<D> {
     }
 
     /// The connection opened: the `connect` pseudo-command (greeting).
-    pub fn start(&mut self, now: i64) -> Step {
+    pub fn start(&mut self, now: impl Into<Now>) -> Step {
+        let now = self.tick(now);
+        if let Some(pause) = self.cfg.behaviour.tarpit {
+            return self.hold(Held::Greeting, pause);
+        }
+        self.greet(now)
+    }
+
+    fn greet(&mut self, now: i64) -> Step {
         self.dispatch(SinkCmd::Connect, b"connect", Bytes::new(), now)
             .unwrap_or(Step::Read)
     }
 
     /// Processes everything in `buf` that can be processed, stopping early
     /// for a delay or a close.
-    pub fn input(&mut self, buf: &mut BytesMut, now: i64) -> Step {
+    pub fn input(&mut self, buf: &mut BytesMut, now: impl Into<Now>) -> Step {
+        let now = self.tick(now);
         if self.tls_pending {
             // Bytes that came before the handshake are never commands
             // (the command injection of CVE-2011-0411).
@@ -312,9 +419,11 @@ impl<D: DumpSink> Conversation<D> {
             }
             match self.parser.parse(buf) {
                 Ok(None) => return Step::Read,
-                Ok(Some(cmd)) if self.auth_pending.is_some() => self.auth_line(&cmd),
                 Ok(Some(cmd)) => {
-                    if let Some(step) = self.command(&cmd.name, &cmd.args, now) {
+                    if let Some(pause) = self.cfg.behaviour.tarpit {
+                        return self.hold(Held::Line(cmd), pause);
+                    }
+                    if let Some(step) = self.line(&cmd, now) {
                         return step;
                     }
                 }
@@ -326,8 +435,18 @@ impl<D: DumpSink> Conversation<D> {
         }
     }
 
+    /// A line read outside data: a line of an AUTH exchange, or a command.
+    fn line(&mut self, cmd: &Command, now: i64) -> Option<Step> {
+        if self.auth_pending.is_some() {
+            self.auth_line(cmd);
+            return None;
+        }
+        self.command(&cmd.name, &cmd.args, now)
+    }
+
     /// Sends the reply that a [`Step::Delay`] held back.
-    pub fn resume(&mut self, now: i64) -> Step {
+    pub fn resume(&mut self, now: impl Into<Now>) -> Step {
+        let now = self.tick(now);
         let step = match self.delayed.take() {
             None => return Step::Read,
             Some(Held::Reply(cmd, args)) => {
@@ -338,6 +457,9 @@ impl<D: DumpSink> Conversation<D> {
                 step
             }
             Some(Held::ChunkEnd(end)) => self.chunk_end(end, now),
+            Some(Held::Greeting) => Some(self.greet(now)),
+            Some(Held::Line(cmd)) => self.line(&cmd, now),
+            Some(Held::EndOfData) => self.end_of_message(true, now),
         };
         // A LAST chunk may still have a delayed "." reply to come.
         if self.exit_pending && !matches!(step, Some(Step::Delay(_))) {
@@ -407,6 +529,9 @@ impl<D: DumpSink> Conversation<D> {
         self.counts
             .content((before - buf.len()).saturating_sub(b".\r\n".len()) as u64);
         self.in_data = false;
+        if let Some(pause) = self.cfg.behaviour.tarpit {
+            return Some(self.hold(Held::EndOfData, pause));
+        }
         self.end_of_message(true, now)
     }
 
@@ -503,9 +628,11 @@ impl<D: DumpSink> Conversation<D> {
             return Some(Step::Read);
         }
         let chunk = self.chunk.take()?;
-        if chunk.delay > 0 {
+        let tarpit = self.cfg.behaviour.tarpit.unwrap_or_default();
+        if chunk.delay > 0 || !tarpit.is_zero() {
             self.delayed = Some(Held::ChunkEnd(chunk.end));
-            return Some(Step::Delay(Duration::from_secs(u64::from(chunk.delay))));
+            let delay = Duration::from_secs(u64::from(chunk.delay));
+            return Some(Step::Delay(delay + tarpit));
         }
         self.chunk_end(chunk.end, now)
     }
@@ -530,7 +657,8 @@ impl<D: DumpSink> Conversation<D> {
     /// BDAT (`--chunking`): decides now what its chunk brings; the reply
     /// follows once the chunk has been read, even when it is an error,
     /// because the chunk's bytes are on their way regardless (RFC 3030).
-    fn bdat(&mut self, args: &Bytes, action: Action) -> Option<Step> {
+    /// `fault` is a `--fault` reply that refuses the chunk.
+    fn bdat(&mut self, args: &Bytes, action: Action, fault: Option<Bytes>) -> Option<Step> {
         match action {
             Action::Drop => return Some(Step::Close),
             Action::Close421 => {
@@ -551,9 +679,10 @@ impl<D: DumpSink> Conversation<D> {
             return Some(Step::Close);
         };
         let refused = |reply: &'static [u8]| ChunkEnd::Refused(Bytes::from_static(reply));
-        let end = match action {
-            Action::Hard => ChunkEnd::Refused(self.cfg.replies.hard.clone()),
-            Action::Soft => ChunkEnd::Refused(self.cfg.replies.soft.clone()),
+        let end = match (action, fault) {
+            (Action::Hard, _) => ChunkEnd::Refused(self.cfg.replies.hard.clone()),
+            (Action::Soft, _) => ChunkEnd::Refused(self.cfg.replies.soft.clone()),
+            (_, Some(reply)) => ChunkEnd::Refused(reply),
             _ if !self.in_mail => refused(replies::NEED_MAIL),
             _ if self.rcpts <= 0 => refused(replies::NEED_RCPT),
             _ if last => ChunkEnd::Last,
@@ -655,11 +784,20 @@ impl<D: DumpSink> Conversation<D> {
             let mut draw = || ((u64::from(rng.next_u32()) * 100) >> 32) as u32;
             self.cfg.policy.decide(cmd, &mut draw)
         };
+        // A --fault stands where -f/-r would: after -q, -Q, -f and -r,
+        // instead of a delay or the normal reply.
+        let fault = match action {
+            Action::Delay(_) | Action::Normal => self.fault(cmd),
+            _ => None,
+        };
+        if let Some(reply) = fault {
+            return self.fault_reply(cmd, &args, reply);
+        }
         if let Action::Delay(secs @ 1..) = action {
             self.stats.delayed(cmd, secs);
         }
         if cmd == SinkCmd::Bdat {
-            return self.bdat(&args, action);
+            return self.bdat(&args, action, None);
         }
         match action {
             Action::Drop => Some(Step::Close),
@@ -683,6 +821,32 @@ impl<D: DumpSink> Conversation<D> {
                 Some(Step::Delay(Duration::from_secs(u64::from(secs))))
             }
         }
+    }
+
+    /// `--fault`: the reply a fault rule gives `cmd` this time, if any
+    /// (counted).
+    fn fault(&mut self, cmd: SinkCmd) -> Option<FaultReply> {
+        let faults = &self.cfg.behaviour.faults;
+        let rng = self.fault_rng.as_mut()?;
+        let rule = faults.pick(cmd, &mut || rng.next_u32())?;
+        self.counts.fault(rule);
+        Some(faults.rules()[rule].reply.clone())
+    }
+
+    /// Answers `cmd` with a fault's reply, without side effects: as -q
+    /// for `disconnect`, as -Q for a 421, as -f/-r otherwise.
+    fn fault_reply(&mut self, cmd: SinkCmd, args: &Bytes, reply: FaultReply) -> Option<Step> {
+        let closes = reply.closes();
+        match reply {
+            FaultReply::Disconnect => {}
+            FaultReply::Reply(text) if closes => self.out.put_slice(&text),
+            FaultReply::Reply(text) if cmd == SinkCmd::Bdat => {
+                // The chunk's bytes are on their way: the reply follows them.
+                return self.bdat(args, Action::Normal, Some(text));
+            }
+            FaultReply::Reply(text) => self.reject(cmd, &text),
+        }
+        closes.then_some(Step::Close)
     }
 
     /// The arguments as `-v` and `-s` show them. With real AUTH an initial
@@ -807,7 +971,17 @@ impl<D: DumpSink> Conversation<D> {
     /// The normal reply and its side effects.
     fn respond(&mut self, cmd: SinkCmd, args: &Bytes, now: i64) -> Option<Step> {
         match cmd {
-            SinkCmd::Connect => self.out.put_slice(&self.cfg.replies.greeting),
+            SinkCmd::Connect => {
+                if self.rate_action() == Some(RateAction::Connect)
+                    && self
+                        .throttle
+                        .as_ref()
+                        .is_some_and(|t| !t.has_token(self.clock))
+                {
+                    return self.rate_limited(cmd);
+                }
+                self.out.put_slice(&self.cfg.replies.greeting);
+            }
             SinkCmd::Helo | SinkCmd::Ehlo | SinkCmd::Lhlo => {
                 self.mail_reset();
                 if cmd == SinkCmd::Helo {
@@ -865,6 +1039,15 @@ impl<D: DumpSink> Conversation<D> {
                     self.out.put_slice(replies::TOO_BIG);
                     return None;
                 }
+                let clock = self.clock;
+                if self.rate_action().is_some()
+                    && self.throttle.as_ref().is_some_and(|t| !t.take_token(clock))
+                {
+                    return self.rate_limited(cmd);
+                }
+                if self.cfg.behaviour.greylist.is_some() {
+                    self.sender = path_of(Verb::Mail, args);
+                }
                 self.in_mail = true;
                 self.rcpts = 0;
                 self.new_message();
@@ -876,6 +1059,18 @@ impl<D: DumpSink> Conversation<D> {
                 if !self.in_mail {
                     self.out.put_slice(replies::NEED_MAIL);
                     return None;
+                }
+                if self.cfg.behaviour.greylist.is_some() {
+                    let recipient = path_of(Verb::Rcpt, args);
+                    let client = self.client.addr.as_bytes();
+                    let verdict = self.throttle.as_ref().map_or(Verdict::Pass, |t| {
+                        t.greylist(client, &self.sender, &recipient, self.clock)
+                    });
+                    if verdict == Verdict::Defer {
+                        self.counts.greylisted();
+                        self.out.put_slice(replies::GREYLISTED);
+                        return None;
+                    }
                 }
                 self.rcpts = self.rcpts.saturating_add(1);
                 self.out.put_slice(replies::RCPT_OK);
@@ -946,6 +1141,22 @@ impl<D: DumpSink> Conversation<D> {
             // never from here.
             SinkCmd::Bdat => {}
         }
+        None
+    }
+
+    /// `--max-rate`'s action, when the option is on.
+    fn rate_action(&self) -> Option<RateAction> {
+        self.cfg.behaviour.max_rate.map(|m| m.action)
+    }
+
+    /// `--max-rate` refuses `cmd` (counted): 451, or 421 and close.
+    fn rate_limited(&mut self, cmd: SinkCmd) -> Option<Step> {
+        self.counts.rate_limited(cmd);
+        if self.rate_action() == Some(RateAction::Connect) {
+            self.out.put_slice(replies::RATE_LIMITED_CLOSE);
+            return Some(Step::Close);
+        }
+        self.out.put_slice(replies::RATE_LIMITED);
         None
     }
 
@@ -3173,5 +3384,332 @@ Subject: hi\n\n.dot\nbarecr\n\n",
             let _ = run_split(&["-L", "-D", "x"], &input, &[1]);
             let _ = run_split(&["--chunking", "--size", "5", "-d", "x"], &input, &[3, 90]);
         }
+    }
+
+    // ---------------------------------------------------------------
+    // --tarpit, --fault, --max-rate, --greylist, --max-message-size.
+
+    /// A conversation sharing `throttle`, numbered `session`, counting
+    /// into `stats`.
+    fn shared_conv(
+        args: &[&str],
+        stats: &Arc<Stats>,
+        throttle: &Arc<Throttle>,
+        session: u64,
+    ) -> Conversation<MemDump> {
+        Conversation::new(
+            config(args),
+            stats.clone(),
+            ClientAddr::from_ip("127.0.0.1".parse().expect("ip")),
+            None,
+            SmallRng::seed_from_u64(7),
+            None,
+        )
+        .with_shared(throttle.clone(), session)
+    }
+
+    fn quiet_stats(args: &[&str]) -> Arc<Stats> {
+        let cfg = config(args);
+        Arc::new(
+            Stats::with_output(false, 0, 0, Box::new(io::sink())).with_behaviour(&cfg.behaviour),
+        )
+    }
+
+    /// Runs `input` as the shell would, at the monotonic time `at`, and
+    /// returns each stretch of output written before a delay (or at the
+    /// end), with that delay.
+    fn timed(
+        c: &mut Conversation<MemDump>,
+        input: &[u8],
+        at: Duration,
+    ) -> Vec<(String, Option<Duration>)> {
+        let now = Now {
+            unix: 0,
+            elapsed: at,
+        };
+        let mut buf = BytesMut::from(input);
+        let mut stretches = Vec::new();
+        let mut step = c.start(now);
+        loop {
+            let out = String::from_utf8_lossy(&c.output().split()).into_owned();
+            match step {
+                Step::Delay(d) => {
+                    stretches.push((out, Some(d)));
+                    step = match c.resume(now) {
+                        Step::Read => c.input(&mut buf, now),
+                        other => other,
+                    };
+                }
+                Step::Read if !buf.is_empty() => {
+                    stretches.push((out, None));
+                    step = c.input(&mut buf, now);
+                }
+                _ => {
+                    stretches.push((out, None));
+                    return stretches;
+                }
+            }
+        }
+    }
+
+    /// The replies of `timed`, joined.
+    fn joined(stretches: &[(String, Option<Duration>)]) -> String {
+        stretches.iter().map(|(s, _)| s.as_str()).collect()
+    }
+
+    const SESSION: &str =
+        "EHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhi\r\n.\r\nBOGUS\r\nQUIT\r\n";
+
+    #[test]
+    fn tarpit_holds_back_every_reply_and_changes_none() {
+        let at = Duration::ZERO;
+        let plain = timed(&mut conv(&[]), SESSION.as_bytes(), at);
+        let mut c = conv(&["--tarpit", "250"]);
+        let tarpitted = timed(&mut c, SESSION.as_bytes(), at);
+        assert_eq!(joined(&tarpitted), joined(&plain));
+        // Greeting, EHLO, MAIL, RCPT, DATA, ".", BOGUS, QUIT: each reply
+        // comes after its own pause, never two replies in one stretch.
+        let pause = Some(Duration::from_millis(250));
+        let delays: Vec<_> = tarpitted.iter().map(|(_, d)| *d).collect();
+        assert_eq!(delays[..8], [pause; 8]);
+        // Split the plain replies into whole replies (a multiline one is
+        // one reply): the tarpit's stretches are exactly those, one each.
+        let mut whole = Vec::new();
+        let mut reply = String::new();
+        for line in joined(&plain).split_inclusive("\r\n") {
+            reply.push_str(line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                whole.push(std::mem::take(&mut reply));
+            }
+        }
+        let stretches: Vec<_> = tarpitted.iter().map(|(out, _)| out.clone()).collect();
+        assert_eq!(stretches[0], "");
+        assert_eq!(stretches[1..], whole[..]);
+        // A -W delay adds to the tarpit's pause.
+        let mut c = conv(&["--tarpit", "100", "-W", "rcpt:1"]);
+        let stretches = timed(&mut c, b"HELO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\n", at);
+        let delays: Vec<_> = stretches.iter().filter_map(|(_, d)| *d).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(delays, [ms(100), ms(100), ms(100), ms(100), ms(1000)]);
+        // A BDAT chunk's reply too, once the chunk is read.
+        let mut c = conv(&["--tarpit", "100", "--chunking"]);
+        let stretches = timed(
+            &mut c,
+            b"EHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 2\r\nhi",
+            at,
+        );
+        let delays: Vec<_> = stretches.iter().filter_map(|(_, d)| *d).collect();
+        assert_eq!(delays, [ms(100); 6]);
+        assert!(joined(&stretches).ends_with("250 2.0.0 Ok: 2 bytes\r\n"));
+    }
+
+    #[test]
+    fn faults_replace_replies_reproducibly_per_seed_and_session() {
+        let args = ["--fault", "rcpt:451 4.3.0 Try again:0.5", "--seed", "9"];
+        let input = format!(
+            "HELO x\r\nMAIL FROM:<a>\r\n{}QUIT\r\n",
+            "RCPT TO:<b>\r\n".repeat(40)
+        );
+        let session = |n: u64| {
+            let stats = quiet_stats(&args);
+            let throttle = Arc::new(Throttle::new(&config(&args).behaviour));
+            let mut c = shared_conv(&args, &stats, &throttle, n);
+            let out = joined(&timed(&mut c, input.as_bytes(), Duration::ZERO));
+            drop(c);
+            let snap = stats.snapshot(&config(&args).policy);
+            (out, snap)
+        };
+        let (first, snap) = session(3);
+        let (again, _) = session(3);
+        let (other, _) = session(4);
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        let faults = first.matches("451 4.3.0 Try again\r\n").count();
+        assert!(faults > 0 && faults < 40, "{first}");
+        assert_eq!(first.matches(RCPT_OK).count(), 40 - faults);
+        assert_eq!(snap.rules.fault.len(), 1);
+        let rule = &snap.rules.fault[0];
+        assert_eq!(
+            (rule.command, rule.reply.as_str(), rule.count),
+            ("rcpt", "451 4.3.0 Try again", faults as u64)
+        );
+        assert_eq!(
+            snap.replies.get("rcpt").map(|c| c.c4xx),
+            Some(faults as u64)
+        );
+
+        // disconnect: no reply, the session closes; 421: a reply, then close.
+        let (out, step) = run(
+            &mut conv(&["--fault", "mail:disconnect:1"]),
+            b"HELO x\r\nMAIL FROM:<a>\r\nNOOP\r\n",
+        );
+        assert_eq!(
+            (out.as_str(), step),
+            ("220 smtp-sink ESMTP\r\n250 smtp-sink\r\n", Step::Close)
+        );
+        let (out, step) = run(
+            &mut conv(&["--fault", "helo:421 4.3.2 Bye:1"]),
+            b"HELO x\r\nNOOP\r\n",
+        );
+        assert_eq!(
+            (out.as_str(), step),
+            ("220 smtp-sink ESMTP\r\n421 4.3.2 Bye\r\n", Step::Close)
+        );
+        // A 4xx/5xx fault has no side effect: the MAIL did not start a
+        // transaction. -f wins over a fault of the same command.
+        let out = replies(
+            &["--fault", "mail:550 5.7.1 No:1"],
+            "HELO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\n",
+        );
+        assert!(
+            out.ends_with("550 5.7.1 No\r\n503 5.5.1 Error: need MAIL command\r\n"),
+            "{out}"
+        );
+        let out = replies(
+            &["--fault", "mail:550 5.7.1 No:1", "-f", "mail"],
+            "HELO x\r\nMAIL FROM:<a>\r\n",
+        );
+        assert!(
+            out.ends_with("500 5.3.0 Error: command failed\r\n"),
+            "{out}"
+        );
+        // Probability 0 never fires.
+        let out = replies(
+            &["--fault", "mail:550 5.7.1 No:0"],
+            "HELO x\r\nMAIL FROM:<a>\r\n",
+        );
+        assert!(out.ends_with(MAIL_OK), "{out}");
+        // The end of data and a BDAT chunk can be faulted too.
+        let out = replies(
+            &["--fault", ".:452 4.3.1 Full:1"],
+            "HELO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nhi\r\n.\r\n",
+        );
+        assert!(
+            out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n452 4.3.1 Full\r\n"),
+            "{out}"
+        );
+        let out = replies(
+            &["--chunking", "--fault", "bdat:452 4.3.1 Full:1"],
+            "EHLO x\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nBDAT 2\r\nhiNOOP\r\n",
+        );
+        assert!(out.ends_with("452 4.3.1 Full\r\n250 2.0.0 Ok\r\n"), "{out}");
+    }
+
+    #[test]
+    fn max_rate_refuses_mail_or_connections_above_the_rate() {
+        let args = ["--max-rate", "1/h"];
+        let stats = quiet_stats(&args);
+        let throttle = Arc::new(Throttle::new(&config(&args).behaviour));
+        let t = Duration::from_secs(5);
+        let input = b"HELO x\r\nMAIL FROM:<a>\r\nRSET\r\nMAIL FROM:<a>\r\nQUIT\r\n";
+        let mut c = shared_conv(&args, &stats, &throttle, 0);
+        let out = joined(&timed(&mut c, input, t));
+        assert!(out.contains("250 2.1.0 Ok\r\n250 2.1.0 Ok\r\n451 4.7.1 Error: too many messages, slow down\r\n221"), "{out}");
+        drop(c);
+        // The bucket is shared: another session is refused as well.
+        let mut c = shared_conv(&args, &stats, &throttle, 1);
+        let out = joined(&timed(&mut c, b"HELO x\r\nMAIL FROM:<a>\r\n", t));
+        assert!(
+            out.ends_with("451 4.7.1 Error: too many messages, slow down\r\n"),
+            "{out}"
+        );
+        drop(c);
+        let snap = stats.snapshot(&config(&args).policy);
+        assert_eq!(
+            snap.rules.max_rate.as_ref().map(|m| m.0.clone()),
+            Some(vec![("mail", 2)])
+        );
+        // An hour later there is a token again.
+        let mut c = shared_conv(&args, &stats, &throttle, 2);
+        let out = joined(&timed(
+            &mut c,
+            b"HELO x\r\nMAIL FROM:<a>\r\n",
+            t + Duration::from_secs(3600),
+        ));
+        assert!(out.ends_with(MAIL_OK), "{out}");
+
+        let args = ["--max-rate", "1/h", "--max-rate-action", "connect"];
+        let stats = quiet_stats(&args);
+        let throttle = Arc::new(Throttle::new(&config(&args).behaviour));
+        let mut c = shared_conv(&args, &stats, &throttle, 0);
+        let out = joined(&timed(
+            &mut c,
+            b"HELO x\r\nMAIL FROM:<a>\r\nRSET\r\nMAIL FROM:<a>\r\nNOOP\r\n",
+            t,
+        ));
+        assert!(
+            out.ends_with(
+                "250 2.1.0 Ok\r\n421 4.7.1 Error: too many messages, closing connection\r\n"
+            ),
+            "{out}"
+        );
+        drop(c);
+        let mut c = shared_conv(&args, &stats, &throttle, 1);
+        let stretches = timed(&mut c, b"HELO x\r\n", t);
+        assert_eq!(
+            joined(&stretches),
+            "421 4.7.1 Error: too many messages, closing connection\r\n"
+        );
+        drop(c);
+        let snap = stats.snapshot(&config(&args).policy);
+        assert_eq!(
+            snap.rules.max_rate.as_ref().map(|m| m.0.clone()),
+            Some(vec![("connect", 1), ("mail", 1)])
+        );
+        assert_eq!(snap.replies.get("connect").map(|c| c.c4xx), Some(1));
+    }
+
+    #[test]
+    fn greylist_defers_a_new_triple_until_its_retry_waited() {
+        let args = ["--greylist", "2"];
+        let stats = quiet_stats(&args);
+        let throttle = Arc::new(Throttle::new(&config(&args).behaviour));
+        let s = Duration::from_secs;
+        let deferred = "450 4.2.0 Error: greylisted, try again later\r\n";
+        // (time, sender, recipient, last reply)
+        for (i, (at, from, to, want)) in [
+            (s(10), "<a@x>", "<b@y>", deferred),
+            (s(11), "<a@x> SIZE=10", "<b@y>", deferred),
+            (s(12), "<a@x>", "<b@y> NOTIFY=NEVER", RCPT_OK),
+            (s(12), "<a@x>", "<c@y>", deferred),
+            (s(12), "<z@x>", "<b@y>", deferred),
+            (s(100), "<a@x>", "<b@y>", RCPT_OK),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut c = shared_conv(&args, &stats, &throttle, i as u64);
+            let input = format!("HELO x\r\nMAIL FROM:{from}\r\nRCPT TO:{to}\r\n");
+            let out = joined(&timed(&mut c, input.as_bytes(), at));
+            assert!(out.ends_with(want), "row {i}: {out}");
+        }
+        // A deferred RCPT has no side effect: DATA still needs a recipient.
+        let mut c = shared_conv(&args, &stats, &throttle, 9);
+        let out = joined(&timed(
+            &mut c,
+            b"HELO x\r\nMAIL FROM:<n@x>\r\nRCPT TO:<n@y>\r\nDATA\r\n",
+            s(200),
+        ));
+        assert!(out.ends_with(&format!("{deferred}{NEED_RCPT}")), "{out}");
+        drop(c);
+        let snap = stats.snapshot(&config(&args).policy);
+        assert_eq!(
+            snap.rules.greylist.as_ref().map(|m| m.0.clone()),
+            Some(vec![("rcpt", 5)])
+        );
+    }
+
+    #[test]
+    fn max_message_size_is_size() {
+        let a = config(&["--max-message-size", "10"]);
+        let b = config(&["--size", "10"]);
+        assert_eq!(a.size_limit, Some(10));
+        assert_eq!(a.replies.ehlo, b.replies.ehlo);
+        let out = replies(
+            &["--max-message-size", "10"],
+            "EHLO x\r\nMAIL FROM:<a> SIZE=11\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\n0123456789\r\n.\r\n",
+        );
+        assert!(out.contains("SIZE 10\r\n"), "{out}");
+        assert!(out.contains(TOO_BIG) && out.ends_with(TOO_BIG), "{out}");
     }
 }

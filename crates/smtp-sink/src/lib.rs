@@ -17,15 +17,19 @@ pub mod config;
 pub mod conversation;
 pub mod dump;
 pub mod error;
+pub mod fault;
+pub mod greylist;
 pub mod listener;
 pub mod metrics;
 pub mod policy;
+pub mod rate;
 pub mod replies;
 pub mod session;
 pub mod stats;
 pub mod stats_json;
 pub mod status;
 pub mod syslog;
+pub mod throttle;
 pub mod verify;
 
 use std::sync::{Arc, OnceLock};
@@ -51,6 +55,8 @@ pub struct Shared {
     pub syslog: Option<SyslogHook>,
     /// `--starttls`/`--tls-on-connect`: the handshakes' server side.
     pub tls: Option<smtp_net::tls::TlsAcceptor>,
+    /// `--max-rate`, `--greylist`: the state the sessions share.
+    pub throttle: Arc<throttle::Throttle>,
     exit: Notify,
     /// Why [`Shared::exit`] was called first.
     exit_reason: OnceLock<Stop>,
@@ -89,7 +95,8 @@ pub fn new_stats(cfg: &Config) -> Arc<Stats> {
     Arc::new(
         Stats::new(cfg.show_count, cfg.max_messages, cfg.max_sessions)
             .with_fields(cfg.tls.is_some(), cfg.auth.is_some())
-            .with_verify(cfg.verify.is_some()),
+            .with_verify(cfg.verify.is_some())
+            .with_behaviour(&cfg.behaviour),
     )
 }
 
@@ -117,6 +124,7 @@ pub async fn run(
             .tls
             .as_ref()
             .map(|t| smtp_net::tls::TlsAcceptor::from(t.server.config.clone())),
+        throttle: Arc::new(throttle::Throttle::new(&cfg.behaviour)),
         exit: Notify::new(),
         exit_reason: OnceLock::new(),
         cfg,

@@ -179,6 +179,8 @@ pub async fn accept_loop(bound: Bound, shared: Arc<Shared>) -> Result<(), Error>
                 .map_err(|e| fatal(format!("listen: {}", strerror(&e))))?,
         ),
     };
+    // Sessions accepted so far: each session's number (--seed).
+    let mut accepted_count: u64 = 0;
     loop {
         let permit = permits
             .clone()
@@ -205,8 +207,10 @@ pub async fn accept_loop(bound: Bound, shared: Arc<Shared>) -> Result<(), Error>
         match accepted {
             Ok((conn, client)) => {
                 let shared = shared.clone();
+                let number = accepted_count;
+                accepted_count += 1;
                 tokio::spawn(async move {
-                    session::serve(conn, client, shared).await;
+                    session::serve(conn, client, number, shared).await;
                     drop(permit);
                 });
             }

@@ -292,13 +292,22 @@ impl Collector for Families {
             out,
             "rule_actions",
             "What the policy options did, by rule (-f hard-reject, -r soft-reject, -q drop, \
-             -Q close, -W/-w delay, -A abort-delay, -H data-read-delay) and command.",
+             -Q close, -W/-w delay, -A abort-delay, -H data-read-delay, --max-rate max-rate, \
+             --greylist greylist) and command.",
             None,
             [
                 per_rule("hard-reject", &rules.hard_reject),
                 per_rule("soft-reject", &rules.soft_reject),
                 per_rule("drop", &rules.drop),
                 per_rule("close", &rules.close),
+                rules
+                    .max_rate
+                    .as_ref()
+                    .map_or_else(Vec::new, |rows| per_rule("max-rate", rows)),
+                rules
+                    .greylist
+                    .as_ref()
+                    .map_or_else(Vec::new, |rows| per_rule("greylist", rows)),
                 rules
                     .delay
                     .0
@@ -329,6 +338,23 @@ impl Collector for Families {
                 .0
                 .iter()
                 .map(|(cmd, d)| ([("command", *cmd)], d.seconds)),
+        )?;
+        counter_family(
+            out,
+            "faults",
+            "Replies replaced by --fault rules, by rule (its place on the command line, from 0), \
+             command and reply.",
+            None,
+            rules.fault.iter().enumerate().map(|(i, f)| {
+                (
+                    [
+                        ("rule", i.to_string()),
+                        ("command", f.command.to_owned()),
+                        ("reply", f.reply.clone()),
+                    ],
+                    f.count,
+                )
+            }),
         )?;
         counter_family(
             out,
@@ -523,8 +549,8 @@ pub fn histogram_family<L: EncodeLabelSet>(
 mod tests {
     use super::*;
     use crate::stats::{
-        AuthCounters, Classes, CmdMap, DelayCounters, DumpCounters, MessageCounters, RuleCounters,
-        SessionCounters, TlsCounters,
+        AuthCounters, Classes, CmdMap, DelayCounters, DumpCounters, FaultCounter, MessageCounters,
+        RuleCounters, SessionCounters, TlsCounters,
     };
 
     /// A snapshot with a different number in every field.
@@ -575,6 +601,14 @@ mod tests {
                 )]),
                 abort_delay: 13,
                 data_read_delay: 14,
+                max_rate: Some(CmdMap(vec![("mail", 22)])),
+                greylist: Some(CmdMap(vec![("rcpt", 23)])),
+                fault: vec![FaultCounter {
+                    command: "rcpt",
+                    reply: "451 4.3.0 Try again".to_owned(),
+                    probability: 0.5,
+                    count: 24,
+                }],
             },
             tls: TlsCounters {
                 full: 15,
@@ -615,10 +649,13 @@ mod tests {
                 "smtp_sink_replies_total{command=\"unknown\",class=\"5xx\"} 3",
                 "smtp_sink_rule_actions_total{rule=\"hard-reject\",command=\"rcpt\"} 8",
                 "smtp_sink_rule_actions_total{rule=\"close\",command=\"vrfy\"} 9",
+                "smtp_sink_rule_actions_total{rule=\"max-rate\",command=\"mail\"} 22",
+                "smtp_sink_rule_actions_total{rule=\"greylist\",command=\"rcpt\"} 23",
                 "smtp_sink_rule_actions_total{rule=\"delay\",command=\"data\"} 3",
                 "smtp_sink_rule_actions_total{rule=\"abort-delay\",command=\"data\"} 13",
                 "smtp_sink_rule_actions_total{rule=\"data-read-delay\",command=\"data\"} 14",
                 "smtp_sink_rule_delay_seconds_total{command=\"data\"} 6",
+                "smtp_sink_faults_total{rule=\"0\",command=\"rcpt\",reply=\"451 4.3.0 Try again\"} 24",
                 "smtp_sink_tls_handshakes_total{result=\"full\"} 15",
                 "smtp_sink_tls_handshakes_total{result=\"resumed\"} 16",
                 "smtp_sink_tls_handshakes_total{result=\"failed\"} 17",
@@ -677,7 +714,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(types.len(), 13, "{text}");
+        assert_eq!(types.len(), 14, "{text}");
         assert!(types.contains(&"smtp_sink_sessions_open gauge"), "{text}");
         assert!(types.contains(&"smtp_sink_commands counter"), "{text}");
         for t in &types {

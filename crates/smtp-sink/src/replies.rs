@@ -77,6 +77,15 @@ pub const AUTH_NEEDS_TLS: &[u8] =
     b"538 5.7.11 Encryption required for requested authentication mechanism\r\n";
 /// `--auth-required`: MAIL before a successful AUTH.
 pub const AUTH_REQUIRED: &[u8] = b"530 5.7.0 Authentication required\r\n";
+/// `--max-rate`: a MAIL above the rate (RFC 3463 4.7.1: delivery not
+/// authorized, for now).
+pub const RATE_LIMITED: &[u8] = b"451 4.7.1 Error: too many messages, slow down\r\n";
+/// `--max-rate-action connect`: a connection (or a MAIL) above the rate;
+/// the connection closes after it.
+pub const RATE_LIMITED_CLOSE: &[u8] = b"421 4.7.1 Error: too many messages, closing connection\r\n";
+/// `--greylist`: a new (client, sender, recipient) triple, or one retried
+/// too early.
+pub const GREYLISTED: &[u8] = b"450 4.2.0 Error: greylisted, try again later\r\n";
 
 /// `--chunking`: the reply to a BDAT chunk that is not the last one.
 pub fn chunk_ok(size: u64, out: &mut BytesMut) {

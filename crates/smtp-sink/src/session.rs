@@ -30,7 +30,7 @@ use smtp_net::{strerror, Stream, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
-use crate::conversation::{Conversation, Step};
+use crate::conversation::{Conversation, Now, Step};
 use crate::dump::{ClientAddr, FileDump};
 use crate::{Shared, Stop};
 
@@ -197,9 +197,9 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Serves one client until it goes away. `-n` and `-M` are reported to
-/// `shared`, which ends the process.
-pub async fn serve(conn: Stream, client: ClientAddr, shared: Arc<Shared>) {
+/// Serves one client, the `number`-th accepted (from 0), until it goes
+/// away. `-n` and `-M` are reported to `shared`, which ends the process.
+pub async fn serve(conn: Stream, client: ClientAddr, number: u64, shared: Arc<Shared>) {
     // Declared first, so dropped last: the conversation's counts are
     // flushed (when it is dropped) before the session stops counting as
     // open, also when the runtime drops this task at exit.
@@ -207,7 +207,17 @@ pub async fn serve(conn: Stream, client: ClientAddr, shared: Arc<Shared>) {
     let cfg = shared.cfg.clone();
     let dump = shared.dump.as_ref().map(|d| FileDump::new(d.clone()));
     let dumping = dump.is_some();
-    let now = || if dumping { unix_now() } else { 0 };
+    // Clocks are read only for the options that need them.
+    let throttle = shared.throttle.clone();
+    let clocked = throttle.needs_clock();
+    let now = move || Now {
+        unix: if dumping { unix_now() } else { 0 },
+        elapsed: if clocked {
+            throttle.elapsed()
+        } else {
+            Duration::ZERO
+        },
+    };
     let rng = SmallRng::from_rng(&mut rand::rng());
     let mut conv = Conversation::new(
         cfg.clone(),
@@ -216,7 +226,8 @@ pub async fn serve(conn: Stream, client: ClientAddr, shared: Arc<Shared>) {
         dump,
         rng,
         shared.syslog.clone(),
-    );
+    )
+    .with_shared(shared.throttle.clone(), number);
     let idle = tokio::time::sleep(cfg.timeout);
     tokio::pin!(idle);
     let end = converse(&mut conv, conn, &shared, &mut idle, now).await;
@@ -243,7 +254,7 @@ async fn converse(
     mut conn: Stream,
     shared: &Shared,
     idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-    now: impl Fn() -> i64,
+    now: impl Fn() -> Now,
 ) -> End {
     let timeout = shared.cfg.timeout;
     if shared.cfg.tls.as_ref().is_some_and(|t| t.on_connect) {
@@ -338,7 +349,7 @@ async fn drive<S: Transport>(
     io: &mut Io<S>,
     idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
     mut step: Step,
-    now: &impl Fn() -> i64,
+    now: &impl Fn() -> Now,
 ) -> End {
     loop {
         let size = if conv.in_data() {

@@ -25,6 +25,8 @@ use std::sync::Mutex;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::config::{Behaviour, RateAction};
+use crate::fault::MAX_RULES;
 use crate::policy::{Policy, SinkCmd};
 use crate::verify::Verify;
 
@@ -96,6 +98,16 @@ pub struct Stats {
     dumps_failed: AtomicU64,
     /// `--verify`.
     verify: Option<Verify>,
+    /// Which of `--max-rate`, `--greylist`, `--fault` are on, for the
+    /// snapshot's rule tables.
+    behaviour: Behaviour,
+    /// `--max-rate`: connections and MAIL commands refused.
+    rate_limited_connect: AtomicU64,
+    rate_limited_mail: AtomicU64,
+    /// `--greylist`: RCPT commands deferred.
+    greylisted: AtomicU64,
+    /// `--fault`: replies replaced, per rule (command-line order).
+    faults: [AtomicU64; MAX_RULES],
 }
 
 impl std::fmt::Debug for Stats {
@@ -165,7 +177,20 @@ impl Stats {
             dumps_written: AtomicU64::new(0),
             dumps_failed: AtomicU64::new(0),
             verify: None,
+            behaviour: Behaviour::default(),
+            rate_limited_connect: AtomicU64::new(0),
+            rate_limited_mail: AtomicU64::new(0),
+            greylisted: AtomicU64::new(0),
+            faults: Default::default(),
         }
+    }
+
+    /// Lists the rules of `--max-rate`, `--greylist` and `--fault` in the
+    /// snapshot (without them the snapshot is as before).
+    #[must_use]
+    pub fn with_behaviour(mut self, behaviour: &Behaviour) -> Stats {
+        self.behaviour = behaviour.clone();
+        self
     }
 
     /// Adds the TLS and the AUTH counters to the `-c` line.
@@ -370,6 +395,31 @@ impl Stats {
                 ),
                 abort_delay: load(&self.aborts),
                 data_read_delay: load(&self.stalls),
+                max_rate: self.behaviour.max_rate.map(|m| {
+                    let mut refused = Vec::new();
+                    if m.action == RateAction::Connect {
+                        refused.push((SinkCmd::Connect.name(), load(&self.rate_limited_connect)));
+                    }
+                    refused.push((SinkCmd::Mail.name(), load(&self.rate_limited_mail)));
+                    CmdMap(refused)
+                }),
+                greylist: self
+                    .behaviour
+                    .greylist
+                    .map(|_| CmdMap(vec![(SinkCmd::Rcpt.name(), load(&self.greylisted))])),
+                fault: self
+                    .behaviour
+                    .faults
+                    .rules()
+                    .iter()
+                    .zip(&self.faults)
+                    .map(|(rule, count)| FaultCounter {
+                        command: rule.cmd.name(),
+                        reply: rule.reply.text(),
+                        probability: rule.probability,
+                        count: load(count),
+                    })
+                    .collect(),
             },
             tls: TlsCounters {
                 full: load(&self.tls_full),
@@ -424,6 +474,18 @@ pub struct SessionCounts {
     stalls: u32,
     dumps_written: u32,
     dumps_failed: u32,
+    /// Made at the first count of `--max-rate`, `--greylist` or
+    /// `--fault`, so a session without them carries one pointer.
+    behaviour: Option<Box<BehaviourCounts>>,
+}
+
+/// A session's counts of `--max-rate`, `--greylist` and `--fault`.
+#[derive(Debug, Clone, Default)]
+struct BehaviourCounts {
+    rate_limited_connect: u32,
+    rate_limited_mail: u32,
+    greylisted: u32,
+    faults: [u32; MAX_RULES],
 }
 
 impl SessionCounts {
@@ -489,6 +551,31 @@ impl SessionCounts {
         self.dumps_failed = self.dumps_failed.saturating_add(1);
     }
 
+    /// `--max-rate` refused a connection (`connect`) or a MAIL.
+    pub fn rate_limited(&mut self, cmd: SinkCmd) {
+        let b = self.behaviour.get_or_insert_default();
+        let n = if cmd == SinkCmd::Connect {
+            &mut b.rate_limited_connect
+        } else {
+            &mut b.rate_limited_mail
+        };
+        *n = n.saturating_add(1);
+    }
+
+    /// `--greylist` deferred a RCPT.
+    pub fn greylisted(&mut self) {
+        let b = self.behaviour.get_or_insert_default();
+        b.greylisted = b.greylisted.saturating_add(1);
+    }
+
+    /// `--fault` rule `rule` (its index among the rules) replaced a reply.
+    pub fn fault(&mut self, rule: usize) {
+        let b = self.behaviour.get_or_insert_default();
+        if let Some(n) = b.faults.get_mut(rule) {
+            *n = n.saturating_add(1);
+        }
+    }
+
     /// Adds everything to `stats` and starts again from zero. Only the
     /// counters that moved are written.
     pub fn flush(&mut self, stats: &Stats) {
@@ -510,6 +597,17 @@ impl SessionCounts {
         add(&stats.stalls, take32(&mut self.stalls));
         add(&stats.dumps_written, take32(&mut self.dumps_written));
         add(&stats.dumps_failed, take32(&mut self.dumps_failed));
+        if let Some(b) = &mut self.behaviour {
+            add(
+                &stats.rate_limited_connect,
+                take32(&mut b.rate_limited_connect),
+            );
+            add(&stats.rate_limited_mail, take32(&mut b.rate_limited_mail));
+            add(&stats.greylisted, take32(&mut b.greylisted));
+            for (mine, shared) in b.faults.iter_mut().zip(&stats.faults) {
+                add(shared, take32(mine));
+            }
+        }
     }
 }
 
@@ -537,7 +635,7 @@ impl<T: Serialize> Serialize for CmdMap<T> {
 
 /// Everything counted, as `--stats-json` writes it under `"counters"`
 /// (docs/sink-stats.schema.json describes each field).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Counters {
     /// Sessions.
     pub sessions: SessionCounters,
@@ -602,7 +700,7 @@ pub struct Classes {
 }
 
 /// What each policy option did, per command it names.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RuleCounters {
     /// `-f`: hard rejections.
     #[serde(rename = "hard-reject")]
@@ -622,6 +720,31 @@ pub struct RuleCounters {
     /// `-H`: pauses before reading message content.
     #[serde(rename = "data-read-delay")]
     pub data_read_delay: u64,
+    /// `--max-rate`: refusals, under `mail` (and `connect` with
+    /// `--max-rate-action connect`); absent without the option.
+    #[serde(rename = "max-rate", skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<CmdMap<u64>>,
+    /// `--greylist`: RCPT commands deferred, under `rcpt`; absent without
+    /// the option.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub greylist: Option<CmdMap<u64>>,
+    /// `--fault`: one entry per rule, in command-line order; absent
+    /// without the option.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fault: Vec<FaultCounter>,
+}
+
+/// What one `--fault` rule did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FaultCounter {
+    /// The command it names.
+    pub command: &'static str,
+    /// Its reply, or `disconnect`.
+    pub reply: String,
+    /// Its probability.
+    pub probability: f64,
+    /// Replies it replaced.
+    pub count: u64,
 }
 
 /// Delays of one command.
