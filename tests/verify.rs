@@ -16,7 +16,7 @@ use support::metrics::{scrape, value};
 use support::smtp::{now_ns, send_message, stamped_message};
 use support::{
     assert_matches_schema, assert_violates_schema, bin, dump_dir, free_port, is_root,
-    wait_listening, Killed,
+    start_sink_with_stderr, Killed,
 };
 
 const SCHEMA: &str = "docs/sink-stats.schema.json";
@@ -25,15 +25,7 @@ const CAP: Duration = Duration::from_secs(120);
 
 /// Our sink with `args`, stderr kept for the test.
 fn start_sink(args: &[&str], port: u16) -> Killed {
-    let mut cmd = Command::new(bin("smtp-sink"));
-    if is_root() {
-        cmd.args(["-u", "nobody"]);
-    }
-    cmd.args(args).arg(format!("127.0.0.1:{port}")).arg("128");
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let sink = Killed(cmd.spawn().expect("start smtp-sink"));
-    wait_listening(port);
-    sink
+    start_sink_with_stderr(args, port, Stdio::piped())
 }
 
 /// Waits (bounded) for a child to exit; its status and stderr.

@@ -70,12 +70,18 @@ pub fn wait_listening(port: u16) {
 /// Our smtp-sink on 127.0.0.1:port with these options, listening when this
 /// returns.
 pub fn start_sink(args: &[&str], port: u16) -> Killed {
+    start_sink_with_stderr(args, port, Stdio::inherit())
+}
+
+/// [`start_sink`], with the sink's stderr going to `stderr` (piped, for a
+/// test that reads what the sink prints at its end).
+pub fn start_sink_with_stderr(args: &[&str], port: u16, stderr: Stdio) -> Killed {
     let mut cmd = Command::new(bin("smtp-sink"));
     if is_root() {
         cmd.args(["-u", "nobody"]);
     }
     cmd.args(args).arg(format!("127.0.0.1:{port}")).arg("128");
-    cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+    cmd.stdout(Stdio::null()).stderr(stderr);
     let sink = Killed(cmd.spawn().expect("start smtp-sink"));
     wait_listening(port);
     sink
