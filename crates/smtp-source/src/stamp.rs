@@ -69,7 +69,7 @@ impl Stamper {
 
     fn write_at(&self, head: &mut BytesMut, sent_ns: u64) {
         Stamp {
-            run: self.run.clone(),
+            run: self.run,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             sent_ns,
             len: self.len,

@@ -87,7 +87,7 @@ impl Shared {
         let raw_body = config.body.render_raw();
         let stamper = config
             .stamp
-            .then(|| Stamper::new(config.run_id.clone(), config.headers, &raw_body));
+            .then(|| Stamper::new(config.run_id, config.headers, &raw_body));
         let date = smtp_proto::time::mail_date(now_unix).into_bytes();
         let output = Output::new(&config.argv0, config.verbose > 0, config.counter)
             .with_transcript(config.transcript, config.sessions > 1);
