@@ -38,6 +38,14 @@ pub fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Reads a time [`rfc3339`] wrote (or any RFC 3339 time); None for other
+/// text or a time before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    let nanos = u64::try_from(t.timestamp_nanos_opt()?).ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +54,9 @@ mod tests {
     fn rfc3339_in_utc_with_milliseconds() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_234);
         assert_eq!(rfc3339(t), "1970-01-01T00:00:01.234Z");
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.234Z"), Some(t));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:01.234+01:00"), Some(t));
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 
     #[test]

@@ -133,6 +133,20 @@ pub struct Cli {
     /// default: random).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+    /// Run segment I of N of the run: its share of -m, -s and --rate
+    /// (auto/N: I from JOB_COMPLETION_INDEX, as a Kubernetes Indexed Job
+    /// sets it). Give all segments the same --run-id.
+    #[arg(long, value_name = "I/N")]
+    pub segment: Option<String>,
+    /// Merge the JSON reports of a run's segments (files, or - for JSON
+    /// lines on stdin) and print what --summary and --json ask for,
+    /// instead of running.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub merge_reports: Option<Vec<String>>,
+    /// With --merge-reports: merge even when segments are missing or
+    /// repeated.
+    #[arg(long)]
+    pub partial: bool,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,

@@ -12,6 +12,8 @@ use smtp_proto::{
     stamp::RunId,
 };
 
+use crate::segment::{Segment, INDEX_VARIABLE};
+
 pub use crate::session_plan::{AuthPlan, TlsPlan, TlsStart};
 use crate::{
     cli::Cli,
@@ -129,6 +131,37 @@ pub struct Config {
     pub stamp: bool,
     /// `--run-id`, or a random one: in the stamps and in the report.
     pub run_id: RunId,
+    /// `--segment`: this process runs one segment of the run, and
+    /// `messages`, `sessions` and `rate` above are already its share.
+    pub segment: Option<Segment>,
+}
+
+/// What a command line asks for: a run, or merging the reports of runs.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Run the load.
+    Run(Box<Config>),
+    /// `--merge-reports`.
+    Merge(MergeOptions),
+}
+
+/// `--merge-reports` and the options that go with it.
+#[derive(Debug, Clone)]
+pub struct MergeOptions {
+    /// `argv[0]` as typed.
+    pub argv0: String,
+    /// The reports: files, or `-` for JSON lines on stdin.
+    pub inputs: Vec<String>,
+    /// `--partial`.
+    pub partial: bool,
+    /// `--summary`.
+    pub summary: bool,
+    /// `--json`.
+    pub json: Option<String>,
+    /// `--threshold`, checked against the merged figures.
+    pub thresholds: Vec<Threshold>,
+    /// The command line as given (for the merged report).
+    pub command_line: Vec<String>,
 }
 
 /// When the live progress line is shown (`--progress`).
@@ -219,6 +252,25 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        match Invocation::from_args(args)? {
+            Invocation::Run(config) => Ok(*config),
+            Invocation::Merge(_) => Err(invalid(
+                "--merge-reports merges reports: it does not run".to_owned(),
+            )),
+        }
+    }
+}
+
+impl Invocation {
+    /// Parses and checks a command line (`argv[0]` first).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] with Postfix's text.
+    pub fn from_args<I, T>(args: I) -> Result<Invocation, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let argv0 = args.first().map_or_else(
             || "smtp-source".to_owned(),
@@ -240,9 +292,64 @@ impl Config {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        Self::from_cli(cli, argv0, command_line)
+        if cli.merge_reports.is_some() {
+            return merge_options(cli, argv0, command_line).map(Invocation::Merge);
+        }
+        if cli.partial {
+            return Err(invalid("--partial goes with --merge-reports".to_owned()));
+        }
+        Config::from_cli(cli, argv0, command_line).map(|c| Invocation::Run(Box::new(c)))
     }
+}
 
+fn thresholds(cli: &Cli) -> Result<Vec<Threshold>, ConfigError> {
+    let thresholds = cli
+        .threshold
+        .iter()
+        .map(|t| Threshold::parse(t).map_err(|e| invalid(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A misspelt phase is refused now, not after an hour of load.
+    if let Some(t) = thresholds.iter().find(|t| {
+        t.phase()
+            .is_some_and(|p| crate::latency::Metric::from_name(p).is_none())
+    }) {
+        return Err(invalid(format!(
+            "bad threshold \"{}\": unknown phase \"{}\"",
+            t.text(),
+            t.phase().unwrap_or_default()
+        )));
+    }
+    Ok(thresholds)
+}
+
+/// `--merge-reports` takes the report options and nothing of a run.
+fn merge_options(
+    cli: Cli,
+    argv0: String,
+    command_line: Vec<String>,
+) -> Result<MergeOptions, ConfigError> {
+    if !cli.target.is_empty() {
+        return Err(invalid(
+            "--merge-reports takes report files, not a server to connect to".to_owned(),
+        ));
+    }
+    if cli.segment.is_some() {
+        return Err(invalid(
+            "--segment is for a run; --merge-reports reads the segments' reports".to_owned(),
+        ));
+    }
+    Ok(MergeOptions {
+        thresholds: thresholds(&cli)?,
+        argv0,
+        inputs: cli.merge_reports.unwrap_or_default(),
+        partial: cli.partial,
+        summary: cli.summary,
+        json: cli.json,
+        command_line,
+    })
+}
+
+impl Config {
     fn from_cli(cli: Cli, argv0: String, command_line: Vec<String>) -> Result<Config, ConfigError> {
         let connect_attempts = positive(&cli.connect_count, "connection count")?.unwrap_or(1);
         let mut body = Body::Default;
@@ -308,22 +415,7 @@ impl Config {
                 )))
             }
         };
-        let thresholds = cli
-            .threshold
-            .iter()
-            .map(|t| Threshold::parse(t).map_err(|e| invalid(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        // A misspelt phase is refused now, not after an hour of load.
-        if let Some(t) = thresholds.iter().find(|t| {
-            t.phase()
-                .is_some_and(|p| crate::latency::Metric::from_name(p).is_none())
-        }) {
-            return Err(invalid(format!(
-                "bad threshold \"{}\": unknown phase \"{}\"",
-                t.text(),
-                t.phase().unwrap_or_default()
-            )));
-        }
+        let thresholds = thresholds(&cli)?;
         let myhostname = match &cli.myhostname {
             Some(name) if name.starts_with('[') => {
                 if !valid_address_literal(name) {
@@ -356,7 +448,7 @@ impl Config {
             (_, Some(w)) => Delay::Fixed(u32_of(w)),
             _ => Delay::None,
         };
-        let sessions = positive(&cli.sessions, "session count")?.unwrap_or(1);
+        let mut sessions = positive(&cli.sessions, "session count")?.unwrap_or(1);
         let window = positive(&cli.window, "TCP window size")?;
         let timeout = match positive(&cli.timeout, "timeout")? {
             Some(t) => Duration::from_secs(u64::try_from(t).unwrap_or(300)),
@@ -422,6 +514,20 @@ impl Config {
             Some(at) => (recipient[..at].to_vec(), recipient[at..].to_vec()),
             None => (recipient.clone(), Vec::new()),
         };
+        let segment = match &cli.segment {
+            None => None,
+            Some(text) => {
+                let index = std::env::var(INDEX_VARIABLE).ok();
+                Some(Segment::parse(text, index.as_deref()).map_err(|e| invalid(e.to_string()))?)
+            }
+        };
+        let (mut messages, mut rate) = (messages, rate);
+        if let Some(seg) = segment {
+            let share = seg.share(u64::try_from(messages).unwrap_or(0));
+            messages = i64::try_from(share).unwrap_or(i64::MAX);
+            sessions = i64::from(seg.sessions(u32_of(sessions)));
+            rate = rate.map(|r| seg.rate(r));
+        }
         let file = cli.file.is_some();
         Ok(Config {
             argv0,
@@ -475,6 +581,7 @@ impl Config {
             thresholds,
             stamp: cli.stamp,
             run_id,
+            segment,
         })
     }
 }

@@ -155,6 +155,13 @@ impl Latencies {
         &self.hists[metric.index()]
     }
 
+    /// Adds the samples of `h` to `metric`'s.
+    pub fn add(&mut self, metric: Metric, h: &Histogram<u64>) {
+        self.hists[metric.index()]
+            .add(h)
+            .expect("auto-resizing histograms take any value");
+    }
+
     /// Adds every sample of `other`.
     pub fn merge(&mut self, other: &Latencies) {
         for (h, o) in self.hists.iter_mut().zip(&other.hists) {

@@ -14,10 +14,12 @@ pub mod error;
 pub mod exit;
 pub mod latency;
 pub mod live;
+pub mod merge;
 pub mod output;
 pub mod plan;
 pub mod probe;
 pub mod report;
+pub mod segment;
 pub mod session_plan;
 pub mod stamp;
 pub mod target;
@@ -26,7 +28,7 @@ pub mod worker;
 
 use std::sync::Arc;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Invocation};
 pub use error::Error;
 pub use report::{Report, Stats};
 
@@ -138,6 +140,7 @@ pub async fn run_async(config: Config) -> Report {
         fatal,
         thresholds: Vec::new(),
         stamped: shared.stamper.as_ref().map(stamp::Stamper::written),
+        info: report::RunInfo::of(&shared.config),
     };
     report.thresholds = shared
         .config
@@ -154,26 +157,35 @@ pub fn finish(config: &Config, report: &Report) -> u8 {
     if let Some(f) = &report.fatal {
         eprintln!("{}: fatal: {}", config.argv0, f.message);
     }
-    if config.summary {
-        eprint!("{}: {}\n{}", config.argv0, report.summary(), report.table());
+    print_report(
+        &config.argv0,
+        config.summary,
+        config.json.as_deref(),
+        report,
+    )
+}
+
+/// Writes what `--summary` (stderr) and `--json` ask for, or only the
+/// failed thresholds when neither is; returns the exit status. A run and
+/// `--merge-reports` end the same way.
+pub fn print_report(argv0: &str, summary: bool, json: Option<&str>, report: &Report) -> u8 {
+    if summary {
+        eprint!("{argv0}: {}\n{}", report.summary(), report.table());
         if let Some(n) = report.stamped {
             eprintln!(
-                "{}: {n} messages stamped as run {}",
-                config.argv0, config.run_id
+                "{argv0}: {n} messages stamped as run {}",
+                report.info.run_id
             );
         }
     } else if !report.thresholds.is_empty() {
         // Without --summary a failed threshold still says which.
         for t in report.thresholds.iter().filter(|t| !t.passed) {
-            eprintln!(
-                "{}: threshold {} failed: {}",
-                config.argv0, t.threshold, t.detail
-            );
+            eprintln!("{argv0}: threshold {} failed: {}", t.threshold, t.detail);
         }
     }
-    if let Some(path) = &config.json {
-        if let Err(e) = write_json(&report.to_json(config), path) {
-            eprintln!("{}: fatal: {e}", config.argv0);
+    if let Some(path) = json {
+        if let Err(e) = write_json(&report.to_json(), path) {
+            eprintln!("{argv0}: fatal: {e}");
             return report.exit_code().max(exit::USAGE);
         }
     }

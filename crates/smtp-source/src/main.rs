@@ -1,14 +1,25 @@
-//! `smtp-source`: parse, run, report, exit (with a status naming the
+//! `smtp-source`: parse, run (or merge reports), report, exit (with a status naming the
 //! failed phase where Postfix exits 1; see `exit.rs`), without Postfix's
 //! one-second sleep.
 
 use std::process::ExitCode;
 
-use smtp_source::{Config, ConfigError};
+use smtp_source::{ConfigError, Invocation};
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args_os()) {
-        Ok(c) => c,
+    let config = match Invocation::from_args(std::env::args_os()) {
+        Ok(Invocation::Run(c)) => *c,
+        Ok(Invocation::Merge(options)) => {
+            return match smtp_source::merge::merge(&options) {
+                Ok(report) => ExitCode::from(smtp_source::print_report(
+                    &options.argv0,
+                    options.summary,
+                    options.json.as_deref(),
+                    &report,
+                )),
+                Err(e) => fatal(&options.argv0, &e),
+            };
+        }
         Err(ConfigError::Help(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;

@@ -10,7 +10,7 @@ use std::{
 
 pub use smtp_proto::itoa;
 
-use crate::config::Delay;
+use crate::{config::Delay, segment::Segment};
 
 /// `-m`: one budget for all sessions, claimed when a transaction starts,
 /// so failed and rejected transactions use it up too.
@@ -36,14 +36,29 @@ impl Budget {
     }
 }
 
-/// `-N`/`-r`: one recipient counter for the process, from 0.
-#[derive(Debug, Default)]
-pub struct RcptNumbers(AtomicU64);
+/// `-N`/`-r`: recipient numbers, from 0. Every message has the same
+/// number of recipients, so message k's are k·n to k·n + n − 1; under
+/// `--segment`, k is the message's run-wide number, which keeps the
+/// numbers of all segments apart.
+#[derive(Debug)]
+pub struct RcptNumbers {
+    messages: AtomicU64,
+    segment: Segment,
+}
 
 impl RcptNumbers {
-    /// Takes `n` consecutive numbers; returns the first.
+    /// The numbers of `segment`'s messages.
+    pub fn new(segment: Segment) -> Self {
+        Self {
+            messages: AtomicU64::new(0),
+            segment,
+        }
+    }
+
+    /// The next message's `n` consecutive numbers; returns the first.
     pub fn take(&self, n: u32) -> u64 {
-        self.0.fetch_add(u64::from(n), Ordering::Relaxed)
+        let k = self.messages.fetch_add(1, Ordering::Relaxed);
+        self.segment.message_number(k).saturating_mul(u64::from(n))
     }
 }
 
@@ -55,16 +70,20 @@ impl RcptNumbers {
 pub struct Schedule {
     /// Microseconds between starts.
     interval: f64,
+    /// The first start (µs; a segment's place in the run's schedule).
+    offset: u64,
     /// Starts due at or after this (µs) are not made (`--duration`).
     end: u64,
     next: AtomicU64,
 }
 
 impl Schedule {
-    /// `rate` messages per second until `end_micros` (u64::MAX: no end).
-    pub fn new(rate: f64, end_micros: u64) -> Self {
+    /// `rate` messages per second from `offset` µs until `end_micros`
+    /// (u64::MAX: no end).
+    pub fn new(rate: f64, offset: u64, end_micros: u64) -> Self {
         Self {
             interval: 1e6 / rate,
+            offset,
             end: end_micros,
             next: AtomicU64::new(0),
         }
@@ -74,7 +93,7 @@ impl Schedule {
     /// when the schedule has ended.
     pub fn take(&self) -> Option<u64> {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
-        let due = (k as f64 * self.interval) as u64;
+        let due = self.offset + (k as f64 * self.interval) as u64;
         (due < self.end).then_some(due)
     }
 }
@@ -107,16 +126,25 @@ mod tests {
 
     #[test]
     fn numbers_are_global_and_consecutive() {
-        let n = RcptNumbers::default();
+        let n = RcptNumbers::new(Segment::WHOLE);
         assert_eq!(n.take(3), 0);
         assert_eq!(n.take(3), 3);
-        assert_eq!(n.take(1), 6);
+        assert_eq!(n.take(3), 6);
+    }
+
+    /// Segment 1 of 4 numbers messages 1, 5, 9, ...
+    #[test]
+    fn segments_number_apart() {
+        let n = RcptNumbers::new(Segment::new(1, 4).unwrap());
+        assert_eq!(n.take(2), 2);
+        assert_eq!(n.take(2), 10);
+        assert_eq!(n.take(2), 18);
     }
 
     /// 200/s for 5 s is exactly 1000 starts, evenly spaced.
     #[test]
     fn schedule_is_even_and_bounded() {
-        let s = Schedule::new(200.0, 5_000_000);
+        let s = Schedule::new(200.0, 0, 5_000_000);
         let mut starts = Vec::new();
         while let Some(t) = s.take() {
             starts.push(t);

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use smtp_proto::client::Phase;
 
 use crate::{
@@ -156,8 +156,69 @@ pub struct Report {
     /// `--threshold` results, in the order given.
     pub thresholds: Vec<ThresholdResult>,
     /// `--stamp`: how many messages were stamped (sequence numbers 0 to
-    /// this − 1).
+    /// this − 1, or the segment's run-wide numbers).
     pub stamped: Option<u64>,
+    /// What the run was: its command line, target, id, and what part of a
+    /// segmented run it is.
+    pub info: RunInfo,
+}
+
+/// What a report says about the run besides its figures.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// The command line as given.
+    pub command_line: Vec<String>,
+    /// The target as typed.
+    pub target: String,
+    /// The run's id.
+    pub run_id: String,
+    /// `--warmup`.
+    pub warmup: Option<Duration>,
+    /// The rate asked for (a segment's share under `--segment`).
+    pub rate_target: Option<f64>,
+    /// `--segment`: which segment this process ran.
+    pub segment: Option<SegmentInfo>,
+    /// `--merge-reports`: the segments merged.
+    pub merged: Option<MergedInfo>,
+}
+
+impl RunInfo {
+    /// What `config` says about its run.
+    pub fn of(config: &Config) -> RunInfo {
+        RunInfo {
+            command_line: config.command_line.clone(),
+            target: config.target_text.clone(),
+            run_id: config.run_id.as_str().to_owned(),
+            warmup: config.warmup,
+            rate_target: config.rate,
+            segment: config.segment.map(|s| SegmentInfo {
+                index: s.index(),
+                count: s.count(),
+            }),
+            merged: None,
+        }
+    }
+}
+
+/// `--segment I/N` as the report records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    /// I.
+    pub index: u32,
+    /// N.
+    pub count: u32,
+}
+
+/// Which segments a merged report holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergedInfo {
+    /// N, the segments the run was cut into.
+    pub count: u32,
+    /// The indices of the reports merged, in order (a repeated one twice,
+    /// under `--partial`).
+    pub segments: Vec<u32>,
+    /// The indices below N with no report.
+    pub missing: Vec<u32>,
 }
 
 impl Report {
@@ -203,8 +264,29 @@ impl Report {
     /// The `--summary` paragraph (one line, no trailing newline).
     pub fn summary(&self) -> String {
         let s = &self.stats;
+        let part = match (&self.info.segment, &self.info.merged) {
+            (Some(seg), _) => format!("segment {}/{}: ", seg.index, seg.count),
+            (None, Some(m)) if m.missing.is_empty() && m.segments.len() == m.count as usize => {
+                format!("{} segments merged: ", m.count)
+            }
+            (None, Some(m)) => format!(
+                "{} reports of {} segments merged (partial, missing: {}): ",
+                m.segments.len(),
+                m.count,
+                if m.missing.is_empty() {
+                    "none".to_owned()
+                } else {
+                    m.missing
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }
+            ),
+            (None, None) => String::new(),
+        };
         format!(
-            "{}{} sessions, {} connections, {} transactions, {} messages sent, {} accepted, \
+            "{part}{}{} sessions, {} connections, {} transactions, {} messages sent, {} accepted, \
              rejected replies: {}, in {:.3} s: {:.0} msg/s",
             if self.interrupted {
                 "interrupted: "
@@ -310,7 +392,8 @@ impl Report {
 
     /// The report as one line of JSON (`--json`), described by
     /// docs/report.schema.json.
-    pub fn to_json(&self, config: &Config) -> String {
+    pub fn to_json(&self) -> String {
+        let info = &self.info;
         let s = &self.stats;
         let by_phase = |a: &[u64; Phase::COUNT]| -> BTreeMap<&'static str, u64> {
             Phase::ALL
@@ -323,15 +406,17 @@ impl Report {
             schema_version: SCHEMA_VERSION,
             program: "smtp-source",
             version: env!("CARGO_PKG_VERSION"),
-            command_line: &config.command_line,
-            target: &config.target_text,
-            run_id: config.run_id.as_str(),
+            command_line: &info.command_line,
+            target: &info.target,
+            run_id: &info.run_id,
+            segment: info.segment,
+            merged: info.merged.as_ref(),
             stamped: self.stamped,
             started: smtp_net::rfc3339(self.started),
             ended: smtp_net::rfc3339(self.ended),
             duration_seconds: self.elapsed.as_secs_f64(),
-            warmup_seconds: config.warmup.map(|d| d.as_secs_f64()),
-            rate_target: config.rate,
+            warmup_seconds: info.warmup.map(|d| d.as_secs_f64()),
+            rate_target: info.rate_target,
             sessions: self.sessions,
             connections: s.connections,
             connect_failures: s.connect_failures,
@@ -416,8 +501,9 @@ impl Measured for Report {
 }
 
 /// The report's `schema_version`: 2 added the run's metadata, latency,
-/// thresholds and the error (1 was counters only).
-pub const SCHEMA_VERSION: u32 = 2;
+/// thresholds and the error (1 was counters only); 3 the run id, the
+/// stamp count, the segment and the merge.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The JSON form of a [`Report`].
 #[derive(Serialize)]
@@ -428,6 +514,9 @@ struct JsonReport<'a> {
     command_line: &'a [String],
     target: &'a str,
     run_id: &'a str,
+    segment: Option<SegmentInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merged: Option<&'a MergedInfo>,
     stamped: Option<u64>,
     started: String,
     ended: String,
@@ -518,6 +607,7 @@ mod tests {
             fatal: None,
             thresholds: Vec::new(),
             stamped: None,
+            info: RunInfo::default(),
         }
     }
 

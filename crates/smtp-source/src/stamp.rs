@@ -15,6 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, BytesMut};
 use smtp_proto::stamp::{body_digest, Found, RunId, Stamp, StampFinder};
 
+use crate::segment::Segment;
+
 /// What every stamp of a run shares, and the run's sequence counter.
 #[derive(Debug)]
 pub struct Stamper {
@@ -27,8 +29,10 @@ pub struct Stamper {
     /// the message has none to end the header block (`-o`, or a `-F` file
     /// whose first line is not a header).
     own_blank_line: bool,
-    /// The next message's `seq`.
-    next_seq: AtomicU64,
+    /// Stamps written so far; the next message is this segment's
+    /// `next`-th, and its `seq` its run-wide number.
+    next: AtomicU64,
+    segment: Segment,
 }
 
 impl Stamper {
@@ -41,7 +45,7 @@ impl Stamper {
     /// of a whole message), the body is what follows that block's empty
     /// line, as the sink will find it; otherwise the stamp gets an empty
     /// line of its own and the body is all of `raw_body`.
-    pub fn new(run: RunId, headers: bool, raw_body: &[u8]) -> Stamper {
+    pub fn new(run: RunId, segment: Segment, headers: bool, raw_body: &[u8]) -> Stamper {
         let body_start = if headers {
             Some(0)
         } else {
@@ -53,7 +57,8 @@ impl Stamper {
             len,
             digest,
             own_blank_line: body_start.is_none(),
-            next_seq: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            segment,
         }
     }
 
@@ -70,7 +75,9 @@ impl Stamper {
     fn write_at(&self, head: &mut BytesMut, sent_ns: u64) {
         Stamp {
             run: self.run,
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            seq: self
+                .segment
+                .message_number(self.next.fetch_add(1, Ordering::Relaxed)),
             sent_ns,
             len: self.len,
             digest: self.digest,
@@ -83,7 +90,7 @@ impl Stamper {
 
     /// Stamps written so far.
     pub fn written(&self) -> u64 {
-        self.next_seq.load(Ordering::Relaxed)
+        self.next.load(Ordering::Relaxed)
     }
 }
 
@@ -134,7 +141,7 @@ mod tests {
     #[test]
     fn generated_headers_stamp_the_whole_body() {
         let body = b"La de da\r\n.dot\r\n";
-        let s = Stamper::new(run(), true, body);
+        let s = Stamper::new(run(), Segment::WHOLE, true, body);
         let mut head = BytesMut::new();
         s.write_at(&mut head, 5);
         head.put_slice(b"From: <a@b>\r\n\r\n");
@@ -150,11 +157,24 @@ mod tests {
         assert_eq!(s.written(), 2);
     }
 
+    /// Segment 2 of 3 stamps its messages 2, 5, 8: apart from the others'.
+    #[test]
+    fn segments_stamp_run_wide_numbers() {
+        let s = Stamper::new(run(), Segment::new(2, 3).unwrap(), true, b"x\r\n");
+        for seq in [2, 5, 8] {
+            let mut head = BytesMut::new();
+            s.write_at(&mut head, 1);
+            let text = format!("X-Smtp-Stamp: run=t1; seq={seq}; ");
+            assert!(head.starts_with(text.as_bytes()), "{head:?}");
+        }
+        assert_eq!(s.written(), 3);
+    }
+
     #[test]
     fn without_headers_the_stamp_ends_its_own_block() {
         // -o: the default body has no header block of its own.
         let body = b"La de da de da 1.\r\nLa de da de da 2.\r\n";
-        let s = Stamper::new(run(), false, body);
+        let s = Stamper::new(run(), Segment::WHOLE, false, body);
         let mut head = BytesMut::new();
         s.write_at(&mut head, 1);
         assert!(head.ends_with(b"\r\n\r\n"));
@@ -165,7 +185,7 @@ mod tests {
     fn a_whole_message_file_keeps_its_header_block() {
         // -F with a file that is a message: the stamp joins its headers.
         let file = b"Subject: hi\r\nFrom: <x@y>\r\n\r\nbody line\r\n\r\n";
-        let s = Stamper::new(run(), false, file);
+        let s = Stamper::new(run(), Segment::WHOLE, false, file);
         let mut head = BytesMut::new();
         s.write_at(&mut head, 1);
         assert!(!head.ends_with(b"\r\n\r\n"));
@@ -179,7 +199,7 @@ mod tests {
             b"no colon here\r\n\r\nx\r\n",
             b":\r\n",
         ] {
-            let s = Stamper::new(run(), false, odd);
+            let s = Stamper::new(run(), Segment::WHOLE, false, odd);
             let mut head = BytesMut::new();
             s.write_at(&mut head, 1);
             assert!(head.ends_with(b"\r\n\r\n"), "{odd:?}");

@@ -35,6 +35,7 @@ use crate::{
     output::Output,
     plan::{itoa, pause, Budget, RcptNumbers, Schedule},
     report::Stats,
+    segment::Segment,
     stamp::Stamper,
 };
 
@@ -85,9 +86,10 @@ impl Shared {
     pub fn new(config: Config, now_unix: i64) -> Self {
         let body = config.body.render();
         let raw_body = config.body.render_raw();
-        let stamper = config
-            .stamp
-            .then(|| Stamper::new(config.run_id, config.headers, &raw_body));
+        let stamper = config.stamp.then(|| {
+            let segment = config.segment.unwrap_or(Segment::WHOLE);
+            Stamper::new(config.run_id, segment, config.headers, &raw_body)
+        });
         let date = smtp_proto::time::mail_date(now_unix).into_bytes();
         let output = Output::new(&config.argv0, config.verbose > 0, config.counter)
             .with_transcript(config.transcript, config.sessions > 1);
@@ -105,7 +107,10 @@ impl Shared {
         let deadline = config
             .duration
             .map_or(u64::MAX, |d| warmup.saturating_add(micros(d)));
-        let schedule = config.rate.map(|r| Schedule::new(r, deadline));
+        let segment = config.segment.unwrap_or(Segment::WHOLE);
+        let schedule = config
+            .rate
+            .map(|r| Schedule::new(r, segment.first_start(r), deadline));
         client.esmtp = config.esmtp;
         client.starttls = config
             .tls
@@ -116,7 +121,7 @@ impl Shared {
             raw_body,
             date,
             budget: Budget::new(config.messages),
-            numbers: RcptNumbers::default(),
+            numbers: RcptNumbers::new(segment),
             output,
             pid: std::process::id(),
             connect_gate: tokio::sync::Mutex::new(()),

@@ -253,6 +253,7 @@ impl ProbeConfig {
             thresholds: Vec::new(),
             stamp: false,
             run_id: crate::config::random_run_id(),
+            segment: None,
             session_timeout: Some(self.timeout),
             transcript: self.transcript,
             bind: self.bind,
