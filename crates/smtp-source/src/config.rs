@@ -343,7 +343,9 @@ fn merge_options(
         argv0,
         inputs: cli.merge_reports.unwrap_or_default(),
         partial: cli.partial,
-        summary: cli.summary,
+        // Merging only to print nothing would be pointless: without
+        // --json, the summary is what the user wants to see.
+        summary: cli.summary || cli.json.is_none(),
         json: cli.json,
         command_line,
     })
