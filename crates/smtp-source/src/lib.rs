@@ -6,6 +6,7 @@
 //! [`ClientSession`](smtp_proto::client::ClientSession) over a socket, and
 //! their per-worker [`Stats`] are merged once into the [`Report`].
 
+pub mod bind;
 pub mod cli;
 pub mod config;
 pub mod conn;
