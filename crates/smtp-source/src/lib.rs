@@ -118,6 +118,11 @@ pub async fn run_async(config: Config) -> Report {
             }
         }
     }
+    // Addresses that no session used still have a count: 0.
+    let sources = shared.config.bind.len();
+    if stats.connections_by_source.len() < sources {
+        stats.connections_by_source.resize(sources, 0);
+    }
     if let Some(live) = live {
         live.stop();
     }

@@ -255,7 +255,8 @@ impl ProbeConfig {
             run_id: crate::config::random_run_id(),
             session_timeout: Some(self.timeout),
             transcript: self.transcript,
-            bind: self.bind,
+            // One -b address: a list of one.
+            bind: self.bind.into_iter().collect(),
             measure: true,
         }
     }
