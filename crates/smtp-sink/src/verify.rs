@@ -299,7 +299,7 @@ impl Verify {
         let room = runs.len() < MAX_RUNS;
         let run = match runs.get_mut(&stamp.run) {
             Some(run) => run,
-            None if room => runs.entry(stamp.run.clone()).or_insert_with(Run::new),
+            None if room => runs.entry(stamp.run).or_insert_with(Run::new),
             None => {
                 *untracked += 1;
                 return;
