@@ -652,8 +652,10 @@ mod tests {
         assert!(r
             .table()
             .contains("\nsource addresses: 3, connections 1..2 each\n"));
-        let mut even = Stats::default();
-        even.connections_by_source = vec![5, 5];
+        let even = Stats {
+            connections_by_source: vec![5, 5],
+            ..Stats::default()
+        };
         assert!(report(even)
             .table()
             .contains("source addresses: 2, connections 5 each\n"));
