@@ -90,6 +90,11 @@ pub struct Cli {
     /// (fractions allowed).
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     pub session_timeout: Option<String>,
+    /// Local source addresses for the TCP connections, taken in turn by
+    /// each new connection: ADDR[,ADDR...], where an item may be a range
+    /// FIRST-LAST (127.0.0.2-127.0.0.20, fd00::1-fd00::8).
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
+    pub bind: Option<String>,
     /// Show the conversation on stderr as telnet or swaks does: "-> " for
     /// commands, "<- " for replies, "[N] " per session with -s > 1.
     #[arg(long)]

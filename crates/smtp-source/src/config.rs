@@ -94,10 +94,11 @@ pub struct Config {
     /// telnet or swaks (`-> ` commands, `<- ` replies, `== ` events,
     /// `[N] ` with more than one session); independent of `-v`.
     pub transcript: bool,
-    /// The source address of every TCP connection (bound with port 0
-    /// before connect); ignored for unix sockets. No smtp-source option
-    /// yet; smtp-probe sets it.
-    pub bind: Option<std::net::IpAddr>,
+    /// `--bind` (smtp-probe: `-b`, one address): the source addresses of
+    /// the TCP connections, each bound with port 0 before connect, taken
+    /// in turn by each new connection ([`crate::bind::RoundRobin`]).
+    /// Empty (the default): the kernel chooses.
+    pub bind: Vec<std::net::IpAddr>,
     /// Time the sessions even when nothing else asks for figures
     /// ([`Config::measures`]); smtp-probe always does. No option.
     pub measure: bool,
@@ -467,6 +468,10 @@ impl Config {
             .map(Some)
             .ok_or_else(|| invalid(format!("bad session timeout: {t} (seconds)")))?,
         };
+        let bind = match &cli.bind {
+            Some(text) => crate::bind::parse(text).map_err(|e| invalid(e.to_string()))?,
+            None => Vec::new(),
+        };
         let threads = match &cli.threads {
             None => None,
             Some(t) => match t.trim().parse::<usize>() {
@@ -504,10 +509,21 @@ impl Config {
             (false, true) => Family::V6,
             _ => Family::Any,
         };
-        let target = Target::resolve(&addr, family).map_err(|e| {
+        let mut target = Target::resolve(&addr, family).map_err(|e| {
             let shown = addr.strip_prefix("inet:").unwrap_or(&addr);
             invalid(format!("{shown}: {e}"))
         })?;
+        if let Err(e) = crate::bind::check_target(&bind, &target) {
+            // A name with both kinds of address may have resolved to the
+            // other family first: ask again for the list's family.
+            let again = match (&target, family, crate::bind::family(&bind)) {
+                (Target::Tcp(_), Family::Any, theirs @ (Family::V4 | Family::V6)) => {
+                    Target::resolve(&addr, theirs).ok()
+                }
+                _ => None,
+            };
+            target = again.ok_or_else(|| invalid(e.to_string()))?;
+        }
 
         let default_addr = format!("foo@{myhostname}");
         let sender = cli.from.clone().unwrap_or_else(|| default_addr.clone());
@@ -566,7 +582,7 @@ impl Config {
             timeout,
             session_timeout,
             transcript: cli.transcript,
-            bind: None,
+            bind,
             measure: false,
             summary: cli.summary,
             json: cli.json,
@@ -756,7 +772,7 @@ mod tests {
         assert!(!c.headers && c.subject.is_none());
         assert!(!ok(&["-o", "127.0.0.1"]).send_helo);
         assert_eq!(c.session_timeout, None);
-        assert!(!c.transcript && c.bind.is_none() && !c.measure);
+        assert!(!c.transcript && c.bind.is_empty() && !c.measure);
         assert!(!ok(&["--progress", "never", "127.0.0.1"]).measures());
     }
 
@@ -784,5 +800,32 @@ mod tests {
         let mut c = ok(&["--progress", "never", "127.0.0.1"]);
         c.measure = true;
         assert!(c.measures());
+    }
+
+    #[test]
+    fn bind_list() {
+        let c = ok(&["--bind", "127.0.0.2-127.0.0.4,127.0.0.9", "127.0.0.1:25"]);
+        let want: Vec<std::net::IpAddr> = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.9"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(c.bind, want);
+        assert_eq!(
+            err(&["--bind", "127.0.0.x", "127.0.0.1"]),
+            "bad --bind: 127.0.0.x (not an IP address)"
+        );
+        assert_eq!(
+            err(&["--bind", "127.0.0.2", "[::1]:25"]),
+            "bad --bind: 127.0.0.2 (an IPv4 source address cannot reach the IPv6 target [::1]:25)"
+        );
+        assert_eq!(
+            err(&["--bind", "127.0.0.2", "unix:/tmp/lmtp"]),
+            "bad --bind: 127.0.0.2 (a unix: target has no source address; --bind is for TCP targets)"
+        );
+        let c = ok(&["--bind", "::1", "[::1]:25"]);
+        assert_eq!(
+            c.bind,
+            vec![std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! {on, 0} so that closing sends an RST and leaves no TIME_WAIT, `-T` as
 //! SO_SNDBUF and SO_RCVBUF before connect(), SO_KEEPALIVE on IPv4 only (as
 //! sane_connect does), and a non-blocking connect. Optionally bound to a
-//! source address first (smtp-probe's `--bind`).
+//! source address first (smtp-source's `--bind`, smtp-probe's `-b`).
 
 use std::{
     io,
@@ -50,8 +50,8 @@ impl ConnectOptions {
 /// `opts.deadline`.
 ///
 /// # Errors
-/// The socket, bind or connect error (a timeout is `TimedOut`; a bind
-/// error names the address).
+/// The socket, bind or connect error (a timeout is `TimedOut`; with a
+/// source address, a bind or connect error names it).
 pub async fn connect(target: &Target, opts: &ConnectOptions) -> io::Result<Stream> {
     let (domain, addr) = match target {
         Target::Tcp(a) => (Domain::for_address(*a), SockAddr::from(*a)),
@@ -77,11 +77,18 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> io::Result<Strea
         sock.bind(&SockAddr::from(SocketAddr::new(ip, 0)))
             .map_err(|e| io::Error::new(e.kind(), format!("bind {ip}: {}", strerror(&e))))?;
     }
+    // With several source addresses, a failure must say which one failed.
+    let named = |e: io::Error| match (opts.bind, target) {
+        (Some(ip), Target::Tcp(_)) => {
+            io::Error::new(e.kind(), format!("{} (source address {ip})", strerror(&e)))
+        }
+        _ => e,
+    };
     let pending = match sock.connect(&addr) {
         Ok(()) => false,
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
-        Err(e) => return Err(e),
+        Err(e) => return Err(named(e)),
     };
     let stream = match target {
         Target::Tcp(_) => Stream::Tcp(TcpStream::from_std(sock.into())?),
@@ -90,7 +97,9 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> io::Result<Strea
     if pending {
         within(opts.timeout, opts.deadline, stream.connected())
             .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))
+            .and_then(|r| r)
+            .map_err(named)?;
     }
     Ok(stream)
 }
@@ -161,6 +170,18 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "bind 192.0.2.1: Cannot assign requested address"
+        );
+        // A connect that fails from a source address names it.
+        drop(l);
+        let opts = ConnectOptions {
+            bind: Some(IpAddr::from([127, 0, 0, 3])),
+            ..opts
+        };
+        let e = connect(&target, &opts).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            e.to_string(),
+            "Connection refused (source address 127.0.0.3)"
         );
     }
 }

@@ -6,6 +6,7 @@
 //! [`ClientSession`](smtp_proto::client::ClientSession) over a socket, and
 //! their per-worker [`Stats`] are merged once into the [`Report`].
 
+pub mod bind;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -118,6 +119,11 @@ pub async fn run_async(config: Config) -> Report {
                 let _ = stop_tx.send(true);
             }
         }
+    }
+    // Addresses that no session used still have a count: 0.
+    let sources = shared.config.bind.len();
+    if stats.connections_by_source.len() < sources {
+        stats.connections_by_source.resize(sources, 0);
     }
     if let Some(live) = live {
         live.stop();

@@ -91,6 +91,8 @@ struct Input {
     sessions: u32,
     connections: u64,
     connect_failures: u64,
+    #[serde(default)]
+    connections_by_source: Option<BTreeMap<String, u64>>,
     transactions: u64,
     messages_sent: u64,
     bytes_sent: u64,
@@ -245,6 +247,7 @@ fn combine(inputs: &[(Input, Times)]) -> Result<Report, (usize, String)> {
     let (mut started, mut ended) = inputs[0].1;
     let mut interrupted = false;
     let mut fatal = None;
+    let mut bind = Vec::new();
     for (i, (input, (start, end))) in inputs.iter().enumerate() {
         started = started.min(*start);
         ended = ended.max(*end);
@@ -257,6 +260,10 @@ fn combine(inputs: &[(Input, Times)]) -> Result<Report, (usize, String)> {
             rate = Some(rate.unwrap_or(0.0) + r);
         }
         stats.merge(&stats_of(input));
+        if let Some(by_source) = &input.connections_by_source {
+            add_by_source(&mut bind, &mut stats.connections_by_source, by_source)
+                .map_err(|e| (i, e))?;
+        }
         add_latencies(&mut latency.raw, &input.latency).map_err(|e| (i, e))?;
         if let Some(corrected) = &input.latency_corrected {
             add_latencies(&mut latency.corrected, corrected).map_err(|e| (i, e))?;
@@ -309,8 +316,35 @@ fn combine(inputs: &[(Input, Times)]) -> Result<Report, (usize, String)> {
             rate_target: rate.map(|r| (r * 1e6).round() / 1e6),
             segment: None,
             merged: None,
+            bind,
         },
     })
+}
+
+/// Adds one report's `connections_by_source` to the merged counts, by
+/// address: segments on different machines bind different addresses.
+fn add_by_source(
+    bind: &mut Vec<std::net::IpAddr>,
+    counts: &mut Vec<u64>,
+    by_source: &BTreeMap<String, u64>,
+) -> Result<(), String> {
+    for (text, n) in by_source {
+        let ip: std::net::IpAddr = text
+            .parse()
+            .map_err(|_| format!("connections_by_source: {text:?} is not an address"))?;
+        let index = match bind.iter().position(|b| *b == ip) {
+            Some(i) => i,
+            None => {
+                bind.push(ip);
+                bind.len() - 1
+            }
+        };
+        if counts.len() <= index {
+            counts.resize(index + 1, 0);
+        }
+        counts[index] += n;
+    }
+    Ok(())
 }
 
 fn stats_of(input: &Input) -> Stats {
@@ -340,6 +374,7 @@ fn stats_of(input: &Input) -> Stats {
             )
         }),
         auth_ok: input.auth_successes,
+        connections_by_source: Vec::new(),
     }
 }
 

@@ -47,9 +47,22 @@ pub struct Stats {
     pub tls_negotiated: Option<(&'static str, String)>,
     /// AUTH exchanges that ended in 235.
     pub auth_ok: u64,
+    /// `--bind`: connections established from each source address, by
+    /// its index in [`Config::bind`]. A session's vector grows only to the
+    /// highest index it used; a merged one may still be shorter than the
+    /// list (the run pads it at the end).
+    pub connections_by_source: Vec<u64>,
 }
 
 impl Stats {
+    /// Counts a connection from the `index`th `--bind` address.
+    pub fn count_source(&mut self, index: usize) {
+        if self.connections_by_source.len() <= index {
+            self.connections_by_source.resize(index + 1, 0);
+        }
+        self.connections_by_source[index] += 1;
+    }
+
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Stats) {
         self.connections += other.connections;
@@ -68,6 +81,13 @@ impl Stats {
         for p in Phase::ALL {
             self.failed_by_phase[p.index()] += other.failed_by_phase[p.index()];
             self.rejects_by_phase[p.index()] += other.rejects_by_phase[p.index()];
+        }
+        let theirs = &other.connections_by_source;
+        if self.connections_by_source.len() < theirs.len() {
+            self.connections_by_source.resize(theirs.len(), 0);
+        }
+        for (ours, n) in self.connections_by_source.iter_mut().zip(theirs) {
+            *ours += n;
         }
     }
 }
@@ -180,6 +200,9 @@ pub struct RunInfo {
     pub segment: Option<SegmentInfo>,
     /// `--merge-reports`: the segments merged.
     pub merged: Option<MergedInfo>,
+    /// `--bind`: the source addresses, in the order of
+    /// [`Stats::connections_by_source`].
+    pub bind: Vec<std::net::IpAddr>,
 }
 
 impl RunInfo {
@@ -196,6 +219,7 @@ impl RunInfo {
                 count: s.count(),
             }),
             merged: None,
+            bind: config.bind.clone(),
         }
     }
 }
@@ -362,6 +386,7 @@ impl Report {
             bytes_text(self.stats.bytes_sent as f64),
             bytes_text(self.stats.bytes_sent as f64 / self.elapsed.as_secs_f64().max(1e-9)),
         );
+        out += &self.sources_line();
         if let Some(late) = &self.latency.lateness {
             out += &format!(
                 "schedule: {} starts, {} late by more than {} ms (max {:.3} ms late)\n",
@@ -388,6 +413,25 @@ impl Report {
             );
         }
         out
+    }
+
+    /// `--bind`: `source addresses: 8, connections 124..126 each`, the
+    /// spread in one line (the JSON report has each address's count);
+    /// nothing without `--bind`.
+    fn sources_line(&self) -> String {
+        let counts = &self.stats.connections_by_source;
+        let (Some(min), Some(max)) = (counts.iter().min(), counts.iter().max()) else {
+            return String::new();
+        };
+        let each = if min == max {
+            min.to_string()
+        } else {
+            format!("{min}..{max}")
+        };
+        format!(
+            "source addresses: {}, connections {each} each\n",
+            counts.len()
+        )
     }
 
     /// The report as one line of JSON (`--json`), described by
@@ -420,6 +464,10 @@ impl Report {
             sessions: self.sessions,
             connections: s.connections,
             connect_failures: s.connect_failures,
+            connections_by_source: (!info.bind.is_empty()).then(|| BySource {
+                addresses: &info.bind,
+                connections: &s.connections_by_source,
+            }),
             transactions: s.transactions,
             messages_sent: s.messages_sent,
             bytes_sent: s.bytes_sent,
@@ -526,6 +574,8 @@ struct JsonReport<'a> {
     sessions: u32,
     connections: u64,
     connect_failures: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections_by_source: Option<BySource<'a>>,
     transactions: u64,
     messages_sent: u64,
     bytes_sent: u64,
@@ -551,6 +601,27 @@ struct JsonReport<'a> {
     thresholds: &'a [ThresholdResult],
     error: Option<&'a Fatal>,
     exit_code: u8,
+}
+
+/// `--bind`: `{"127.0.0.2": 125, ...}`, in the order of the list (a
+/// BTreeMap would put 127.0.0.10 before 127.0.0.2). The addresses are
+/// distinct (`bind::parse` refuses repeats), so no key is written twice.
+struct BySource<'a> {
+    addresses: &'a [std::net::IpAddr],
+    /// By index; missing at the end means 0.
+    connections: &'a [u64],
+}
+
+impl Serialize for BySource<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.addresses.len()))?;
+        for (i, ip) in self.addresses.iter().enumerate() {
+            let n = self.connections.get(i).copied().unwrap_or(0);
+            map.serialize_entry(&ip.to_string(), &n)?;
+        }
+        map.end()
+    }
 }
 
 /// `--rate`: how the schedule was kept.
@@ -654,6 +725,63 @@ mod tests {
             reply: None,
         });
         assert_eq!(r.exit_code(), exit::RCPT);
+    }
+
+    /// Per-session counts of unequal lengths add up by index; the
+    /// summary shows their spread, and nothing without --bind.
+    #[test]
+    fn sources_merge_and_line() {
+        let mut a = Stats::default();
+        a.count_source(0);
+        a.count_source(1);
+        let mut b = Stats::default();
+        b.count_source(2);
+        b.count_source(0);
+        a.merge(&b);
+        assert_eq!(a.connections_by_source, [2, 1, 1]);
+        let mut empty = Stats::default();
+        empty.merge(&a);
+        assert_eq!(empty.connections_by_source, [2, 1, 1]);
+        let r = report(a);
+        assert!(r
+            .table()
+            .contains("\nsource addresses: 3, connections 1..2 each\n"));
+        let even = Stats {
+            connections_by_source: vec![5, 5],
+            ..Stats::default()
+        };
+        assert!(report(even)
+            .table()
+            .contains("source addresses: 2, connections 5 each\n"));
+        assert!(!report(Stats::default())
+            .table()
+            .contains("source addresses"));
+    }
+
+    #[test]
+    fn sources_in_json_keep_the_list_order() {
+        let mut config = crate::Config::from_args([
+            "smtp-source",
+            "--bind",
+            "127.0.0.9,127.0.0.10,127.0.0.2",
+            "127.0.0.1:25",
+        ])
+        .unwrap();
+        let mut stats = Stats::default();
+        stats.count_source(0);
+        stats.count_source(1);
+        stats.count_source(1);
+        let json = report(stats.clone()).to_json(&config);
+        assert!(
+            json.contains(
+                r#""connections_by_source":{"127.0.0.9":1,"127.0.0.10":2,"127.0.0.2":0}"#
+            ),
+            "{json}"
+        );
+        config.bind.clear();
+        assert!(!report(stats)
+            .to_json(&config)
+            .contains("connections_by_source"));
     }
 
     #[test]

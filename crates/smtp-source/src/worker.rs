@@ -27,6 +27,7 @@ use smtp_proto::{
 use tokio::time::Instant;
 
 use crate::{
+    bind::RoundRobin,
     config::{Config, TlsStart},
     conn::{within, Conn, IoFail},
     connect::{connect, ConnectOptions},
@@ -79,6 +80,8 @@ pub struct Shared {
     deadline: u64,
     /// `--stamp`.
     pub stamper: Option<Stamper>,
+    /// `--bind`: the next connection's source address.
+    sources: RoundRobin,
 }
 
 impl Shared {
@@ -133,6 +136,7 @@ impl Shared {
             schedule,
             deadline,
             stamper,
+            sources: RoundRobin::new(config.bind.clone()),
             config,
         }
     }
@@ -485,11 +489,16 @@ impl Worker<'_> {
         let cfg = &self.shared.config;
         let mut opts = ConnectOptions {
             window: cfg.window,
-            bind: cfg.bind,
+            bind: None,
             timeout: cfg.timeout,
             deadline: None,
         };
+        // Every attempt takes the next source address, so a -C retry does
+        // not repeat one that just failed.
+        let mut source;
         let stream = loop {
+            source = self.shared.sources.next();
+            opts.bind = source.map(|(_, ip)| ip);
             opts.deadline = cfg
                 .session_timeout
                 .and_then(|t| Instant::now().checked_add(t));
@@ -517,6 +526,9 @@ impl Worker<'_> {
             self.record(Metric::Connect, to - from, to);
         }
         self.stats.connections += 1;
+        if let Some((index, _)) = source {
+            self.stats.count_source(index);
+        }
         self.shared.recorder.session_opened(1);
         let cfg = &self.shared.config;
         if self.shared.output.transcript() {
@@ -524,10 +536,11 @@ impl Worker<'_> {
                 crate::target::Target::Tcp(a) => a.to_string(),
                 crate::target::Target::Unix(p) => format!("unix:{}", p.display()),
             };
+            let from = source.map_or_else(String::new, |(_, ip)| format!(" from {ip}"));
             self.shared.output.transcript_line(
                 self.session,
                 "==",
-                format!("connected to {to}").as_bytes(),
+                format!("connected to {to}{from}").as_bytes(),
             );
         }
         let on_connect = cfg

@@ -196,7 +196,7 @@ fn bind_sets_the_source_address() {
     });
     let mut config =
         smtp_source::Config::from_args(["smtp-source", "-M", "h", &addr.to_string()]).unwrap();
-    config.bind = Some(IpAddr::from([127, 0, 0, 2]));
+    config.bind = vec![IpAddr::from([127, 0, 0, 2])];
     config.measure = true;
     let report = smtp_source::run(config).unwrap();
     assert!(report.fatal.is_none(), "{:?}", report.fatal);

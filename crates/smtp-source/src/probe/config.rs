@@ -256,7 +256,8 @@ impl ProbeConfig {
             segment: None,
             session_timeout: Some(self.timeout),
             transcript: self.transcript,
-            bind: self.bind,
+            // One -b address: a list of one.
+            bind: self.bind.into_iter().collect(),
             measure: true,
         }
     }
