@@ -771,7 +771,12 @@ mod tests {
         stats.count_source(0);
         stats.count_source(1);
         stats.count_source(1);
-        let json = report(stats.clone()).to_json(&config);
+        let with_info = |stats: Stats, config: &crate::Config| {
+            let mut r = report(stats);
+            r.info = RunInfo::of(config);
+            r.to_json()
+        };
+        let json = with_info(stats.clone(), &config);
         assert!(
             json.contains(
                 r#""connections_by_source":{"127.0.0.9":1,"127.0.0.10":2,"127.0.0.2":0}"#
@@ -779,9 +784,7 @@ mod tests {
             "{json}"
         );
         config.bind.clear();
-        assert!(!report(stats)
-            .to_json(&config)
-            .contains("connections_by_source"));
+        assert!(!with_info(stats, &config).contains("connections_by_source"));
     }
 
     #[test]
