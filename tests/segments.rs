@@ -7,10 +7,9 @@
 
 mod support;
 
-use std::io::Read as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::{assert_matches_schema, bin, dump_dir, free_port, start_sink_with_stderr, Killed};
@@ -20,25 +19,8 @@ const STATS_SCHEMA: &str = "docs/sink-stats.schema.json";
 /// Bound on any one program's run.
 const CAP: Duration = Duration::from_secs(180);
 
-/// Waits (bounded) for a child to exit; its status, stdout and stderr.
 fn wait_exit(child: &mut Child) -> (ExitStatus, String, String) {
-    let deadline = Instant::now() + CAP;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after {CAP:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_string(&mut out).expect("stdout");
-    }
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_string(&mut err).expect("stderr");
-    }
-    (status, out, err)
+    support::wait_exit(child, CAP)
 }
 
 /// Starts smtp-source with `args`, `JOB_COMPLETION_INDEX` set when given.

@@ -6,10 +6,9 @@
 
 mod support;
 
-use std::io::Read as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::metrics::{scrape, value};
@@ -30,18 +29,7 @@ fn start_sink(args: &[&str], port: u16) -> Killed {
 
 /// Waits (bounded) for a child to exit; its status and stderr.
 fn wait_exit(child: &mut Child) -> (ExitStatus, String) {
-    let deadline = Instant::now() + CAP;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running after {CAP:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_string(&mut stderr).expect("stderr");
-    }
+    let (status, _, stderr) = support::wait_exit(child, CAP);
     (status, stderr)
 }
 

@@ -268,3 +268,26 @@ pub fn start_postfix_sink(args: &[&str], port: u16) -> Killed {
     wait_listening(port);
     sink
 }
+
+/// Waits (bounded by `cap`) for a child to exit; its status, and what it
+/// wrote to stdout and stderr when those were piped (empty otherwise).
+pub fn wait_exit(child: &mut Child, cap: Duration) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read as _;
+    let deadline = Instant::now() + cap;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running after {cap:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut out).expect("stdout");
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).expect("stderr");
+    }
+    (status, out, err)
+}
