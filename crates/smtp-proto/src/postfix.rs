@@ -1,10 +1,14 @@
 //! Conventions of Postfix's command lines that both programs follow so
 //! that existing scripts behave the same.
 
-/// Reads a number the way C's `atoi` does, as Postfix reads option values:
-/// leading blanks, an optional sign, then digits up to the first other
-/// character; no digits give 0 (so `-s 10x` is 10 and `-s abc` is 0).
-/// Values outside C's `int` are clamped to it.
+/// Reads a number exactly as glibc's `atoi` does, as Postfix reads option
+/// values: `(int) strtol(s, NULL, 10)`. Leading blanks, an optional sign,
+/// then digits up to the first other character; no digits give 0 (so
+/// `-s 10x` is 10 and `-s abc` is 0). strtol saturates at the 64-bit
+/// `long`'s bounds, and the cast to `int` then keeps the low 32 bits, so
+/// `2147483648` is -2147483648 (Postfix: "bad message length"),
+/// `4294967297` is 1, and a number too long for a `long` is -1. Scripts
+/// that pass such values get what Postfix gives them, odd as it is.
 pub fn atoi(s: &str) -> i64 {
     let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
     let (negative, digits) = match s.as_bytes().first() {
@@ -12,12 +16,18 @@ pub fn atoi(s: &str) -> i64 {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let mut n: i64 = 0;
+    // The magnitude, saturated just past what a long can hold either way.
+    const PAST_LONG: i128 = i64::MAX as i128 + 2;
+    let mut magnitude: i128 = 0;
     for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+        magnitude = (magnitude * 10 + i128::from(b - b'0')).min(PAST_LONG);
     }
-    let n = if negative { -n } else { n };
-    n.clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+    let value = if negative { -magnitude } else { magnitude };
+    // strtol's saturation...
+    let long = i64::try_from(value).unwrap_or(if negative { i64::MIN } else { i64::MAX });
+    // ...then C's conversion to int, which on every platform Postfix runs
+    // on keeps the low 32 bits.
+    i64::from(long as i32)
 }
 
 /// Postfix's printable(): every byte that is not printable ASCII (space
@@ -103,6 +113,57 @@ pub fn host_port(addr: &str, bare: BareWord) -> Result<(&str, &str), HostPortErr
     })
 }
 
+/// The port part of an address, checked the same way by both programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service<'a> {
+    /// All digits, 0 to 65535.
+    Port(u16),
+    /// A name for the caller to look up (`smtp`, from /etc/services).
+    Name(&'a str),
+}
+
+/// Why the port part of an address is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceError {
+    /// A digit first but not all digits (`25x`); Postfix's host_port()
+    /// text.
+    GarbageAfterNumber,
+    /// All digits, but more than a port holds. Postfix's resolver wraps
+    /// such a number (99999 becomes 34463) and connects or listens
+    /// somewhere else than asked; both programs refuse it instead.
+    OutOfRange,
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceError::GarbageAfterNumber => "garbage after numerical service",
+            ServiceError::OutOfRange => "port number out of range (0-65535)",
+        })
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+/// Checks the port part that [`host_port`] split off (not empty): a
+/// number must be all digits and fit in 16 bits; anything else is a
+/// service name.
+///
+/// # Errors
+/// A number followed by other characters, or one above 65535.
+pub fn service(port: &str) -> Result<Service<'_>, ServiceError> {
+    if !port.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return Ok(Service::Name(port));
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ServiceError::GarbageAfterNumber);
+    }
+    // All digits: the only parse failure left is a value too large.
+    port.parse::<u16>()
+        .map(Service::Port)
+        .map_err(|_| ServiceError::OutOfRange)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +190,29 @@ mod tests {
     }
 
     #[test]
+    fn service_numbers_and_names() {
+        for (port, want) in [
+            ("25", Ok(Service::Port(25))),
+            ("0", Ok(Service::Port(0))),
+            ("65535", Ok(Service::Port(65535))),
+            ("0025", Ok(Service::Port(25))),
+            ("smtp", Ok(Service::Name("smtp"))),
+            ("x25", Ok(Service::Name("x25"))),
+            ("25x", Err(ServiceError::GarbageAfterNumber)),
+            ("2 5", Err(ServiceError::GarbageAfterNumber)),
+            ("65536", Err(ServiceError::OutOfRange)),
+            ("99999", Err(ServiceError::OutOfRange)),
+            ("99999999999999999999999", Err(ServiceError::OutOfRange)),
+        ] {
+            assert_eq!(service(port), want, "{port}");
+        }
+        assert_eq!(
+            ServiceError::OutOfRange.to_string(),
+            "port number out of range (0-65535)"
+        );
+    }
+
+    #[test]
     fn printable_replaces_what_is_not_printable_ascii() {
         assert!(matches!(
             printable(b"plain text~"),
@@ -149,8 +233,20 @@ mod tests {
             ("+4", 4),
             ("", 0),
             ("-", 0),
-            ("99999999999", i64::from(i32::MAX)),
-            ("-99999999999", i64::from(i32::MIN)),
+            // Past int: strtol's long, truncated to 32 bits.
+            ("2147483647", 2_147_483_647),
+            ("2147483648", -2_147_483_648),
+            ("4294967296", 0),
+            ("4294967297", 1),
+            ("99999999999", 1_215_752_191),
+            ("-99999999999", -1_215_752_191),
+            ("-2147483649", 2_147_483_647),
+            // Past long: LONG_MAX (low 32 bits all ones) or LONG_MIN (zero).
+            ("9223372036854775807", -1),
+            ("9223372036854775808", -1),
+            ("123456789012345678901234567890", -1),
+            ("-9223372036854775808", 0),
+            ("-123456789012345678901234567890", 0),
         ] {
             assert_eq!(atoi(s), n, "{s:?}");
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use smtp_net::tls::ServerTls;
-use smtp_proto::postfix::{self, atoi, BareWord};
+use smtp_proto::postfix::{self, atoi, BareWord, Service};
 use thiserror::Error;
 
 use crate::auth::Users;
@@ -455,14 +455,10 @@ pub fn parse_listen(addr: &str) -> Result<ListenAddr, ConfigError> {
     if port.is_empty() {
         return Err(fail("missing service information"));
     }
-    let port = if port.as_bytes()[0].is_ascii_digit() {
-        if !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(fail("garbage after numerical service"));
-        }
-        port.parse::<u16>()
-            .map_err(|_| fail("port number out of range (1-65535)"))?
-    } else {
-        service_port(port).ok_or_else(|| fail("Servname not supported for ai_socktype"))?
+    let port = match postfix::service(port).map_err(|e| fail(&e.to_string()))? {
+        Service::Port(port) => port,
+        Service::Name(name) => service_port(name)
+            .ok_or_else(|| fail("Servname not supported for ai_socktype"))?,
     };
     Ok(ListenAddr::Inet {
         host: (!host.is_empty()).then(|| host.to_owned()),
@@ -1165,7 +1161,16 @@ mod tests {
         ] {
             assert_eq!(parse_listen(arg).expect(arg), want, "{arg}");
         }
-        assert!(parse_listen("1.2.3.4:99999").is_err());
+        // One port grammar with smtp-source (smtp_proto::postfix::service).
+        for (arg, why) in [
+            ("1.2.3.4:99999", "port number out of range (0-65535)"),
+            ("1.2.3.4:25x", "garbage after numerical service"),
+        ] {
+            match parse_listen(arg) {
+                Err(ConfigError::Fatal(text)) => assert_eq!(text, format!("{arg}: {why}")),
+                other => panic!("{arg}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -702,6 +702,15 @@ mod tests {
         assert_eq!(err(&["-s", "abc", "x"]), "bad session count: abc");
         assert_eq!(err(&["-C", "0", "x"]), "bad connection count: 0");
         assert_eq!(err(&["-l", "-1", "x"]), "bad message length: -1");
+        // glibc's atoi: (int) strtol, so 2^31 is negative and 2^32 + 1 is 1.
+        assert_eq!(
+            err(&["-l", "2147483648", "x"]),
+            "bad message length: 2147483648"
+        );
+        assert_eq!(
+            ok(&["-l", "4294967297", "127.0.0.1"]).body,
+            Body::Generated(1)
+        );
         assert_eq!(err(&["-m", "0", "x"]), "bad message count: 0");
         assert_eq!(err(&["-r", "0", "x"]), "bad recipient count: 0");
         assert_eq!(err(&["-T", "0", "x"]), "bad TCP window size: 0");

@@ -13,9 +13,17 @@ use smtp_proto::{
 /// Why a run stopped before its messages were all sent.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The last allowed connect attempt failed.
-    #[error("connect: {}", strerror(.0))]
-    Connect(#[source] io::Error),
+    /// The last allowed connect attempt failed. The address comes first,
+    /// then Postfix's own text (`connect: Connection refused`), so that a
+    /// run against several servers says which one failed.
+    #[error("{to}: connect: {}", strerror(.source))]
+    Connect {
+        /// The address tried: `127.0.0.1:25`, `[::1]:25`, `unix:/path`.
+        to: String,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
     /// A read or write did not finish within the timeout.
     #[error("timeout while {}", io_text(*.phase, *.protocol))]
     Timeout {
@@ -162,8 +170,11 @@ mod tests {
             protocol: Protocol::Lmtp,
         };
         assert_eq!(e.to_string(), "lost connection while sending LHLO");
-        let e = Error::Connect(io::Error::from_raw_os_error(libc::ECONNREFUSED));
-        assert_eq!(e.to_string(), "connect: Connection refused");
+        let e = Error::Connect {
+            to: "127.0.0.1:1".to_owned(),
+            source: io::Error::from_raw_os_error(libc::ECONNREFUSED),
+        };
+        assert_eq!(e.to_string(), "127.0.0.1:1: connect: Connection refused");
         let e = Error::Timeout {
             phase: Phase::Greeting,
             protocol: Protocol::Smtp,

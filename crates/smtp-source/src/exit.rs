@@ -56,7 +56,7 @@ Exit status:
 /// The status a fatal error exits with.
 pub fn code(error: &Error) -> u8 {
     match error {
-        Error::Connect(_) => CONNECT,
+        Error::Connect { .. } => CONNECT,
         Error::Tls(_) => STARTTLS,
         Error::Io { .. } => USAGE,
         Error::Timeout { phase, .. }
@@ -71,7 +71,7 @@ pub fn code(error: &Error) -> u8 {
 /// report: `connect`, `banner`, `helo`, …), or None for setup errors.
 pub fn phase_name(error: &Error) -> Option<&'static str> {
     match error {
-        Error::Connect(_) => Some("connect"),
+        Error::Connect { .. } => Some("connect"),
         Error::Tls(_) => Some("starttls"),
         Error::Io { .. } => None,
         Error::Timeout { phase, .. }

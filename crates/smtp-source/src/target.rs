@@ -9,7 +9,7 @@ use std::{
 };
 
 pub use smtp_proto::postfix::Family;
-use smtp_proto::postfix::{self, BareWord, HostPortError};
+use smtp_proto::postfix::{self, BareWord, HostPortError, ServiceError};
 
 /// A resolved place to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +20,26 @@ pub enum Target {
     Unix(PathBuf),
 }
 
+/// How messages name the address: `127.0.0.1:25`, `[::1]:25`,
+/// `unix:/path`.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "{a}"),
+            Target::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// Why an address is unusable; the texts are Postfix's, after `ADDR: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// A bracket not closed, or not followed by `:port`.
     #[error("{0}")]
     Syntax(#[from] HostPortError),
+    /// A port that is not all digits after its first, or above 65535.
+    #[error("{0}")]
+    Service(#[from] ServiceError),
     /// An empty host, as in `:25`.
     #[error("missing host information")]
     MissingHost,
@@ -77,6 +91,9 @@ pub(crate) fn host_port(addr: &str) -> Result<HostPort, TargetError> {
         return Err(TargetError::BadHost);
     }
     let port = if port.is_empty() { "smtp" } else { port };
+    // The sink's grammar too: a number that getaddrinfo would wrap (99999
+    // is 34463 to it) is refused, not connected to.
+    postfix::service(port)?;
     Ok(HostPort {
         host: host.to_owned(),
         port: port.to_owned(),
@@ -249,10 +266,15 @@ mod tests {
             Target::resolve("inet:[::1]:25", Family::Any),
             Ok(Target::Tcp("[::1]:25".parse().unwrap()))
         );
-        // glibc wraps ports above 65535, as Postfix shows.
+        // glibc wraps ports above 65535 (Postfix would connect to 34463):
+        // refused, as smtp-sink refuses to listen there.
         assert_eq!(
             Target::resolve("127.0.0.1:99999", Family::Any),
-            Ok(Target::Tcp("127.0.0.1:34463".parse().unwrap()))
+            Err(TargetError::Service(ServiceError::OutOfRange))
+        );
+        assert_eq!(
+            Target::resolve("127.0.0.1:25x", Family::Any),
+            Err(TargetError::Service(ServiceError::GarbageAfterNumber))
         );
         assert_eq!(
             Target::resolve("unix:/tmp/s", Family::Any),

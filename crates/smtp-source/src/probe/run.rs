@@ -136,6 +136,9 @@ async fn attempt(
             })
         }
     };
+    // smtp-source names the address in a connect error; a probe's line
+    // starts with the server already.
+    let connect_prefix = format!("{target}: connect: ");
     let content = message::render(
         &config.sender,
         &config.recipient,
@@ -176,7 +179,10 @@ async fn attempt(
             },
             phase: f.phase,
             reply: f.reply.as_ref().map(report::ReplyText::of),
-            text: f.message.clone(),
+            text: match f.message.strip_prefix(&connect_prefix) {
+                Some(why) => format!("connect: {why}"),
+                None => f.message.clone(),
+            },
         }),
     };
     let latency = run.latency.raw;
