@@ -90,6 +90,11 @@ pub struct Cli {
     /// (fractions allowed).
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     pub session_timeout: Option<String>,
+    /// One limit for each reply, from sending its command (or connecting,
+    /// for the greeting) to its last line, in seconds (fractions allowed);
+    /// --timeout still bounds each read.
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub reply_timeout: Option<String>,
     /// Local source addresses for the TCP connections, taken in turn by
     /// each new connection: ADDR[,ADDR...], where an item may be a range
     /// FIRST-LAST (127.0.0.2-127.0.0.20, fd00::1-fd00::8).

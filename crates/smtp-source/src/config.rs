@@ -90,6 +90,13 @@ pub struct Config {
     /// comes, and failing it is a timeout in the phase it was in. None
     /// (the default): only `timeout`.
     pub session_timeout: Option<Duration>,
+    /// `--reply-timeout`: one limit for each reply, from the write that
+    /// carried its command (or the connect, for the greeting; or the end
+    /// of the reply before it, when several are outstanding) to its last
+    /// line, so a server that trickles a reply a byte at a time cannot
+    /// hold a session for `timeout` per byte. None (the default): only
+    /// `timeout`, per read, as Postfix's.
+    pub reply_timeout: Option<Duration>,
     /// `--transcript`: the conversation on stderr as a person reads it in
     /// telnet or swaks (`-> ` commands, `<- ` replies, `== ` events,
     /// `[N] ` with more than one session); independent of `-v`.
@@ -457,17 +464,16 @@ impl Config {
             Some(t) => Duration::from_secs(u64::try_from(t).unwrap_or(300)),
             None => Duration::from_secs(300),
         };
-        let session_timeout = match &cli.session_timeout {
-            None => None,
-            Some(t) => match t.trim().parse::<f64>() {
-                Ok(s) if s.is_finite() && s > 0.0 => {
-                    Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero())
-                }
-                _ => None,
-            }
-            .map(Some)
-            .ok_or_else(|| invalid(format!("bad session timeout: {t} (seconds)")))?,
-        };
+        let session_timeout = cli
+            .session_timeout
+            .as_deref()
+            .map(|t| seconds(t, "session timeout"))
+            .transpose()?;
+        let reply_timeout = cli
+            .reply_timeout
+            .as_deref()
+            .map(|t| seconds(t, "reply timeout"))
+            .transpose()?;
         let bind = match &cli.bind {
             Some(text) => crate::bind::parse(text).map_err(|e| invalid(e.to_string()))?,
             None => Vec::new(),
@@ -581,6 +587,7 @@ impl Config {
             verbose: cli.verbose,
             timeout,
             session_timeout,
+            reply_timeout,
             transcript: cli.transcript,
             bind,
             measure: false,
@@ -622,6 +629,18 @@ fn target_text(cli: &Cli) -> String {
         .first()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// A limit in seconds, fractions allowed (`--session-timeout 2.5`): a
+/// positive finite number.
+fn seconds(text: &str, what: &str) -> Result<Duration, ConfigError> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => {
+            Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero())
+        }
+        _ => None,
+    }
+    .ok_or_else(|| invalid(format!("bad {what}: {text} (seconds)")))
 }
 
 /// A `--duration`/`--warmup` value: humantime's `30s`, `5m`, `1h30m`, or
@@ -804,6 +823,17 @@ mod tests {
             assert_eq!(
                 err(&["--session-timeout", bad, "127.0.0.1"]),
                 format!("bad session timeout: {bad} (seconds)")
+            );
+        }
+        assert_eq!(c.reply_timeout, None);
+        assert_eq!(
+            ok(&["--reply-timeout", "1.5", "127.0.0.1"]).reply_timeout,
+            Some(Duration::from_millis(1500))
+        );
+        for bad in ["0", "-2", "x", ""] {
+            assert_eq!(
+                err(&["--reply-timeout", bad, "127.0.0.1"]),
+                format!("bad reply timeout: {bad} (seconds)")
             );
         }
         let mut c = ok(&["--progress", "never", "127.0.0.1"]);

@@ -100,11 +100,22 @@ impl<S: Transport> Conn<S> {
 
     /// Reads what is available into `rbuf`; `Ok(0)` is end of file.
     pub async fn read(&mut self) -> Result<usize, IoFail> {
+        self.read_by(None).await
+    }
+
+    /// [`read`](Self::read), which also ends at `until` (the reply's
+    /// limit, `--reply-timeout`) when that comes before the connection's
+    /// deadline.
+    pub async fn read_by(&mut self, until: Option<Instant>) -> Result<usize, IoFail> {
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(4096);
         }
+        let deadline = match (self.deadline, until) {
+            (Some(d), Some(u)) => Some(d.min(u)),
+            (d, u) => d.or(u),
+        };
         let read = self.stream.read_buf(&mut self.rbuf);
-        match within(self.timeout, self.deadline, read).await {
+        match within(self.timeout, deadline, read).await {
             Err(_) => Err(IoFail::Timeout),
             Ok(Err(_)) => Err(IoFail::Lost),
             Ok(Ok(n)) => Ok(n),

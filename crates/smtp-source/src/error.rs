@@ -32,6 +32,18 @@ pub enum Error {
         /// Names HELO or LHLO.
         protocol: Protocol,
     },
+    /// A reply did not end within `--reply-timeout` of its command (each
+    /// read may have been quick: a server that trickles). The text starts
+    /// as Postfix's timeout does.
+    #[error("timeout while {}: no complete reply within {} s (--reply-timeout)", io_text(*.phase, *.protocol), .limit.as_secs_f64())]
+    ReplyTimeout {
+        /// Where.
+        phase: Phase,
+        /// Names HELO or LHLO.
+        protocol: Protocol,
+        /// `--reply-timeout`.
+        limit: std::time::Duration,
+    },
     /// The server closed the connection, or it broke.
     #[error("lost connection while {}", io_text(*.phase, *.protocol))]
     Lost {
@@ -180,5 +192,14 @@ mod tests {
             protocol: Protocol::Smtp,
         };
         assert_eq!(e.to_string(), "timeout while reading server greeting");
+        let e = Error::ReplyTimeout {
+            phase: Phase::Rcpt,
+            protocol: Protocol::Smtp,
+            limit: std::time::Duration::from_millis(2500),
+        };
+        assert_eq!(
+            e.to_string(),
+            "timeout while sending recipient: no complete reply within 2.5 s (--reply-timeout)"
+        );
     }
 }

@@ -60,6 +60,7 @@ pub fn code(error: &Error) -> u8 {
         Error::Tls(_) => STARTTLS,
         Error::Io { .. } => USAGE,
         Error::Timeout { phase, .. }
+        | Error::ReplyTimeout { phase, .. }
         | Error::Lost { phase, .. }
         | Error::Rejected { phase, .. }
         | Error::Protocol { phase, .. }
@@ -75,6 +76,7 @@ pub fn phase_name(error: &Error) -> Option<&'static str> {
         Error::Tls(_) => Some("starttls"),
         Error::Io { .. } => None,
         Error::Timeout { phase, .. }
+        | Error::ReplyTimeout { phase, .. }
         | Error::Lost { phase, .. }
         | Error::Rejected { phase, .. }
         | Error::Protocol { phase, .. }

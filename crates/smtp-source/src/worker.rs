@@ -263,6 +263,10 @@ struct Worker<'s> {
     /// When the current connection must be over (`--session-timeout`,
     /// from the start of its connect).
     deadline: Option<Instant>,
+    /// `--reply-timeout`: when the reply being waited for started (its
+    /// command's write, the connect, or the end of the reply before it);
+    /// None when no reply is being timed.
+    reply_since: Option<Instant>,
     /// Reused buffers: what to write, header blocks, To: address.
     tx: Transmit,
     /// The header block of the message whose content goes out next.
@@ -289,6 +293,7 @@ pub async fn run_session(shared: Arc<Shared>, index: u32, stats: &mut Stats) -> 
         conn_number: 3 + index,
         session: index + 1,
         deadline: None,
+        reply_since: None,
         samples,
         session_since: 0,
         starttls_reply: 0,
@@ -465,6 +470,7 @@ impl Worker<'_> {
     /// The connection is gone: its session time is recorded.
     fn closed(&mut self) {
         self.deadline = None;
+        self.reply_since = None;
         if self.link.take().is_some() {
             self.shared
                 .output
@@ -735,6 +741,10 @@ impl Worker<'_> {
                 std::mem::swap(&mut self.head, &mut self.next_head);
                 self.next_pending = false;
             }
+            if self.reply_since.is_none() && self.shared.config.reply_timeout.is_some() {
+                // A reply already awaited keeps its earlier start.
+                self.reply_since = Some(Instant::now());
+            }
             self.stats.messages_sent += sent.contents;
             self.stats.bytes_sent += sent.bytes;
             for _ in 0..sent.contents {
@@ -745,6 +755,8 @@ impl Worker<'_> {
         if !link.session.wants_read() {
             return Ok(false);
         }
+        let reply_timeout = self.shared.config.reply_timeout;
+        let held = link.conn.rbuf.len();
         // Replies already read (a pipelined server's) come first.
         link.session
             .handle_input(&mut link.conn.rbuf)
@@ -754,11 +766,32 @@ impl Worker<'_> {
                 source,
             })?;
         if !link.session.wants_read() {
+            self.reply_since = None;
             self.collect_timings(self.now());
             return Ok(true);
         }
         let phase = link.session.phase();
-        let read = link.conn.read().await;
+        let read = match reply_timeout {
+            // Postfix's per-read timeout only: the hot path, unchanged.
+            None => link.conn.read().await,
+            Some(limit) => {
+                // A reply that ended above: the next one's clock starts.
+                if link.conn.rbuf.len() < held {
+                    self.reply_since = None;
+                }
+                let since = *self.reply_since.get_or_insert_with(Instant::now);
+                let until = since.checked_add(limit);
+                let read = link.conn.read_by(until).await;
+                if read == Err(IoFail::Timeout) && until.is_some_and(|u| Instant::now() >= u) {
+                    return Err(Error::ReplyTimeout {
+                        phase,
+                        protocol,
+                        limit,
+                    });
+                }
+                read
+            }
+        };
         let now = measure.then(|| self.shared.recorder.now());
         if let Some(now) = now {
             link.session.set_clock(now);
@@ -770,14 +803,21 @@ impl Worker<'_> {
                     return Err(Error::Lost { phase, protocol });
                 }
             }
-            Ok(_) => link
-                .session
-                .handle_input(&mut link.conn.rbuf)
-                .map_err(|source| Error::Protocol {
-                    phase,
-                    protocol,
-                    source,
-                })?,
+            Ok(_) => {
+                let before = link.conn.rbuf.len();
+                link.session
+                    .handle_input(&mut link.conn.rbuf)
+                    .map_err(|source| Error::Protocol {
+                        phase,
+                        protocol,
+                        source,
+                    })?;
+                if reply_timeout.is_some() && link.conn.rbuf.len() < before {
+                    // A reply ended (the parser took its bytes): the next
+                    // one, if any is awaited, is timed from now.
+                    self.reply_since = None;
+                }
+            }
             Err(IoFail::Lost) if phase == Phase::Quit => {
                 // A reset after QUIT is as good as a reply.
                 link.session.handle_eof();

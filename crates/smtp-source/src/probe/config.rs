@@ -255,6 +255,9 @@ impl ProbeConfig {
             run_id: crate::config::random_run_id(),
             segment: None,
             session_timeout: Some(self.timeout),
+            // Redundant under the session's limit, but a reply that runs
+            // out of it is then reported as such.
+            reply_timeout: Some(self.timeout),
             transcript: self.transcript,
             // One -b address: a list of one.
             bind: self.bind.into_iter().collect(),
