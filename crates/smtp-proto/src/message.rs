@@ -6,8 +6,12 @@
 //! once, already stuffed and terminated with `.` CRLF, for DATA, and
 //! [`Body::render_raw`] once as it is, for BDAT; [`HeaderBlock`] writes the
 //! headers of one message into a reused buffer.
+//!
+//! A long `-l` body is not built whole: [`Body::stream`] gives it as a
+//! [`Repeated`] chunk of its periodic pattern plus a short tail, so memory
+//! does not grow with `-l`, and the bytes on the wire are the same.
 
-use std::io::Write as _;
+use std::{io::Write as _, ops::Range};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -64,10 +68,128 @@ impl Body {
         out.freeze()
     }
 
+    /// The body as [`render`](Self::render) (`stuffed`, for DATA) or
+    /// [`render_raw`](Self::render_raw) gives it, without building a long
+    /// `-l` body whole: above [`STREAM_ABOVE`] bytes it is a shared chunk
+    /// of the `-l` pattern (a multiple of its 800-byte period) sent
+    /// [`Repeated::count`] times, then the rest. Every other body is one
+    /// [`Bytes`] (`count` 0), exactly what `render` gives.
+    pub fn stream(&self, stuffed: bool) -> Repeated {
+        let whole = |tail: Bytes| Repeated {
+            chunk: Bytes::new(),
+            count: 0,
+            tail,
+        };
+        let len = match self {
+            Body::Generated(len) if *len > STREAM_ABOVE => *len,
+            _ if stuffed => return whole(self.render()),
+            _ => return whole(self.render_raw()),
+        };
+        // Every 80-byte line of a chunk ends before `len` (so is numbered)
+        // as long as the chunks end before it; the chunks start at
+        // multiples of the period, so the rest is the pattern of a body
+        // of the remaining length.
+        let count = (len - 1) / STREAM_CHUNK;
+        let mut chunk = BytesMut::with_capacity(STREAM_CHUNK + 80);
+        // A body longer than the chunk numbers every line of the chunk.
+        write_generated(STREAM_CHUNK + 80, &mut chunk);
+        chunk.truncate(STREAM_CHUNK);
+        let rest = Body::Generated(len - count * STREAM_CHUNK);
+        // The generated body has no line starting with ".": stuffing is
+        // the terminator only, and the chunks are the same in both forms.
+        Repeated {
+            chunk: chunk.freeze(),
+            count,
+            tail: if stuffed {
+                rest.render()
+            } else {
+                rest.render_raw()
+            },
+        }
+    }
+
     /// Whether the generated header block goes before this body; Postfix
     /// sends none with `-F`, even when the file is empty.
     pub fn wants_headers(&self) -> bool {
         !matches!(self, Body::File(_))
+    }
+}
+
+/// `-l` bodies longer than this are sent from a repeated chunk
+/// ([`Body::stream`]); shorter ones, the usual benchmark sizes, are one
+/// buffer, as they always were.
+pub const STREAM_ABOVE: usize = 1 << 20;
+
+/// The repeated chunk of a long `-l` body: 320 periods of the pattern
+/// (ten numbered 80-byte lines), 256,000 bytes, shared by every session.
+pub const STREAM_CHUNK: usize = 320 * 800;
+
+/// A body as sent: `count` copies of `chunk`, then `tail`. Cheap to clone
+/// (shared buffers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repeated {
+    /// The repeated part (empty when `count` is 0).
+    pub chunk: Bytes,
+    /// How many times `chunk` is sent.
+    pub count: usize,
+    /// What follows the copies: the whole body when `count` is 0.
+    pub tail: Bytes,
+}
+
+impl Repeated {
+    /// The length on the wire.
+    pub fn len(&self) -> usize {
+        self.chunk.len() * self.count + self.tail.len()
+    }
+
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes of `range` (within [`len`](Self::len)) as consecutive
+    /// slices of the shared buffers, nothing copied: at most one slice per
+    /// copy of the chunk it crosses, then one of the tail.
+    pub fn slices(&self, range: Range<usize>) -> Slices<'_> {
+        Slices {
+            body: self,
+            at: range.start,
+            end: range.end.min(self.len()),
+        }
+    }
+
+    /// Every piece in order, for a digest or a test; `len()` bytes.
+    pub fn pieces(&self) -> Slices<'_> {
+        self.slices(0..self.len())
+    }
+}
+
+/// The slices of a [`Repeated`] range, in order.
+#[derive(Debug, Clone)]
+pub struct Slices<'a> {
+    body: &'a Repeated,
+    at: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for Slices<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.at >= self.end {
+            return None;
+        }
+        let body = self.body;
+        let repeated = body.chunk.len() * body.count;
+        let piece = if self.at < repeated {
+            let offset = self.at % body.chunk.len();
+            let n = (body.chunk.len() - offset).min(self.end - self.at);
+            &body.chunk[offset..offset + n]
+        } else {
+            &body.tail[self.at - repeated..self.end - repeated]
+        };
+        self.at += piece.len();
+        Some(piece)
     }
 }
 

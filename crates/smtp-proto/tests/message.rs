@@ -192,3 +192,58 @@ fn raw_form_is_the_unstuffed_data_form() {
         b".a\r\n..b\r\n\r\n"
     );
 }
+
+/// A long `-l` body sent as a repeated chunk and a tail is byte for byte
+/// the body rendered whole, in both forms, at every boundary: the
+/// threshold, and lengths just before, at and after a whole number of
+/// chunks and of lines.
+#[test]
+fn streamed_generated_bodies_are_the_rendered_ones() {
+    use smtp_proto::message::{STREAM_ABOVE, STREAM_CHUNK};
+    let mut lengths = vec![1, 80, 4000, STREAM_ABOVE - 1, STREAM_ABOVE, STREAM_ABOVE + 1];
+    for chunks in [4, 5, 7] {
+        for delta in [-81, -80, -79, -2, -1, 0, 1, 2, 79, 80, 81, 799, 800, 801] {
+            lengths.push((chunks * STREAM_CHUNK).checked_add_signed(delta).unwrap());
+        }
+    }
+    lengths.push(3_000_017);
+    for len in lengths {
+        let body = Body::Generated(len);
+        for stuffed in [true, false] {
+            let whole = if stuffed {
+                body.render()
+            } else {
+                body.render_raw()
+            };
+            let stream = body.stream(stuffed);
+            assert_eq!(stream.count == 0, len <= STREAM_ABOVE, "-l {len}");
+            if stream.count > 0 {
+                assert!(stream.tail.len() <= STREAM_CHUNK + 5, "-l {len}");
+            }
+            assert_eq!(stream.len(), whole.len(), "-l {len}");
+            let joined: Vec<u8> = stream.pieces().flatten().copied().collect();
+            assert!(joined == whole[..], "-l {len} stuffed={stuffed}");
+            // Any range: what a BDAT chunk or a partial write takes.
+            let n = whole.len();
+            for (a, b) in [
+                (0, n),
+                (1, n - 1),
+                (STREAM_CHUNK - 3, (STREAM_CHUNK + 5).min(n)),
+                (n / 3, n / 2),
+                (n - 1, n),
+                (n, n),
+            ] {
+                if a > b {
+                    continue;
+                }
+                let got: Vec<u8> = stream.slices(a..b).flatten().copied().collect();
+                assert_eq!(got, whole[a..b], "-l {len} {a}..{b}");
+            }
+        }
+    }
+    // Small bodies and the other kinds are one buffer, as rendered.
+    for body in [Body::Default, Body::Generated(10_240), Body::File(b"a\n".to_vec())] {
+        let s = body.stream(true);
+        assert_eq!((s.count, &s.tail), (0, &body.render()));
+    }
+}

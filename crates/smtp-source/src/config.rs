@@ -139,6 +139,10 @@ pub struct Config {
     pub stamp: bool,
     /// `--run-id`, or a random one: in the stamps and in the report.
     pub run_id: RunId,
+    /// The time the command line took to check: reading `-F`, resolving
+    /// the target, loading TLS material. Part of the report's
+    /// `prepare_seconds`.
+    pub setup: Duration,
     /// `--segment`: this process runs one segment of the run, and
     /// `messages`, `sessions` and `rate` above are already its share.
     pub segment: Option<Segment>,
@@ -279,6 +283,7 @@ impl Invocation {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let begun = std::time::Instant::now();
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let argv0 = args.first().map_or_else(
             || "smtp-source".to_owned(),
@@ -306,7 +311,9 @@ impl Invocation {
         if cli.partial {
             return Err(invalid("--partial goes with --merge-reports".to_owned()));
         }
-        Config::from_cli(cli, argv0, command_line).map(|c| Invocation::Run(Box::new(c)))
+        let mut config = Config::from_cli(cli, argv0, command_line)?;
+        config.setup = begun.elapsed();
+        Ok(Invocation::Run(Box::new(config)))
     }
 }
 
@@ -606,6 +613,7 @@ impl Config {
             thresholds,
             stamp: cli.stamp,
             run_id,
+            setup: Duration::ZERO,
             segment,
         })
     }

@@ -56,6 +56,7 @@ pub fn run(config: Config) -> Result<Report, Error> {
 /// session stops the others (as in Postfix, the run ends there) and is
 /// recorded in the report with what was measured up to then.
 pub async fn run_async(config: Config) -> Report {
+    let begun = std::time::Instant::now();
     smtp_proto::time::init_time_zone();
     let started = std::time::SystemTime::now();
     let now = started
@@ -67,6 +68,14 @@ pub async fn run_async(config: Config) -> Report {
     let interruptible = config.reports();
     let warmup = config.warmup;
     let shared = Arc::new(worker::Shared::new(config, now));
+    // Checking the options and rendering what the sessions share (a long
+    // body's chunk, --stamp's digest) come before the measured span: their
+    // time is reported on its own.
+    let prepare = shared.config.setup
+        + shared
+            .recorder
+            .start()
+            .saturating_duration_since(begun);
     let live = live::LiveView::start(&shared);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut set = tokio::task::JoinSet::new();
@@ -146,6 +155,7 @@ pub async fn run_async(config: Config) -> Report {
         fatal,
         thresholds: Vec::new(),
         stamped: shared.stamper.as_ref().map(stamp::Stamper::written),
+        prepare: Some(prepare),
         info: report::RunInfo::of(&shared.config),
     };
     report.thresholds = shared

@@ -305,6 +305,7 @@ fn combine(inputs: &[(Input, Times)]) -> Result<Report, (usize, String)> {
         ended,
         latency,
         fatal,
+        prepare: None,
         thresholds: Vec::new(),
         stamped,
         info: RunInfo {

@@ -173,6 +173,10 @@ pub struct Report {
     pub latency: Recorded,
     /// The fatal error that ended the run, if one did.
     pub fatal: Option<Fatal>,
+    /// The time spent before the measured span: checking the options,
+    /// resolving the target, TLS material, rendering the body and the
+    /// `--stamp` digest. None for merged reports.
+    pub prepare: Option<Duration>,
     /// `--threshold` results, in the order given.
     pub thresholds: Vec<ThresholdResult>,
     /// `--stamp`: how many messages were stamped (sequence numbers 0 to
@@ -325,7 +329,20 @@ impl Report {
             self.rejects(),
             self.elapsed.as_secs_f64(),
             self.msgs_per_sec()
-        ) + &self.tls_auth_summary()
+        ) + &self.prepare_summary()
+            + &self.tls_auth_summary()
+    }
+
+    /// `; prepared in N s` when getting ready took long enough to matter
+    /// (a long `-l` with `--stamp`, TLS material); the JSON report always
+    /// has it.
+    fn prepare_summary(&self) -> String {
+        match self.prepare {
+            Some(p) if p >= Duration::from_millis(100) => {
+                format!("; prepared in {:.3} s", p.as_secs_f64())
+            }
+            _ => String::new(),
+        }
     }
 
     /// `; TLS: …, AUTH: …` when TLS or AUTH was used, else nothing.
@@ -459,6 +476,7 @@ impl Report {
             started: smtp_net::rfc3339(self.started),
             ended: smtp_net::rfc3339(self.ended),
             duration_seconds: self.elapsed.as_secs_f64(),
+            prepare_seconds: self.prepare.map(|d| d.as_secs_f64()),
             warmup_seconds: info.warmup.map(|d| d.as_secs_f64()),
             rate_target: info.rate_target,
             sessions: self.sessions,
@@ -569,6 +587,8 @@ struct JsonReport<'a> {
     started: String,
     ended: String,
     duration_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prepare_seconds: Option<f64>,
     warmup_seconds: Option<f64>,
     rate_target: Option<f64>,
     sessions: u32,
@@ -676,6 +696,7 @@ mod tests {
             ended: SystemTime::UNIX_EPOCH + Duration::from_secs(2),
             latency: Recorded::default(),
             fatal: None,
+            prepare: None,
             thresholds: Vec::new(),
             stamped: None,
             info: RunInfo::default(),

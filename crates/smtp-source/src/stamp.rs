@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
-use smtp_proto::stamp::{body_digest, Found, RunId, Stamp, StampFinder};
+use smtp_proto::{
+    message::Repeated,
+    stamp::{body_digest, BodyDigest, Found, RunId, Stamp, StampFinder},
+};
 
 use crate::segment::Segment;
 
@@ -46,12 +49,37 @@ impl Stamper {
     /// line, as the sink will find it; otherwise the stamp gets an empty
     /// line of its own and the body is all of `raw_body`.
     pub fn new(run: RunId, segment: Segment, headers: bool, raw_body: &[u8]) -> Stamper {
+        let whole = Repeated {
+            tail: bytes::Bytes::copy_from_slice(raw_body),
+            ..Repeated::default()
+        };
+        Stamper::for_body(run, segment, headers, &whole)
+    }
+
+    /// [`new`](Self::new) for a body as the run sends it: a long `-l` body
+    /// is digested piece by piece, once, never built whole. Its header
+    /// block, if any, is looked for in its first chunk.
+    pub fn for_body(run: RunId, segment: Segment, headers: bool, raw_body: &Repeated) -> Stamper {
+        let first = if raw_body.count == 0 {
+            &raw_body.tail
+        } else {
+            &raw_body.chunk
+        };
         let body_start = if headers {
             Some(0)
         } else {
-            own_header_block_end(raw_body)
+            own_header_block_end(first)
         };
-        let (len, digest) = body_digest(&raw_body[body_start.unwrap_or(0)..]);
+        let start = body_start.unwrap_or(0);
+        let (len, digest) = if raw_body.count == 0 {
+            body_digest(&raw_body.tail[start..])
+        } else {
+            let mut digest = BodyDigest::new();
+            for piece in raw_body.slices(start..raw_body.len()) {
+                digest.update(piece);
+            }
+            digest.finish()
+        };
         Stamper {
             run,
             len,
@@ -158,6 +186,27 @@ mod tests {
     }
 
     /// Segment 2 of 3 stamps its messages 2, 5, 8: apart from the others'.
+    /// A long -l body, digested piece by piece from its repeated chunk,
+    /// gets the digest of the body built whole.
+    #[test]
+    fn a_streamed_body_has_the_whole_body_digest() {
+        use smtp_proto::message::{Body, STREAM_ABOVE};
+        for len in [STREAM_ABOVE + 1, 3 * STREAM_ABOVE + 17] {
+            let body = Body::Generated(len);
+            let streamed = body.stream(false);
+            assert!(streamed.count > 0);
+            for headers in [true, false] {
+                let whole = Stamper::new(run(), Segment::WHOLE, headers, &body.render_raw());
+                let piecewise = Stamper::for_body(run(), Segment::WHOLE, headers, &streamed);
+                assert_eq!(
+                    (piecewise.len, piecewise.digest, piecewise.own_blank_line),
+                    (whole.len, whole.digest, whole.own_blank_line),
+                    "-l {len}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn segments_stamp_run_wide_numbers() {
         let s = Stamper::new(run(), Segment::new(2, 3).unwrap(), true, b"x\r\n");

@@ -13,14 +13,14 @@ use std::sync::{
     Arc,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use smtp_net::{tls::TlsConnector, Stream};
 use smtp_proto::{
     client::{
         Auth, ClientConfig, ClientSession, CloseReason, Event, Measured, Outcome, Phase, Piece,
         Transmit,
     },
-    message::HeaderBlock,
+    message::{HeaderBlock, Repeated},
     Capabilities, Extensions, Reply,
 };
 
@@ -45,10 +45,11 @@ use crate::{
 pub struct Shared {
     /// The configuration.
     pub config: Config,
-    /// The body for DATA, rendered and stuffed once, ending in `.` CRLF.
-    pub body: Bytes,
-    /// The body for BDAT: as it is, rendered once.
-    pub raw_body: Bytes,
+    /// The body for DATA, rendered and stuffed once, ending in `.` CRLF:
+    /// one buffer, or for a long `-l` a repeated chunk and a tail.
+    pub body: Repeated,
+    /// The body for BDAT: as it is, rendered once, in the same form.
+    pub raw_body: Repeated,
     /// The Date header value, computed once per run as Postfix does.
     pub date: Vec<u8>,
     /// `-m`.
@@ -87,11 +88,11 @@ pub struct Shared {
 impl Shared {
     /// Renders what is shared.
     pub fn new(config: Config, now_unix: i64) -> Self {
-        let body = config.body.render();
-        let raw_body = config.body.render_raw();
+        let body = config.body.stream(true);
+        let raw_body = config.body.stream(false);
         let stamper = config.stamp.then(|| {
             let segment = config.segment.unwrap_or(Segment::WHOLE);
-            Stamper::new(config.run_id, segment, config.headers, &raw_body)
+            Stamper::for_body(config.run_id, segment, config.headers, &raw_body)
         });
         let date = smtp_proto::time::mail_date(now_unix).into_bytes();
         let output = Output::new(&config.argv0, config.verbose > 0, config.counter)
@@ -913,10 +914,21 @@ async fn write_transmit(
                 parts[n] = &tx.commands[r.clone()];
                 n += 1;
             }
-            Piece::DataContent => {
+            Piece::DataContent if shared.body.count == 0 => {
                 parts[n] = head;
-                parts[n + 1] = &shared.body;
+                parts[n + 1] = &shared.body.tail;
                 n += 2;
+                contents += 1;
+                bytes += content_len;
+            }
+            Piece::DataContent => {
+                // A long -l body: what is gathered, then the copies of
+                // the chunk, then the tail with what follows it.
+                parts[n] = head;
+                conn.write_parts(&mut parts[..=n]).await?;
+                write_copies(conn, &shared.body).await?;
+                parts[0] = &shared.body.tail;
+                n = 1;
                 contents += 1;
                 bytes += content_len;
             }
@@ -928,8 +940,23 @@ async fn write_transmit(
                     n += 1;
                 }
                 if end > h {
-                    parts[n] = &shared.raw_body[start.max(h) - h..end - h];
-                    n += 1;
+                    let raw = &shared.raw_body;
+                    let range = start.max(h) - h..end - h;
+                    if raw.count == 0 {
+                        parts[n] = &raw.tail[range];
+                        n += 1;
+                    } else {
+                        // A long -l body: the chunk copies the range
+                        // crosses, written as the slots fill.
+                        for slice in raw.slices(range) {
+                            if n == parts.len() {
+                                conn.write_parts(&mut parts[..n]).await?;
+                                n = 0;
+                            }
+                            parts[n] = slice;
+                            n += 1;
+                        }
+                    }
                 }
                 bytes += (end - start) as u64;
                 if end as u64 == (h + shared.raw_body.len()) as u64 {
@@ -943,6 +970,19 @@ async fn write_transmit(
         show(shared, tx);
     }
     Ok(Sent { contents, bytes })
+}
+
+/// Writes the `count` copies of a long body's chunk, a few per `writev`.
+async fn write_copies(conn: &mut Conn<Stream>, body: &Repeated) -> Result<(), IoFail> {
+    const PER_WRITE: usize = 8;
+    let mut left = body.count;
+    while left > 0 {
+        let k = left.min(PER_WRITE);
+        let mut parts: [&[u8]; PER_WRITE] = [&body.chunk; PER_WRITE];
+        conn.write_parts(&mut parts[..k]).await?;
+        left -= k;
+    }
+    Ok(())
 }
 
 /// A line of a write as a person is shown it.

@@ -254,6 +254,7 @@ impl ProbeConfig {
             stamp: false,
             run_id: crate::config::random_run_id(),
             segment: None,
+            setup: Duration::ZERO,
             session_timeout: Some(self.timeout),
             // Redundant under the session's limit, but a reply that runs
             // out of it is then reported as such.
