@@ -300,7 +300,10 @@ fn message_length_is_read_as_postfix_reads_it() {
         );
     };
     want("2147483648", "bad message length: 2147483648");
-    want("4294967297", "a..b: valid hostname or network address required");
+    want(
+        "4294967297",
+        "a..b: valid hostname or network address required",
+    );
     want(
         "99999999999999999999999999999",
         "bad message length: 99999999999999999999999999999",
@@ -385,9 +388,7 @@ fn connect_errors_name_the_address() {
     let Run { code, stderr, .. } = source(&["unix:/nonexistent/smtp"]);
     assert_eq!(code, Some(21), "{stderr}");
     assert!(
-        stderr.ends_with(
-            "fatal: unix:/nonexistent/smtp: connect: No such file or directory\n"
-        ),
+        stderr.ends_with("fatal: unix:/nonexistent/smtp: connect: No such file or directory\n"),
         "{stderr}"
     );
 }

@@ -200,7 +200,14 @@ fn raw_form_is_the_unstuffed_data_form() {
 #[test]
 fn streamed_generated_bodies_are_the_rendered_ones() {
     use smtp_proto::message::{STREAM_ABOVE, STREAM_CHUNK};
-    let mut lengths = vec![1, 80, 4000, STREAM_ABOVE - 1, STREAM_ABOVE, STREAM_ABOVE + 1];
+    let mut lengths = vec![
+        1,
+        80,
+        4000,
+        STREAM_ABOVE - 1,
+        STREAM_ABOVE,
+        STREAM_ABOVE + 1,
+    ];
     for chunks in [4, 5, 7] {
         for delta in [-81, -80, -79, -2, -1, 0, 1, 2, 79, 80, 81, 799, 800, 801] {
             lengths.push((chunks * STREAM_CHUNK).checked_add_signed(delta).unwrap());
@@ -242,7 +249,11 @@ fn streamed_generated_bodies_are_the_rendered_ones() {
         }
     }
     // Small bodies and the other kinds are one buffer, as rendered.
-    for body in [Body::Default, Body::Generated(10_240), Body::File(b"a\n".to_vec())] {
+    for body in [
+        Body::Default,
+        Body::Generated(10_240),
+        Body::File(b"a\n".to_vec()),
+    ] {
         let s = body.stream(true);
         assert_eq!((s.count, &s.tail), (0, &body.render()));
     }

@@ -457,8 +457,9 @@ pub fn parse_listen(addr: &str) -> Result<ListenAddr, ConfigError> {
     }
     let port = match postfix::service(port).map_err(|e| fail(&e.to_string()))? {
         Service::Port(port) => port,
-        Service::Name(name) => service_port(name)
-            .ok_or_else(|| fail("Servname not supported for ai_socktype"))?,
+        Service::Name(name) => {
+            service_port(name).ok_or_else(|| fail("Servname not supported for ai_socktype"))?
+        }
     };
     Ok(ListenAddr::Inet {
         host: (!host.is_empty()).then(|| host.to_owned()),

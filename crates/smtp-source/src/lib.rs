@@ -71,11 +71,7 @@ pub async fn run_async(config: Config) -> Report {
     // Checking the options and rendering what the sessions share (a long
     // body's chunk, --stamp's digest) come before the measured span: their
     // time is reported on its own.
-    let prepare = shared.config.setup
-        + shared
-            .recorder
-            .start()
-            .saturating_duration_since(begun);
+    let prepare = shared.config.setup + shared.recorder.start().saturating_duration_since(begun);
     let live = live::LiveView::start(&shared);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut set = tokio::task::JoinSet::new();
