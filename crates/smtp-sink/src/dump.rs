@@ -3,18 +3,27 @@
 //! With `-d` a transaction's record goes to a file created at MAIL time,
 //! named `strftime(template, MAIL time)` plus 8 hex digits, created with
 //! O_EXCL (a new number on a clash, parent directories made on demand); an
-//! aborted transaction removes it.
+//! aborted transaction removes it. Only a [`FILE_BUFFER`] write buffer is
+//! held per record, never the message.
 //!
-//! With `-D` the finished record is appended, in one write, to
+//! With `-D` the finished record is appended whole to
 //! `strftime(template, MAIL time)`. Postfix builds the record in an
 //! unlinked temporary file and opens, appends and closes the shared file
 //! for every message: about nine system calls, two of them directory
-//! changes. Here the record is kept in memory (spilled to an unlinked
-//! temporary file only past [`SPILL_AT`], so a huge message cannot exhaust
-//! memory), and each thread keeps the shared file open, checking with one
-//! `stat` per record that the path still names it, so a file that was
-//! moved or removed is reopened as Postfix would. The bytes written are
-//! the same.
+//! changes. Here a record is kept in memory while it is small, and each
+//! thread keeps the shared file open, checking with one `stat` per record
+//! that the path still names it, so a file that was moved or removed is
+//! reopened as Postfix would. The bytes written are the same.
+//!
+//! Memory is bounded twice: a record moves to an unlinked temporary file
+//! (it "spills") once it passes [`SPILL_AT`], or as soon as growing it
+//! would take the process's open records past [`MEMORY_BUDGET`] together.
+//! A spilled record is copied into the shared file in [`COPY_PIECE`]
+//! pieces, never read back whole.
+//!
+//! Records never interleave, whichever thread or process appends them:
+//! every append holds an exclusive flock(2) on the shared file (see
+//! [`append_shared`]).
 //!
 //! The record (see docs/smtp-sink.md) is built by [`crate::conversation`]
 //! with the helpers at the end of this file.
@@ -22,9 +31,11 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memchr::memchr;
@@ -35,6 +46,121 @@ use crate::config::DumpConfig;
 
 /// A `-D` record larger than this moves from memory to a temporary file.
 pub const SPILL_AT: usize = 8 << 20;
+
+/// The memory all open `-D` records of the process may hold together. A
+/// record whose growth would pass it spills, however small it is. 64 MiB
+/// holds 256 concurrent records of 256 KiB (the default `-m`), so typical
+/// load tests never touch the disk before the append, while 256 sessions
+/// in the middle of 7 MB messages no longer hold 2 GB.
+pub const MEMORY_BUDGET: usize = 64 << 20;
+
+/// The write buffer of a `-d` file and of a spilled `-D` record.
+pub const FILE_BUFFER: usize = 32 << 10;
+
+/// The piece size in which a spilled record is copied into the shared
+/// file: large enough that a 200 MB record costs 800 reads and writes,
+/// small enough to be nothing next to the budget. Allocated only for the
+/// copy, one at a time per thread (the copy never yields to other tasks).
+pub const COPY_PIECE: usize = 256 << 10;
+
+/// A record starts with room for its head lines and a small message.
+const FIRST_CAPACITY: usize = 4096;
+
+/// Bytes of record memory handed out, against a fixed limit. One per
+/// process ([`PROCESS_BUDGET`]); the unit tests make their own.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes, none handed out.
+    pub const fn new(limit: usize) -> MemoryBudget {
+        MemoryBudget {
+            limit,
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `n` bytes if that keeps the total within the limit.
+    fn take(&self, n: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes handed out now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// The budget every session of the process shares.
+pub static PROCESS_BUDGET: MemoryBudget = MemoryBudget::new(MEMORY_BUDGET);
+
+/// A `-D` record's bytes in memory, with the share of the budget its
+/// buffer holds (given back when it is dropped).
+#[derive(Debug)]
+struct Budgeted {
+    buf: Vec<u8>,
+    taken: usize,
+    budget: &'static MemoryBudget,
+}
+
+impl Budgeted {
+    /// An empty record: [`FIRST_CAPACITY`] if the budget has it, else
+    /// nothing (the first write then spills).
+    fn new(budget: &'static MemoryBudget) -> Budgeted {
+        let taken = if budget.take(FIRST_CAPACITY) {
+            FIRST_CAPACITY
+        } else {
+            0
+        };
+        Budgeted {
+            buf: Vec::with_capacity(taken),
+            taken,
+            budget,
+        }
+    }
+
+    /// Appends `data` if the record stays within [`SPILL_AT`] and the
+    /// budget can pay for any growth; false (nothing appended) otherwise.
+    /// Growth doubles, as a Vec's does, but is paid for first and never
+    /// past [`SPILL_AT`]; when the budget cannot pay for the double, it is
+    /// asked for just what `data` needs.
+    fn try_extend(&mut self, data: &[u8]) -> bool {
+        let needed = self.buf.len() + data.len();
+        if needed > SPILL_AT {
+            return false;
+        }
+        if needed > self.taken {
+            let doubled = (self.taken * 2).clamp(needed, SPILL_AT);
+            let grown = [doubled, needed]
+                .into_iter()
+                .find(|&cap| self.budget.take(cap - self.taken));
+            let Some(cap) = grown else {
+                return false;
+            };
+            self.buf.reserve_exact(cap - self.buf.len());
+            self.taken = cap;
+        }
+        self.buf.extend_from_slice(data);
+        true
+    }
+}
+
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        self.budget.give_back(self.taken);
+    }
+}
 
 /// Where the records of one session go. The conversation calls
 /// `begin` at MAIL, `write` for each piece, then `commit` or `abort`.
@@ -68,8 +194,9 @@ enum Record {
         path: PathBuf,
     },
     /// `-D`: the record, kept until it is appended whole.
-    Memory { buf: Vec<u8>, mail_time: i64 },
-    /// `-D`, a record past [`SPILL_AT`]: an unlinked temporary file.
+    Memory { buf: Budgeted, mail_time: i64 },
+    /// `-D`, a record past [`SPILL_AT`] or the budget: an unlinked
+    /// temporary file.
     Spilled {
         file: BufWriter<File>,
         mail_time: i64,
@@ -81,12 +208,22 @@ enum Record {
 pub struct FileDump {
     cfg: Arc<DumpConfig>,
     open: Option<Record>,
+    budget: &'static MemoryBudget,
 }
 
 impl FileDump {
-    /// A dump writer for one session.
+    /// A dump writer for one session, sharing [`PROCESS_BUDGET`].
     pub fn new(cfg: Arc<DumpConfig>) -> FileDump {
-        FileDump { cfg, open: None }
+        FileDump::with_budget(cfg, &PROCESS_BUDGET)
+    }
+
+    /// A dump writer whose `-D` records share `budget`.
+    pub fn with_budget(cfg: Arc<DumpConfig>, budget: &'static MemoryBudget) -> FileDump {
+        FileDump {
+            cfg,
+            open: None,
+            budget,
+        }
     }
 }
 
@@ -134,7 +271,7 @@ impl DumpSink for FileDump {
         if self.cfg.shared {
             let id = rng.next_u32() & 0x7fff_ffff;
             self.open = Some(Record::Memory {
-                buf: Vec::with_capacity(4096),
+                buf: Budgeted::new(self.budget),
                 mail_time,
             });
             return Ok(id);
@@ -142,7 +279,7 @@ impl DumpSink for FileDump {
         let base = expand(&self.cfg.template, mail_time);
         let (file, path, id) = create_unique(&base, || rng.next_u32())?;
         self.open = Some(Record::File {
-            file: BufWriter::with_capacity(32 * 1024, file),
+            file: BufWriter::with_capacity(FILE_BUFFER, file),
             path,
         });
         Ok(id)
@@ -151,15 +288,15 @@ impl DumpSink for FileDump {
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match &mut self.open {
             Some(Record::File { file, .. } | Record::Spilled { file, .. }) => file.write_all(data),
-            Some(Record::Memory { buf, mail_time }) if buf.len() + data.len() > SPILL_AT => {
+            Some(Record::Memory { buf, mail_time }) => {
+                if buf.try_extend(data) {
+                    return Ok(());
+                }
                 let mail_time = *mail_time;
-                let mut file = spill(&self.cfg, mail_time, buf)?;
+                let mut file = spill(&self.cfg, mail_time, &buf.buf)?;
                 file.write_all(data)?;
+                // Dropping the memory record gives its share back.
                 self.open = Some(Record::Spilled { file, mail_time });
-                Ok(())
-            }
-            Some(Record::Memory { buf, .. }) => {
-                buf.extend_from_slice(data);
                 Ok(())
             }
             None => Err(io::Error::other("no dump file is open")),
@@ -181,14 +318,13 @@ impl DumpSink for FileDump {
                 result
             }
             Some(Record::Memory { buf, mail_time }) => {
-                append_shared(&expand(&self.cfg.template, mail_time), &buf)
+                let path = expand(&self.cfg.template, mail_time);
+                append_shared(&path, Source::Memory(&buf.buf))
             }
             Some(Record::Spilled { file, mail_time }) => {
-                let mut file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
-                file.seek(SeekFrom::Start(0))?;
-                let mut record = Vec::new();
-                io::Read::read_to_end(&mut file, &mut record)?;
-                append_shared(&expand(&self.cfg.template, mail_time), &record)
+                let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                let path = expand(&self.cfg.template, mail_time);
+                append_shared(&path, Source::Spilled(&file))
             }
         }
     }
@@ -200,15 +336,25 @@ impl DumpSink for FileDump {
     }
 }
 
-/// Moves a `-D` record that grew too large into an unlinked temporary file
-/// beside the shared file, as Postfix keeps every record.
+/// Moves a `-D` record that grew too large (or found the budget spent)
+/// into an unlinked temporary file beside the shared file, as Postfix
+/// keeps every record.
 fn spill(cfg: &DumpConfig, mail_time: i64, buf: &[u8]) -> io::Result<BufWriter<File>> {
     let base = expand(&cfg.template, mail_time);
     let (file, path, _) = create_unique(&base, rand::random::<u32>)?;
     std::fs::remove_file(&path)?;
-    let mut file = BufWriter::with_capacity(256 * 1024, file);
+    let mut file = BufWriter::with_capacity(FILE_BUFFER, file);
     file.write_all(buf)?;
     Ok(file)
+}
+
+/// Where a finished `-D` record is.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// In memory: one write appends it.
+    Memory(&'a [u8]),
+    /// In a spilled temporary file (flushed), copied in pieces.
+    Spilled(&'a File),
 }
 
 /// The shared file a thread keeps open, with the identity of the inode it
@@ -224,10 +370,18 @@ thread_local! {
     static SHARED: RefCell<Option<SharedFile>> = const { RefCell::new(None) };
 }
 
-/// Appends a whole record to the shared file at `path` in one write, so
-/// that records of concurrent sessions never interleave (O_APPEND makes
-/// each write atomic with respect to the others).
-fn append_shared(path: &str, record: &[u8]) -> io::Result<()> {
+/// Appends a whole record to the shared file at `path`.
+///
+/// The rule that keeps records whole: every append, one write or many,
+/// holds an exclusive flock(2) on the shared file from its first byte to
+/// its last. A single O_APPEND write(2) is atomic with respect to other
+/// appends, but a spilled record takes many writes, and an unlocked
+/// single write from another thread or process could land between two of
+/// them; so small records take the lock too. Threads keep their own open
+/// file (flock belongs to the open file, so they exclude each other as
+/// processes do), and a task never yields while it holds the lock. An
+/// uncontended lock is two system calls per record.
+fn append_shared(path: &str, record: Source<'_>) -> io::Result<()> {
     SHARED.with(|cell| {
         let mut cached = cell.borrow_mut();
         let still_there = cached.as_ref().is_some_and(|c| {
@@ -246,7 +400,15 @@ fn append_shared(path: &str, record: &[u8]) -> io::Result<()> {
             });
         }
         let shared = cached.as_mut().expect("opened above");
-        let result = append_or_roll_back(&mut shared.file, record);
+        let result = Locked::new(&shared.file).and_then(|_lock| {
+            let mut written = 0;
+            let result = match record {
+                Source::Memory(bytes) => write_counted(&shared.file, bytes, &mut written),
+                Source::Spilled(from) => copy_pieces(from, &shared.file, &mut written),
+            };
+            // Still under the lock: no record of ours went in meanwhile.
+            result.or_else(|e| roll_back(&shared.file, written, e))
+        });
         if result.is_err() {
             // Open afresh next time rather than trust a file that failed.
             *cached = None;
@@ -255,25 +417,72 @@ fn append_shared(path: &str, record: &[u8]) -> io::Result<()> {
     })
 }
 
-/// Writes `record` at the end of `file`. If the disk fills up half-way,
-/// the part already written is cut off again, so the file holds whole
-/// records only: the client gets a 451 for this one, and the records
-/// before it stay readable. The cut assumes nobody else appended in the
-/// meantime, which holds for one sink on its default single thread; with
-/// several writers a failed append may cut theirs instead, or leave ours.
-fn append_or_roll_back(file: &mut File, record: &[u8]) -> io::Result<()> {
-    let mut written = 0;
-    while written < record.len() {
-        match file.write(&record[written..]) {
-            Ok(0) => return roll_back(file, written, io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
+/// An exclusive flock(2) on a file, released when dropped.
+struct Locked<'a>(&'a File);
+
+impl<'a> Locked<'a> {
+    fn new(file: &'a File) -> io::Result<Locked<'a>> {
+        loop {
+            // The function form, not nix's `Flock`: that one owns the
+            // file and panics in drop if the unlock fails.
+            #[allow(deprecated)]
+            match nix::fcntl::flock(file.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive) {
+                Ok(()) => return Ok(Locked(file)),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Cannot fail on an open file; closing it would release it anyway.
+        #[allow(deprecated)]
+        let _ = nix::fcntl::flock(self.0.as_raw_fd(), nix::fcntl::FlockArg::Unlock);
+    }
+}
+
+/// Writes all of `bytes` at the end of `file`, adding what went in to
+/// `written`.
+fn write_counted(mut file: &File, bytes: &[u8], written: &mut usize) -> io::Result<()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write(&bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                done += n;
+                *written += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return roll_back(file, written, e),
+            Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
+/// Copies the whole of `from` to the end of `to` in [`COPY_PIECE`]
+/// pieces, counting what went in. (copy_file_range(2) and sendfile(2)
+/// refuse an O_APPEND destination.)
+fn copy_pieces(from: &File, to: &File, written: &mut usize) -> io::Result<()> {
+    let mut piece = vec![0; COPY_PIECE];
+    let mut at = 0u64;
+    loop {
+        let n = match from.read_at(&mut piece, at) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        write_counted(to, &piece[..n], written)?;
+        at += n as u64;
+    }
+}
+
+/// A failed append (the disk filled up half-way) is cut off again, so the
+/// file holds whole records only: the client gets a 451 for this one, and
+/// the records before it stay readable. The caller still holds the lock,
+/// so the last `written` bytes are ours.
 fn roll_back(file: &File, written: usize, error: io::Error) -> io::Result<()> {
     if written > 0 {
         if let Ok(len) = file.metadata().map(|m| m.len()) {
@@ -707,5 +916,159 @@ X-Client-TLS: TLSv1.3 TLS13_AES_256_GCM_SHA384\nX-Client-Auth: alice\nX-Mail-Arg
         assert!(data.ends_with(b"xxxxsmall\n"));
         // The temporary file was unlinked at once: only the shared file.
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
+
+    fn shared_with(dir: &Path, budget: &'static MemoryBudget) -> FileDump {
+        FileDump::with_budget(
+            Arc::new(DumpConfig {
+                template: format!("{}/shared", dir.display()),
+                shared: true,
+                start_string: None,
+            }),
+            budget,
+        )
+    }
+
+    fn leaked(limit: usize) -> &'static MemoryBudget {
+        Box::leak(Box::new(MemoryBudget::new(limit)))
+    }
+
+    #[test]
+    fn budget_grows_records_by_doubling_and_takes_it_all_back() {
+        let budget = leaked(1 << 20);
+        let mut a = Budgeted::new(budget);
+        assert_eq!(budget.held(), FIRST_CAPACITY);
+        assert!(a.try_extend(&[b'a'; 5000]));
+        assert_eq!((a.taken, budget.held()), (8192, 8192));
+        assert!(a.buf.capacity() >= 5000);
+        // A second record gets what is left, then no more.
+        let mut b = Budgeted::new(budget);
+        assert!(b.try_extend(&vec![b'b'; (1 << 20) - 8192]));
+        assert_eq!(budget.held(), 1 << 20);
+        assert!(!b.try_extend(b"x"), "over the budget");
+        assert!(!a.try_extend(&[b'a'; 8192]), "over the budget");
+        assert_eq!(a.buf.len(), 5000, "a refused write appends nothing");
+        drop(b);
+        assert_eq!(budget.held(), 8192);
+        drop(a);
+        assert_eq!(budget.held(), 0);
+        // Nothing left at all: a record starts empty and cannot grow.
+        let none = leaked(0);
+        let mut c = Budgeted::new(none);
+        assert!(!c.try_extend(b"x"));
+        assert_eq!(none.held(), 0);
+    }
+
+    #[test]
+    fn budget_never_grows_a_record_past_the_spill_size() {
+        let budget = leaked(4 * SPILL_AT);
+        let mut r = Budgeted::new(budget);
+        let chunk = vec![b'x'; SPILL_AT / 2 + 1];
+        assert!(r.try_extend(&chunk));
+        assert!(!r.try_extend(&chunk), "past SPILL_AT");
+        assert!(r.taken <= SPILL_AT);
+        drop(r);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn records_that_find_the_budget_spent_spill_and_stay_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rng = SmallRng::seed_from_u64(5);
+        // Room for the first record grown to 8 KiB, not for a second one.
+        let budget = leaked(FIRST_CAPACITY * 2);
+        let mut first = shared_with(dir.path(), budget);
+        let mut second = shared_with(dir.path(), budget);
+        first.begin(0, &mut rng).expect("begin");
+        first.write(&[b'1'; 6000]).expect("write");
+        assert!(matches!(first.open, Some(Record::Memory { .. })));
+        second.begin(0, &mut rng).expect("begin");
+        second.write(b"2222\n").expect("write");
+        assert!(matches!(second.open, Some(Record::Spilled { .. })));
+        second.write(b"more\n").expect("write");
+        second.commit().expect("commit");
+        first.write(b"\n").expect("write");
+        first.commit().expect("commit");
+        assert_eq!(budget.held(), 0);
+        let data = std::fs::read(dir.path().join("shared")).expect("read");
+        let mut want = b"2222\nmore\n".to_vec();
+        want.extend_from_slice(&[b'1'; 6000]);
+        want.push(b'\n');
+        assert_eq!(data, want);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
+
+    #[test]
+    fn an_append_waits_for_the_lock_of_another_open_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shared");
+        let other = open_shared(&path).expect("open");
+        let lock = Locked::new(&other).expect("lock");
+        let dir_path = dir.path().to_owned();
+        let writer = std::thread::spawn(move || {
+            let mut rng = SmallRng::seed_from_u64(6);
+            let mut d = shared(&dir_path);
+            record(&mut d, &mut rng, &[b"theirs\n"]);
+        });
+        // However long the writer has had, it cannot have appended.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(std::fs::read(&path).expect("read"), b"");
+        (&other).write_all(b"ours\n").expect("write");
+        drop(lock);
+        writer.join().expect("writer");
+        assert_eq!(std::fs::read(&path).expect("read"), b"ours\ntheirs\n");
+    }
+
+    #[test]
+    fn threads_appending_spilled_and_small_records_never_interleave() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // No memory at all: every record spills, and the big ones are
+        // copied in several pieces.
+        let budget = leaked(0);
+        let big = COPY_PIECE * 2 + 1000;
+        let writers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(u64::from(t));
+                    let mut d = shared_with(&dir, budget);
+                    let line = [b'a' + t; 99];
+                    for n in 0..12 {
+                        let lines = if n % 3 == 0 { big / 100 } else { 1 };
+                        d.begin(0, &mut rng).expect("begin");
+                        d.write(&[b'<', b'a' + t, b'\n']).expect("write");
+                        for _ in 0..lines {
+                            d.write(&line).expect("write");
+                            d.write(b"\n").expect("write");
+                        }
+                        d.write(b">\n").expect("write");
+                        d.commit().expect("commit");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        let data = std::fs::read(dir.path().join("shared")).expect("read");
+        let mut records = 0;
+        let mut lines = data.split(|&b| b == b'\n');
+        while let Some(start) = lines.next() {
+            if start.is_empty() {
+                break;
+            }
+            assert_eq!(start.len(), 2, "a record starts with <t");
+            let t = start[1];
+            loop {
+                let line = lines.next().expect("record ends with >");
+                if line == b">" {
+                    break;
+                }
+                assert!(line.len() == 99 && line.iter().all(|&b| b == t));
+            }
+            records += 1;
+        }
+        assert_eq!(records, 4 * 12);
+        assert_eq!(budget.held(), 0);
     }
 }
