@@ -544,6 +544,18 @@ impl<D: DumpSink> Conversation<D> {
         // was dropped from the dump when it went past the limit; it is
         // still counted, as `-c` and `-M` count every message that arrived
         // (a `-f .` or a failed dump does not uncount one either).
+        //
+        // The message's place among the `-M` messages is taken first:
+        // when other sessions have already filled them, this one is not
+        // committed, counted or answered, just as a client finds a sink
+        // that has already exited. That keeps `-M N` at exactly N with
+        // sessions on several threads.
+        let outcome = self.stats.message();
+        if outcome == MessageOutcome::PastLimit {
+            self.mail_reset();
+            self.counts.flush(&self.stats);
+            return Some(Step::Exit);
+        }
         self.dot_outcome = EndOfData::Ok;
         if let Some(txn) = self.txn.take() {
             if txn.failed || self.dump_finish().is_err() {
@@ -556,7 +568,7 @@ impl<D: DumpSink> Conversation<D> {
         self.in_mail = false;
         self.verified = self.verifier.as_mut().map(StampVerifier::finish);
         self.new_message();
-        if self.stats.message() == MessageOutcome::Exit {
+        if outcome == MessageOutcome::Exit {
             self.exit_pending = true;
         }
         if typed_dot && self.cfg.verbose > 0 {
@@ -1710,6 +1722,33 @@ Subject: hi\n\n.dot\nbarecr\n\n",
             b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n",
         );
         assert_eq!(step, Step::Stall(Duration::from_secs(2)));
+    }
+
+    /// `-M 1` shared by two sessions: the second message to end finds
+    /// the place taken and is neither answered, dumped nor counted.
+    #[test]
+    fn a_message_past_max_messages_is_not_answered_dumped_or_counted() {
+        let cfg = config(&["-M", "1", "-d", "/nonexistent/m."]);
+        let stats = Arc::new(Stats::with_output(
+            false,
+            cfg.max_messages,
+            0,
+            Box::new(io::sink()),
+        ));
+        let dump = MemDump::default();
+        let records = dump.records.clone();
+        let mut first = conv_on(&["-M", "1", "-d", "/nonexistent/m."], &stats, dump.clone());
+        let mut second = conv_on(&["-M", "1", "-d", "/nonexistent/m."], &stats, dump);
+        let txn = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n";
+        let (out, step) = run(&mut first, txn);
+        assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n"), "{out}");
+        assert_eq!(step, Step::Exit);
+        let (out, step) = run(&mut second, txn);
+        assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"), "{out}");
+        assert_eq!(step, Step::Exit);
+        assert_eq!(records.borrow().len(), 1);
+        let snap = stats.snapshot(&crate::policy::Policy::default());
+        assert_eq!((snap.messages.received, snap.messages.accepted), (1, 1));
     }
 
     #[test]
