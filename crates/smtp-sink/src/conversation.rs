@@ -190,6 +190,9 @@ pub struct Conversation<D: DumpSink> {
     utf8: bool,
     delayed: Option<Held>,
     exit_pending: bool,
+    /// `--drain`: the sink is stopping. A transaction under way goes on;
+    /// anything else gets 421 and the session closes.
+    draining: bool,
     /// TLS is up: `<protocol> <cipher>`, as the dump writes it.
     tls: Option<Bytes>,
     /// STARTTLS was answered and the handshake has not finished: no input
@@ -322,6 +325,7 @@ impl<D: DumpSink> Conversation<D> {
             utf8: false,
             delayed: None,
             exit_pending: false,
+            draining: false,
             tls: None,
             tls_pending: false,
             user: None,
@@ -418,6 +422,7 @@ impl<D: DumpSink> Conversation<D> {
                 continue;
             }
             match self.parser.parse(buf) {
+                Ok(None) if self.draining && !self.in_mail => return self.shut_down(),
                 Ok(None) => return Step::Read,
                 Ok(Some(cmd)) => {
                     if let Some(pause) = self.cfg.behaviour.tarpit {
@@ -500,6 +505,25 @@ impl<D: DumpSink> Conversation<D> {
             SinkCmd::Data
         };
         self.counts.reply(cmd.index(), replies::ABORT[0]);
+    }
+
+    /// `--drain`: the sink has stopped accepting connections. A session
+    /// in a transaction (MAIL given, end of data not yet answered) goes on
+    /// until the transaction ends; one between transactions gets 421 now
+    /// ([`Step::Close`]). The shell calls this while it waits for input.
+    pub fn drain(&mut self) -> Step {
+        self.draining = true;
+        if self.in_mail {
+            Step::Read
+        } else {
+            self.shut_down()
+        }
+    }
+
+    /// The 421 of `--drain`, sent between transactions; the session ends.
+    fn shut_down(&mut self) -> Step {
+        self.out.put_slice(replies::SHUTTING_DOWN);
+        Step::Close
     }
 
     /// The connection is closing: an open transaction is aborted (its dump
@@ -756,6 +780,13 @@ impl<D: DumpSink> Conversation<D> {
             self.counts.unknown();
             return None;
         };
+        if self.draining && !self.in_mail && cmd != SinkCmd::Quit {
+            // --drain: no new transaction (nor anything else but QUIT)
+            // after the one under way.
+            self.counts.command(cmd);
+            self.counts.reply(cmd.index(), replies::SHUTTING_DOWN[0]);
+            return Some(self.shut_down());
+        }
         // The arguments go on as received; each use censors them as it
         // needs (printable() for logs and the dump, UTF-8 kept for a
         // --smtputf8 transaction's dump).
