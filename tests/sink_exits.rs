@@ -27,7 +27,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The body smtp-source sends by default, as the dump has it (CRs
 /// removed), with the empty line that ends a record.
-const BODY_END: &str = "\n\nLa de da de da 1.\nLa de da de da 2.\nLa de da de da 3.\nLa de da de da 4.\n\n";
+const BODY_END: &str =
+    "\n\nLa de da de da 1.\nLa de da de da 2.\nLa de da de da 3.\nLa de da de da 4.\n\n";
 
 /// Our sink with a dump (`-d DIR/m.` or `-D DIR/shared`) and
 /// `--stats-json`, in a directory it can write as `-u nobody`.
@@ -149,7 +150,10 @@ impl Sink {
 /// three lines of its Received header, the source's four header lines,
 /// the body, the empty line.
 fn whole_records(text: &str, path: &Path) -> usize {
-    let starts: Vec<usize> = text.match_indices("X-Client-Addr: ").map(|(i, _)| i).collect();
+    let starts: Vec<usize> = text
+        .match_indices("X-Client-Addr: ")
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(starts.first(), Some(&0), "{}: {text:?}", path.display());
     let mut ends = starts[1..].to_vec();
     ends.push(text.len());
@@ -205,9 +209,21 @@ fn assert_consistent(sink: &Sink, stats: &Value, source_accepted: u64, what: &st
         source_accepted <= records,
         "{what}: the source saw {source_accepted} accepted, the dump holds {records}"
     );
-    assert_eq!(counter(stats, &["messages", "received"]), records, "{what}: {stats}");
-    assert_eq!(counter(stats, &["messages", "accepted"]), records, "{what}: {stats}");
-    assert_eq!(counter(stats, &["dump", "written"]), records, "{what}: {stats}");
+    assert_eq!(
+        counter(stats, &["messages", "received"]),
+        records,
+        "{what}: {stats}"
+    );
+    assert_eq!(
+        counter(stats, &["messages", "accepted"]),
+        records,
+        "{what}: {stats}"
+    );
+    assert_eq!(
+        counter(stats, &["dump", "written"]),
+        records,
+        "{what}: {stats}"
+    );
     assert_eq!(counter(stats, &["dump", "failed"]), 0, "{what}: {stats}");
     assert_eq!(counter(stats, &["sessions", "open"]), 0, "{what}: {stats}");
     records
@@ -274,7 +290,12 @@ fn sigint_with_shared_dump_leaves_whole_records_only() {
 #[test]
 fn drain_under_load_cuts_no_session() {
     stop_under_load("TERM", "sigterm", false, &["--drain", "60"]);
-    stop_under_load("TERM", "sigterm", true, &["--drain", "60", "--threads", "2"]);
+    stop_under_load(
+        "TERM",
+        "sigterm",
+        true,
+        &["--drain", "60", "--threads", "2"],
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -323,7 +344,9 @@ impl Client {
     /// Everything up to the end of the stream.
     fn rest(&mut self) -> String {
         let mut rest = String::new();
-        self.reader.read_to_string(&mut rest).expect("read to the end");
+        self.reader
+            .read_to_string(&mut rest)
+            .expect("read to the end");
         rest
     }
 }

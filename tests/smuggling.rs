@@ -266,7 +266,10 @@ fn ten_thousand_pipelined_commands_are_answered_in_order() {
     expected.push_str(BYE);
     let out = session(port, input.into_bytes());
     assert_eq!(out.matches("\r\n").count(), 10_002);
-    assert!(out == expected, "the replies differ from the commands' order");
+    assert!(
+        out == expected,
+        "the replies differ from the commands' order"
+    );
 }
 
 /// 1,000 recipients in one transaction, pipelined: each gets 250 (the

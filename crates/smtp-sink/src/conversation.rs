@@ -1772,10 +1772,16 @@ Subject: hi\n\n.dot\nbarecr\n\n",
         let mut second = conv_on(&["-M", "1", "-d", "/nonexistent/m."], &stats, dump);
         let txn = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n";
         let (out, step) = run(&mut first, txn);
-        assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n"), "{out}");
+        assert!(
+            out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n"),
+            "{out}"
+        );
         assert_eq!(step, Step::Exit);
         let (out, step) = run(&mut second, txn);
-        assert!(out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"), "{out}");
+        assert!(
+            out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+            "{out}"
+        );
         assert_eq!(step, Step::Exit);
         assert_eq!(records.borrow().len(), 1);
         let snap = stats.snapshot(&crate::policy::Policy::default());

@@ -149,7 +149,13 @@ pub async fn run(
         shared.clone(),
         permits.clone(),
     ));
-    let exited = || Ok(shared.exit_reason.get().copied().unwrap_or(Stop::MaxMessages));
+    let exited = || {
+        Ok(shared
+            .exit_reason
+            .get()
+            .copied()
+            .unwrap_or(Stop::MaxMessages))
+    };
     let signal = tokio::select! {
         // The accept loop ends only with an error.
         r = &mut accept => return r.map(|()| Stop::Shutdown(stats_json::Trigger::Error)),

@@ -962,7 +962,12 @@ mod tests {
 
     #[test]
     fn threads_racing_for_the_last_messages_get_exactly_the_limit() {
-        let s = Arc::new(Stats::with_output(false, 1000, 0, Box::new(std::io::sink())));
+        let s = Arc::new(Stats::with_output(
+            false,
+            1000,
+            0,
+            Box::new(std::io::sink()),
+        ));
         let workers: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
