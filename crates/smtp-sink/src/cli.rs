@@ -304,6 +304,11 @@ pub struct Cli {
     /// and -v), always (plain lines on a pipe), never.
     #[arg(long = "progress", value_name = "WHEN", allow_hyphen_values = true)]
     pub progress: Option<String>,
+    /// On SIGTERM (or SIGINT), stop accepting connections, let the
+    /// transactions under way finish for up to SECONDS (421 to everything
+    /// else), then exit. A second signal ends the wait.
+    #[arg(long = "drain", value_name = "SECONDS", allow_hyphen_values = true)]
+    pub drain: Option<String>,
     /// Tokio worker threads: 0 = one thread that also accepts (the default),
     /// N > 0 = a multi-threaded runtime with N workers.
     #[arg(long = "threads", value_name = "N", default_value_t = 0)]

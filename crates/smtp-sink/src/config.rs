@@ -173,6 +173,9 @@ pub struct Config {
     pub syslog_ident: Option<String>,
     /// `--threads`.
     pub threads: usize,
+    /// `--drain`: how long open transactions may go on after a stop
+    /// signal; `None`: a signal stops the sink at once (Postfix's way).
+    pub drain: Option<Duration>,
     /// `--chunking`: BDAT is accepted and CHUNKING announced.
     pub chunking: bool,
     /// `--smtputf8`: SMTPUTF8 is announced and UTF-8 addresses are dumped
@@ -548,6 +551,11 @@ impl Config {
             None => None,
         };
 
+        let drain = cli
+            .drain
+            .as_deref()
+            .map(|v| whole(v, "drain time").map(Duration::from_secs))
+            .transpose()?;
         let size_limit = cli.size.as_deref().map(size_limit).transpose()?;
         let chunking = cli.chunking;
         let starttls = cli.starttls || cli.tls_on_connect;
@@ -742,6 +750,7 @@ impl Config {
             verbose: cli.verbose,
             syslog_ident,
             threads: cli.threads,
+            drain,
             chunking,
             smtputf8: cli.smtputf8,
             size_limit,
@@ -1233,6 +1242,9 @@ mod tests {
         .expect("valid");
         assert_eq!(c.behaviour.faults.rules().len(), 2);
         assert_eq!(c.behaviour.seed, Some(7));
+        assert_eq!(c.drain, None);
+        let c = cfg(&["--drain", "30", ":25", "1"]).expect("valid");
+        assert_eq!(c.drain, Some(Duration::from_secs(30)));
         assert!(cfg(&["--chunking", "--fault", "bdat:450 x:0.1", ":25", "1"]).is_ok());
         for (args, text) in [
             (
@@ -1252,6 +1264,8 @@ mod tests {
                 "bad --max-rate-action: quit (expected mail or connect)",
             ),
             (&["--greylist", "0"], "bad greylist delay: 0"),
+            (&["--drain", "0"], "bad drain time: 0"),
+            (&["--drain", "5s"], "bad drain time: 5s"),
             (&["--greylist", "1s"], "bad greylist delay: 1s"),
             (&["--tarpit", "-5"], "bad tarpit delay: -5"),
             (&["--fault", "bdat:450 x:0.1"], "unknown command: bdat"),

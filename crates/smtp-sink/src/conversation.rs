@@ -190,6 +190,9 @@ pub struct Conversation<D: DumpSink> {
     utf8: bool,
     delayed: Option<Held>,
     exit_pending: bool,
+    /// `--drain`: the sink is stopping. A transaction under way goes on;
+    /// anything else gets 421 and the session closes.
+    draining: bool,
     /// TLS is up: `<protocol> <cipher>`, as the dump writes it.
     tls: Option<Bytes>,
     /// STARTTLS was answered and the handshake has not finished: no input
@@ -322,6 +325,7 @@ impl<D: DumpSink> Conversation<D> {
             utf8: false,
             delayed: None,
             exit_pending: false,
+            draining: false,
             tls: None,
             tls_pending: false,
             user: None,
@@ -418,6 +422,7 @@ impl<D: DumpSink> Conversation<D> {
                 continue;
             }
             match self.parser.parse(buf) {
+                Ok(None) if self.draining && !self.in_mail => return self.shut_down(),
                 Ok(None) => return Step::Read,
                 Ok(Some(cmd)) => {
                     if let Some(pause) = self.cfg.behaviour.tarpit {
@@ -502,6 +507,25 @@ impl<D: DumpSink> Conversation<D> {
         self.counts.reply(cmd.index(), replies::ABORT[0]);
     }
 
+    /// `--drain`: the sink has stopped accepting connections. A session
+    /// in a transaction (MAIL given, end of data not yet answered) goes on
+    /// until the transaction ends; one between transactions gets 421 now
+    /// ([`Step::Close`]). The shell calls this while it waits for input.
+    pub fn drain(&mut self) -> Step {
+        self.draining = true;
+        if self.in_mail {
+            Step::Read
+        } else {
+            self.shut_down()
+        }
+    }
+
+    /// The 421 of `--drain`, sent between transactions; the session ends.
+    fn shut_down(&mut self) -> Step {
+        self.out.put_slice(replies::SHUTTING_DOWN);
+        Step::Close
+    }
+
     /// The connection is closing: an open transaction is aborted (its dump
     /// file removed).
     pub fn close(&mut self) {
@@ -544,6 +568,18 @@ impl<D: DumpSink> Conversation<D> {
         // was dropped from the dump when it went past the limit; it is
         // still counted, as `-c` and `-M` count every message that arrived
         // (a `-f .` or a failed dump does not uncount one either).
+        //
+        // The message's place among the `-M` messages is taken first:
+        // when other sessions have already filled them, this one is not
+        // committed, counted or answered, just as a client finds a sink
+        // that has already exited. That keeps `-M N` at exactly N with
+        // sessions on several threads.
+        let outcome = self.stats.message();
+        if outcome == MessageOutcome::PastLimit {
+            self.mail_reset();
+            self.counts.flush(&self.stats);
+            return Some(Step::Exit);
+        }
         self.dot_outcome = EndOfData::Ok;
         if let Some(txn) = self.txn.take() {
             if txn.failed || self.dump_finish().is_err() {
@@ -556,7 +592,7 @@ impl<D: DumpSink> Conversation<D> {
         self.in_mail = false;
         self.verified = self.verifier.as_mut().map(StampVerifier::finish);
         self.new_message();
-        if self.stats.message() == MessageOutcome::Exit {
+        if outcome == MessageOutcome::Exit {
             self.exit_pending = true;
         }
         if typed_dot && self.cfg.verbose > 0 {
@@ -744,6 +780,13 @@ impl<D: DumpSink> Conversation<D> {
             self.counts.unknown();
             return None;
         };
+        if self.draining && !self.in_mail && cmd != SinkCmd::Quit {
+            // --drain: no new transaction (nor anything else but QUIT)
+            // after the one under way.
+            self.counts.command(cmd);
+            self.counts.reply(cmd.index(), replies::SHUTTING_DOWN[0]);
+            return Some(self.shut_down());
+        }
         // The arguments go on as received; each use censors them as it
         // needs (printable() for logs and the dump, UTF-8 kept for a
         // --smtputf8 transaction's dump).
@@ -1710,6 +1753,39 @@ Subject: hi\n\n.dot\nbarecr\n\n",
             b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n",
         );
         assert_eq!(step, Step::Stall(Duration::from_secs(2)));
+    }
+
+    /// `-M 1` shared by two sessions: the second message to end finds
+    /// the place taken and is neither answered, dumped nor counted.
+    #[test]
+    fn a_message_past_max_messages_is_not_answered_dumped_or_counted() {
+        let cfg = config(&["-M", "1", "-d", "/nonexistent/m."]);
+        let stats = Arc::new(Stats::with_output(
+            false,
+            cfg.max_messages,
+            0,
+            Box::new(io::sink()),
+        ));
+        let dump = MemDump::default();
+        let records = dump.records.clone();
+        let mut first = conv_on(&["-M", "1", "-d", "/nonexistent/m."], &stats, dump.clone());
+        let mut second = conv_on(&["-M", "1", "-d", "/nonexistent/m."], &stats, dump);
+        let txn = b"MAIL FROM:<a>\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n";
+        let (out, step) = run(&mut first, txn);
+        assert!(
+            out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n"),
+            "{out}"
+        );
+        assert_eq!(step, Step::Exit);
+        let (out, step) = run(&mut second, txn);
+        assert!(
+            out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+            "{out}"
+        );
+        assert_eq!(step, Step::Exit);
+        assert_eq!(records.borrow().len(), 1);
+        let snap = stats.snapshot(&crate::policy::Policy::default());
+        assert_eq!((snap.messages.received, snap.messages.accepted), (1, 1));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub mod verify;
 
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 pub use crate::config::Config;
 use crate::config::DumpConfig;
@@ -57,6 +57,9 @@ pub struct Shared {
     pub tls: Option<smtp_net::tls::TlsAcceptor>,
     /// `--max-rate`, `--greylist`: the state the sessions share.
     pub throttle: Arc<throttle::Throttle>,
+    /// `--drain`: true once a stop signal has closed the listener; each
+    /// session watches it while it waits for input.
+    pub drain: watch::Sender<bool>,
     exit: Notify,
     /// Why [`Shared::exit`] was called first.
     exit_reason: OnceLock<Stop>,
@@ -101,8 +104,15 @@ pub fn new_stats(cfg: &Config) -> Arc<Stats> {
 }
 
 /// Serves clients on `bound`, counting in `stats` (from [`new_stats`]),
-/// until `-n`/`-M` is reached or `shutdown` completes. Must run inside a
-/// tokio runtime.
+/// until `-n`/`-M` is reached or a stop request (a signal) arrives on
+/// `stops`. Must run inside a tokio runtime.
+///
+/// Without `--drain` the first stop request ends the run at once. With
+/// it, the listener is closed, the sessions are told (see
+/// [`session`]), and the run ends when every session has ended, when the
+/// drain time is up, at `-M`/`-n`, or at a second stop request, whichever
+/// comes first. Sessions still running then are cut by the caller, as
+/// without `--drain`.
 ///
 /// # Errors
 /// The listener could not be registered with the runtime.
@@ -110,7 +120,7 @@ pub async fn run(
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     bound: Bound,
-    shutdown: impl std::future::Future<Output = stats_json::Trigger>,
+    mut stops: mpsc::Receiver<stats_json::Trigger>,
 ) -> Result<Stop, Error> {
     let syslog: Option<SyslogHook> = cfg
         .syslog_ident
@@ -125,17 +135,47 @@ pub async fn run(
             .as_ref()
             .map(|t| smtp_net::tls::TlsAcceptor::from(t.server.config.clone())),
         throttle: Arc::new(throttle::Throttle::new(&cfg.behaviour)),
+        drain: watch::Sender::new(false),
         exit: Notify::new(),
         exit_reason: OnceLock::new(),
         cfg,
     });
-    let accept = listener::accept_loop(bound, shared.clone());
-    tokio::select! {
+    // One permit per session that may run at once (-m); all of them free
+    // again means every session has ended.
+    let slots = u32::try_from(shared.cfg.max_clients).unwrap_or(u32::MAX);
+    let permits = Arc::new(Semaphore::new(slots as usize));
+    let mut accept = Box::pin(listener::accept_loop(
+        bound,
+        shared.clone(),
+        permits.clone(),
+    ));
+    let exited = || {
+        Ok(shared
+            .exit_reason
+            .get()
+            .copied()
+            .unwrap_or(Stop::MaxMessages))
+    };
+    let signal = tokio::select! {
         // The accept loop ends only with an error.
-        r = accept => r.map(|()| Stop::Shutdown(stats_json::Trigger::Error)),
-        () = shared.exit.notified() => {
-            Ok(shared.exit_reason.get().copied().unwrap_or(Stop::MaxMessages))
+        r = &mut accept => return r.map(|()| Stop::Shutdown(stats_json::Trigger::Error)),
+        () = shared.exit.notified() => return exited(),
+        Some(signal) = stops.recv() => signal,
+    };
+    let Some(patience) = shared.cfg.drain else {
+        return Ok(Stop::Shutdown(signal));
+    };
+    // Dropping the accept loop closes the listening socket: from now on
+    // connections are refused. Then the sessions learn of the drain.
+    drop(accept);
+    shared.drain.send_replace(true);
+    tokio::select! {
+        _ = permits.acquire_many(slots) => {}
+        () = tokio::time::sleep(patience) => {
+            tracing::warn!("--drain: {} s are up, cutting the sessions still open", patience.as_secs());
         }
-        signal = shutdown => Ok(Stop::Shutdown(signal)),
+        () = shared.exit.notified() => return exited(),
+        Some(_) = stops.recv() => {}
     }
+    Ok(Stop::Shutdown(signal))
 }

@@ -159,11 +159,15 @@ pub fn drop_privileges(user: Option<&str>, root_dir: Option<&Path>) -> Result<()
     Ok(())
 }
 
-/// Accepts clients until the process is told to stop. At most `-m`
-/// sessions run at once; while the cap is reached nothing is accepted, so
-/// further clients wait in the kernel's backlog, as with Postfix.
-pub async fn accept_loop(bound: Bound, shared: Arc<Shared>) -> Result<(), Error> {
-    let permits = Arc::new(Semaphore::new(shared.cfg.max_clients));
+/// Accepts clients until the process is told to stop (or the future is
+/// dropped, which closes the socket). Each session holds one of `permits`
+/// (`-m` of them) while it runs; while none is free nothing is accepted,
+/// so further clients wait in the kernel's backlog, as with Postfix.
+pub async fn accept_loop(
+    bound: Bound,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+) -> Result<(), Error> {
     let verbose = shared.cfg.verbose > 0;
     enum L {
         Tcp(tokio::net::TcpListener),

@@ -214,20 +214,19 @@ fn report_error(report: &StatsJson, e: &std::io::Error) -> Error {
 }
 
 /// The signals the sink handles.
-struct Signals<F> {
-    /// Completes with the first of SIGINT, SIGTERM (and SIGHUP with
-    /// --stats-json).
-    shutdown: F,
+struct Signals {
+    /// One value per SIGINT, SIGTERM (and SIGHUP with --stats-json): the
+    /// first stops the sink (or starts --drain), a second ends a drain.
+    shutdown: tokio::sync::mpsc::Receiver<Trigger>,
     /// SIGUSR1, with --stats-json.
     usr1: Option<tokio::signal::unix::Signal>,
 }
 
-impl Signals<()> {
-    /// Installs the handlers. Without --stats-json, SIGHUP and SIGUSR1
-    /// keep their default action (they end the process), as before.
-    fn install(
-        stats_json: bool,
-    ) -> Result<Signals<impl std::future::Future<Output = Trigger>>, Error> {
+impl Signals {
+    /// Installs the handlers (inside the runtime). Without --stats-json,
+    /// SIGHUP and SIGUSR1 keep their default action (they end the
+    /// process), as before.
+    fn install(stats_json: bool) -> Result<Signals, Error> {
         use tokio::signal::unix::{signal, SignalKind};
         let install = |kind| signal(kind).map_err(|e| Error::Fatal(format!("signal: {e}")));
         let mut int = install(SignalKind::interrupt())?;
@@ -238,21 +237,27 @@ impl Signals<()> {
         let usr1 = stats_json
             .then(|| install(SignalKind::user_defined1()))
             .transpose()?;
-        let shutdown = async move {
-            let hangup = async {
-                match &mut hup {
-                    Some(hup) => {
-                        hup.recv().await;
+        let (tx, shutdown) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let hangup = async {
+                    match &mut hup {
+                        Some(hup) => hup.recv().await,
+                        None => std::future::pending().await,
                     }
-                    None => std::future::pending::<()>().await,
+                };
+                let signal = tokio::select! {
+                    Some(()) = int.recv() => Trigger::Sigint,
+                    Some(()) = term.recv() => Trigger::Sigterm,
+                    Some(()) = hangup => Trigger::Sighup,
+                    // The runtime is shutting down.
+                    else => break,
+                };
+                if tx.send(signal).await.is_err() {
+                    break;
                 }
-            };
-            tokio::select! {
-                _ = int.recv() => Trigger::Sigint,
-                _ = term.recv() => Trigger::Sigterm,
-                () = hangup => Trigger::Sighup,
             }
-        };
+        });
         Ok(Signals { shutdown, usr1 })
     }
 }

@@ -24,6 +24,10 @@ pub const DATA_GO: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
 pub const BYE: &[u8] = b"221 Bye\r\n";
 /// `-Q`.
 pub const CLOSING: &[u8] = b"421 4.0.0 Server closing connection\r\n";
+/// `--drain`: the sink is stopping; sent between transactions (to a
+/// command, or on its own to a client that is idle), then the session
+/// closes (RFC 5321 section 3.8).
+pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Service shutting down\r\n";
 /// `-A`.
 pub const ABORT: &[u8] = b"550 This violates SMTP\r\n";
 /// A second MAIL.

@@ -28,6 +28,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use smtp_net::{strerror, Stream, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::conversation::{Conversation, Now, Step};
@@ -59,6 +60,18 @@ enum End {
     /// A TLS handshake failed (already logged).
     TlsFailed,
 }
+
+/// What ended a wait for input.
+#[derive(Debug, PartialEq, Eq)]
+enum Woke {
+    /// Input was read into the buffer.
+    Input,
+    /// `--drain` started.
+    Drain,
+}
+
+/// `--drain`'s signal, while this session has not yet seen it start.
+type DrainWatch = Option<watch::Receiver<bool>>;
 
 struct Io<S> {
     conn: S,
@@ -153,12 +166,14 @@ impl<S: Transport> Io<S> {
         }
     }
 
-    /// Waits for input (idle timer running) and reads one chunk.
+    /// Waits for input (idle timer running) and reads one chunk, or for
+    /// `drain` to start.
     async fn read(
         &mut self,
         size: usize,
         idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-    ) -> Result<(), End> {
+        drain: &mut DrainWatch,
+    ) -> Result<Woke, End> {
         if self.buf.is_empty() {
             // Hold no memory while the client is quiet.
             self.buf = BytesMut::new();
@@ -167,6 +182,14 @@ impl<S: Transport> Io<S> {
             let deadline = self.last_activity + self.timeout;
             let (conn, buf) = (&mut self.conn, &mut self.buf);
             let mut spare = 0;
+            let draining = async {
+                match drain.as_mut() {
+                    // An error means the sender is gone: the process is
+                    // ending anyway.
+                    Some(rx) => rx.wait_for(|on| *on).await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let read = tokio::select! {
                 biased;
                 r = async {
@@ -175,6 +198,10 @@ impl<S: Transport> Io<S> {
                     spare = buf.capacity() - buf.len();
                     conn.read_buf(buf).await
                 } => Some(r),
+                true = draining => {
+                    *drain = None;
+                    return Ok(Woke::Drain);
+                }
                 () = idle.as_mut() => None,
             };
             match read {
@@ -182,7 +209,7 @@ impl<S: Transport> Io<S> {
                 Some(Ok(n)) => {
                     self.last_activity = Instant::now();
                     self.more_queued = n == spare;
-                    return Ok(());
+                    return Ok(Woke::Input);
                 }
                 None if Instant::now() >= deadline => return Err(End::ReadTimeout),
                 None => idle.as_mut().reset(deadline.into()),
@@ -230,7 +257,8 @@ pub async fn serve(conn: Stream, client: ClientAddr, number: u64, shared: Arc<Sh
     .with_shared(shared.throttle.clone(), number);
     let idle = tokio::time::sleep(cfg.timeout);
     tokio::pin!(idle);
-    let end = converse(&mut conv, conn, &shared, &mut idle, now).await;
+    let mut drain = cfg.drain.map(|_| shared.drain.subscribe());
+    let end = converse(&mut conv, conn, &shared, &mut idle, &mut drain, now).await;
     drop(conv);
     open.finish();
     if end == End::Exit {
@@ -254,6 +282,7 @@ async fn converse(
     mut conn: Stream,
     shared: &Shared,
     idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    drain: &mut DrainWatch,
     now: impl Fn() -> Now,
 ) -> End {
     let timeout = shared.cfg.timeout;
@@ -266,7 +295,7 @@ async fn converse(
     let mut step = conv.start(now());
     loop {
         let mut io = Io::new(conn, timeout);
-        let end = drive(conv, &mut io, idle, step, &now).await;
+        let end = drive(conv, &mut io, idle, drain, step, &now).await;
         if end != End::StartTls {
             return end_session(conv, Some(io), end).await;
         }
@@ -348,6 +377,7 @@ async fn drive<S: Transport>(
     conv: &mut Conversation<FileDump>,
     io: &mut Io<S>,
     idle: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    drain: &mut DrainWatch,
     mut step: Step,
     now: &impl Fn() -> Now,
 ) -> End {
@@ -376,12 +406,12 @@ async fn drive<S: Transport>(
             return end;
         }
         step = match step {
-            Step::Read => {
-                if let Err(end) = io.read(size, idle).await {
-                    return end;
-                }
-                conv.input(&mut io.buf, now())
-            }
+            Step::Read => match io.read(size, idle, drain).await {
+                Err(end) => return end,
+                Ok(Woke::Input) => conv.input(&mut io.buf, now()),
+                // Between transactions this queues the 421 and closes.
+                Ok(Woke::Drain) => conv.drain(),
+            },
             Step::Delay(d) => {
                 // Reading stops and the idle timer is suspended meanwhile.
                 tokio::time::sleep(d).await;

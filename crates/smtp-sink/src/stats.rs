@@ -37,6 +37,10 @@ pub enum MessageOutcome {
     Continue,
     /// `-M` reached: exit after this message's reply is sent.
     Exit,
+    /// `-M` was already reached by other sessions: this message is not
+    /// counted, gets no reply and the session ends, as if the process had
+    /// already exited (which it is about to).
+    PastLimit,
 }
 
 /// Rows of the per-command tables: every [`SinkCmd`], then `unknown`
@@ -275,13 +279,34 @@ impl Stats {
         self.delay_seconds[cmd.index()].fetch_add(u64::from(seconds), Ordering::Relaxed);
     }
 
-    /// A message reached its end of data.
+    /// A message reached its end of data: reserves its place among the
+    /// `-M` messages before anything about it is committed or answered.
+    ///
+    /// The check and the count are one atomic step, so with sessions on
+    /// several threads exactly `-M` messages get a place: the others see
+    /// [`MessageOutcome::PastLimit`] and are not counted. (Counting first
+    /// and comparing afterwards let every session that got there before
+    /// the process stopped have its message: `-M 1000` accepted a few
+    /// more than 1000 under `--threads`.)
     pub fn message(&self) -> MessageOutcome {
-        let n = self.messages.fetch_add(1, Ordering::Relaxed) + 1;
+        let max = self.max_messages;
+        let n = if max == 0 {
+            self.messages.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            let reserved = self
+                .messages
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < max).then_some(n + 1)
+                });
+            match reserved {
+                Ok(before) => before + 1,
+                Err(_) => return MessageOutcome::PastLimit,
+            }
+        };
         if self.show_count {
             self.print();
         }
-        if self.max_messages > 0 && n >= self.max_messages {
+        if max > 0 && n >= max {
             MessageOutcome::Exit
         } else {
             MessageOutcome::Continue
@@ -917,5 +942,57 @@ mod tests {
         assert_eq!(s.message(), MessageOutcome::Exit);
         assert!(s.session_closed());
         assert!(out.0.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn messages_past_the_limit_are_refused_and_not_counted() {
+        let out = Shared::default();
+        let s = Stats::with_output(true, 2, 0, Box::new(out.clone()));
+        assert_eq!(s.message(), MessageOutcome::Continue);
+        assert_eq!(s.message(), MessageOutcome::Exit);
+        assert_eq!(s.message(), MessageOutcome::PastLimit);
+        assert_eq!(s.message(), MessageOutcome::PastLimit);
+        assert_eq!(s.snapshot(&Policy::default()).messages.received, 2);
+        // -c prints a line for the counted messages only.
+        assert_eq!(
+            out.0.lock().expect("lock").clone(),
+            b"sess=0 quit=0 mesg=1\rsess=0 quit=0 mesg=2\r"
+        );
+    }
+
+    #[test]
+    fn threads_racing_for_the_last_messages_get_exactly_the_limit() {
+        let s = Arc::new(Stats::with_output(
+            false,
+            1000,
+            0,
+            Box::new(std::io::sink()),
+        ));
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut got = [0u64; 3];
+                    for _ in 0..500 {
+                        match s.message() {
+                            MessageOutcome::Continue => got[0] += 1,
+                            MessageOutcome::Exit => got[1] += 1,
+                            MessageOutcome::PastLimit => got[2] += 1,
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut total = [0u64; 3];
+        for w in workers {
+            for (t, g) in total.iter_mut().zip(w.join().expect("worker")) {
+                *t += g;
+            }
+        }
+        // 999 places, one last message that ends the process, the rest
+        // refused: never more, whatever the interleaving.
+        assert_eq!(total, [999, 1, 3000]);
+        assert_eq!(s.snapshot(&Policy::default()).messages.received, 1000);
     }
 }
