@@ -37,7 +37,7 @@ const BYE: &str = "221 Bye\r\n";
 fn session(port: u16, input: Vec<u8>) -> String {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
+        .set_read_timeout(Some(Duration::from_secs(300)))
         .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
@@ -53,7 +53,13 @@ fn session(port: u16, input: Vec<u8>) -> String {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&out)),
+            // A read that times out means the sink stopped answering: the
+            // cap is minutes, far past what a loaded machine needs.
+            Err(e) => panic!(
+                "read ({:?}): {e} after {:?}",
+                e.kind(),
+                String::from_utf8_lossy(&out)
+            ),
         }
     }
     let _ = reader.shutdown(Shutdown::Both);
@@ -194,7 +200,7 @@ impl Client {
     fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
+            .set_read_timeout(Some(Duration::from_secs(300)))
             .unwrap();
         let mut c = Client { stream };
         assert_eq!(c.read_exactly(GREETING.len()), GREETING);
