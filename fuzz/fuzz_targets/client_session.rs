@@ -170,7 +170,11 @@ fuzz_target!(|input: Input| {
     let mut closed_seen = false;
     let mut eof = false;
     for round in 0.. {
-        assert!(round <= bound, "no end after {round} rounds: {:?}", s.phase());
+        assert!(
+            round <= bound,
+            "no end after {round} rounds: {:?}",
+            s.phase()
+        );
         let mut progress = false;
         while let Some(event) = s.poll_event() {
             progress = true;
@@ -215,7 +219,11 @@ fuzz_target!(|input: Input| {
         }
         if s.poll_transmit(&mut out) {
             progress = true;
-            assert!(out.commands.len() <= MAX_WRITE, "{} bytes", out.commands.len());
+            assert!(
+                out.commands.len() <= MAX_WRITE,
+                "{} bytes",
+                out.commands.len()
+            );
             for piece in &out.pieces {
                 match piece {
                     Piece::Commands(r) | Piece::Secret(r) => {

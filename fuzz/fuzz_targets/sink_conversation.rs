@@ -317,7 +317,10 @@ fuzz_target!(|input: Input| {
         // message is dumped (with no X-Rcpt-Args line if the "." came
         // before any RCPT) but its end of data gets no reply at all and
         // is not counted as accepted.
-        assert!(accepted <= committed, "{accepted} accepted, {committed} dumped");
+        assert!(
+            accepted <= committed,
+            "{accepted} accepted, {committed} dumped"
+        );
     } else {
         assert_eq!(committed, accepted, "dumped and accepted messages differ");
     }
