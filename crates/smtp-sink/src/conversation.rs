@@ -1004,10 +1004,13 @@ impl<D: DumpSink> Conversation<D> {
         }
     }
 
-    /// Postfix's `while (rcpts-- > 0)`.
+    /// Postfix's `while (rcpts-- > 0)`, except that the count stops at 0.
+    /// Postfix's leaves it at -1 after the loop, so under LMTP a "." typed
+    /// outside DATA let a later DATA through with no recipient, and its
+    /// end of data then got no reply at all (found by fuzzing).
     fn count_down_rcpt(&mut self) -> bool {
         let before = self.rcpts;
-        self.rcpts = before.saturating_sub(1);
+        self.rcpts = (before - 1).max(0);
         before > 0
     }
 
@@ -1123,7 +1126,7 @@ impl<D: DumpSink> Conversation<D> {
                 }
             }
             SinkCmd::Data => {
-                if !self.in_mail || self.rcpts == 0 {
+                if !self.in_mail || self.rcpts <= 0 {
                     self.out.put_slice(replies::NEED_RCPT);
                     return None;
                 }
@@ -1568,6 +1571,20 @@ mod tests {
             out.ends_with("250 2.1.0 Ok\r\n250 2.2.0 Ok\r\n250 2.2.0 Ok\r\n"),
             "{out}"
         );
+    }
+
+    /// Postfix's LMTP count goes to -1 on a "." outside DATA, so a later
+    /// DATA without RCPT was let through and its "." got no reply; here
+    /// DATA still needs a recipient.
+    #[test]
+    fn lmtp_dot_outside_data_does_not_open_data_without_a_recipient() {
+        let out = replies(&["-L"], "LHLO x\r\nMAIL FROM:<a>\r\n.\r\nDATA\r\n");
+        assert!(out.ends_with("250 2.1.0 Ok\r\n503 5.5.1 Error: need RCPT command\r\n"), "{out}");
+        let out = replies(
+            &["-L"],
+            "LHLO x\r\nMAIL FROM:<a>\r\n.\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        assert!(out.ends_with("<CR><LF>\r\n250 2.2.0 Ok\r\n"), "{out}");
     }
 
     #[test]
