@@ -162,7 +162,10 @@ fn check(argv: &[String]) {
 #[test]
 fn the_workflow_parses_and_has_the_recipe_steps() {
     let workflow = workflow();
-    assert!(workflow["name"].as_str().is_some(), "the workflow has no name");
+    assert!(
+        workflow["name"].as_str().is_some(),
+        "the workflow has no name"
+    );
     assert!(!workflow["on"].is_badvalue(), "the workflow has no trigger");
     let steps = steps(&workflow);
     for step in &steps {
@@ -173,13 +176,26 @@ fn the_workflow_parses_and_has_the_recipe_steps() {
     }
     let scripts: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
     let lines: Vec<Vec<String>> = scripts.iter().flat_map(|s| program_lines(s)).collect();
-    let sink = lines.iter().find(|l| l[0] == "smtp-sink").expect("no smtp-sink");
-    let source = lines.iter().find(|l| l[0] == "smtp-source").expect("no smtp-source");
+    let sink = lines
+        .iter()
+        .find(|l| l[0] == "smtp-sink")
+        .expect("no smtp-sink");
+    let source = lines
+        .iter()
+        .find(|l| l[0] == "smtp-source")
+        .expect("no smtp-source");
     // The source aims at the address the sink listens on.
     let listen = sink.iter().rev().nth(1).expect("the sink's address");
-    assert_eq!(source.last(), Some(listen), "source and sink addresses differ");
+    assert_eq!(
+        source.last(),
+        Some(listen),
+        "source and sink addresses differ"
+    );
     // It writes the JSON report and has thresholds to fail on.
-    let json = source.iter().position(|w| w == "--json").expect("no --json");
+    let json = source
+        .iter()
+        .position(|w| w == "--json")
+        .expect("no --json");
     assert_eq!(source[json + 1], "report.json");
     assert!(source.iter().any(|w| w == "--threshold"), "no --threshold");
     // The upload runs even when the test failed, and carries the report.
@@ -234,7 +250,10 @@ fn shell_words_are_split_as_the_shell_does() {
         words(r#"a 'b c' "d'e" f>g 2>h"#),
         ["a", "b c", "d'e", "f"].map(String::from)
     );
-    assert_eq!(words("x --t 'p<5ms' & echo"), ["x", "--t", "p<5ms"].map(String::from));
+    assert_eq!(
+        words("x --t 'p<5ms' & echo"),
+        ["x", "--t", "p<5ms"].map(String::from)
+    );
     assert_eq!(words("y 2>&1"), ["y"].map(String::from));
     assert_eq!(
         commands("a \\\n  b\n# c\n\nd || e\n"),
