@@ -15,9 +15,10 @@ use clap::{ArgAction, Parser};
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "smtp-sink",
-    version,
+    version = env!("SMTP_SUITE_VERSION"),
     about = "SMTP/LMTP test server, a drop-in replacement for Postfix's smtp-sink",
     disable_help_flag = true,
+    // `--version` below, long only: Postfix's options own every letter.
     disable_version_flag = true,
     args_override_self = true
 )]
@@ -316,7 +317,7 @@ pub struct Cli {
     /// Print help.
     #[arg(long = "help", action = ArgAction::Help)]
     pub help: Option<bool>,
-    /// Print the version.
+    /// Print the version (and the git commit it was built from).
     #[arg(long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
     /// `[inet:][host]:port` or `unix:/path`, then the listen backlog.

@@ -11,7 +11,9 @@ use clap::{ArgAction, Args, Parser};
 #[command(
     name = "smtp-source",
     about = "SMTP/LMTP test generator, a drop-in and faster Postfix smtp-source",
+    version = env!("SMTP_SUITE_VERSION"),
     disable_help_flag = true,
+    // `--version` below, long only: Postfix's options own every letter.
     disable_version_flag = true,
     args_override_self = true,
     after_help = crate::exit::HELP
@@ -160,6 +162,9 @@ pub struct Cli {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+    /// Print the version (and the git commit it was built from).
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
     /// `[inet:]host[:port]` or `unix:/path`.
     #[arg(value_name = "host[:port]", num_args = 0.., allow_hyphen_values = false)]
     pub target: Vec<OsString>,

@@ -218,7 +218,7 @@ pub enum ConfigError {
         /// clap's explanation, printed before the fatal line.
         detail: Option<String>,
     },
-    /// `--help`: not an error; main prints it and exits 0.
+    /// `--help` or `--version`: not an error; main prints it and exits 0.
     #[error("{0}")]
     Help(String),
     /// A bad value or combination, with Postfix's text.
@@ -291,9 +291,8 @@ impl Invocation {
         );
         let cli = match Cli::try_parse_from(&args) {
             Ok(cli) => cli,
-            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
-                return Err(ConfigError::Help(e.render().to_string()))
-            }
+            // --help and --version: text for stdout, exit 0.
+            Err(e) if !e.use_stderr() => return Err(ConfigError::Help(e.render().to_string())),
             Err(e) => {
                 return Err(ConfigError::Usage {
                     argv0,

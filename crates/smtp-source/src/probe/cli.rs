@@ -11,6 +11,8 @@ use crate::cli::SessionArgs;
 #[command(
     name = "smtp-probe",
     about = "Checks that mail servers answer and accept a numbered test message, and how fast",
+    version = env!("SMTP_SUITE_VERSION"),
+    // `--version` below, long only (-V stays free, as in smtp-source).
     disable_version_flag = true,
     after_help = super::EXIT_HELP
 )]
@@ -90,6 +92,9 @@ pub struct ProbeCli {
     /// Show each conversation as telnet would: `-> ` commands, `<- ` replies.
     #[arg(long)]
     pub transcript: bool,
+    /// Print the version (and the git commit it was built from).
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
     /// ESMTP, TLS and AUTH, as in smtp-source.
     #[command(flatten)]
     pub session: SessionArgs,

@@ -72,7 +72,7 @@ pub struct ProbeConfig {
 /// How a probe command line was refused.
 #[derive(Debug)]
 pub enum ProbeConfigError {
-    /// `--help`: print this and exit 0.
+    /// `--help` or `--version`: print this and exit 0.
     Help(String),
     /// clap's own message (unknown option, missing -r), printed as is.
     Usage(String),
@@ -93,7 +93,8 @@ impl ProbeConfig {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let cli = match ProbeCli::try_parse_from(&args) {
             Ok(cli) => cli,
-            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            // --help and --version: text for stdout, exit 0.
+            Err(e) if !e.use_stderr() => {
                 return Err(ProbeConfigError::Help(e.render().to_string()))
             }
             Err(e) => return Err(ProbeConfigError::Usage(e.render().to_string())),
