@@ -23,7 +23,7 @@ _smtp__sink() {
 
     case "${cmd}" in
         smtp__sink)
-            opts="-4 -6 -8 -a -A -b -B -c -C -d -D -e -E -f -F -h -H -L -m -M -n -N -p -P -q -Q -r -R -s -S -t -T -u -v -w -W --ipv4-only --ipv6-only --no-8bitmime --no-auth --abort-delay --soft-reply --hard-reply --count --no-xclient --dump --dump-shared --no-esmtp --no-enhanced-status-codes --hard-reject --no-xforward --hostname --data-read-delay --lmtp --max-clients --max-messages --max-sessions --no-dsn --no-pipelining --pix --drop --close --soft-reject --root-dir --syslog --start-string --timeout --window-size --user --verbose --data-delay --delay --chunking --smtputf8 --max-message-size --size --max-rate --max-rate-action --greylist --tarpit --fault --seed --starttls --tls-on-connect --tls-cert --tls-key --auth-users --auth-plaintext --auth-required --verify --expect --source-report --stats-json --metrics --progress --threads --help --version"
+            opts="-4 -6 -8 -a -A -b -B -c -C -d -D -e -E -f -F -h -H -L -m -M -n -N -p -P -q -Q -r -R -s -S -t -T -u -v -w -W --ipv4-only --ipv6-only --no-8bitmime --no-auth --abort-delay --soft-reply --hard-reply --count --no-xclient --dump --dump-shared --no-esmtp --no-enhanced-status-codes --hard-reject --no-xforward --hostname --data-read-delay --lmtp --max-clients --max-messages --max-sessions --no-dsn --no-pipelining --pix --drop --close --soft-reject --root-dir --syslog --start-string --timeout --window-size --user --verbose --data-delay --delay --chunking --smtputf8 --max-message-size --size --max-rate --max-rate-action --greylist --tarpit --fault --seed --starttls --tls-on-connect --tls-cert --tls-key --auth-users --auth-plaintext --auth-required --verify --expect --source-report --stats-json --metrics --progress --drain --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -266,6 +266,10 @@ _smtp__sink() {
                     return 0
                     ;;
                 --progress)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --drain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -35,6 +35,7 @@ complete -c smtp-sink -l source-report -d 'With --verify: smtp-source\'s --json 
 complete -c smtp-sink -l stats-json -d 'Write the counters as JSON to this file (via FILE.tmp and a rename) at start, on SIGUSR1 and at exit' -r -F
 complete -c smtp-sink -l metrics -d 'Serve the counters in Prometheus\' text format at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9100, [::1]:9100)' -r
 complete -c smtp-sink -l progress -d 'Status line on stderr once a second: auto (a terminal, without -c and -v), always (plain lines on a pipe), never' -r
+complete -c smtp-sink -l drain -d 'On SIGTERM (or SIGINT), stop accepting connections, let the transactions under way finish for up to SECONDS (421 to everything else), then exit. A second signal ends the wait' -r
 complete -c smtp-sink -l threads -d 'Tokio worker threads: 0 = one thread that also accepts (the default), N > 0 = a multi-threaded runtime with N workers' -r
 complete -c smtp-sink -s 4 -l ipv4-only -d 'Listen on IPv4 only'
 complete -c smtp-sink -s 6 -l ipv6-only -d 'Listen on IPv6 only'

@@ -13,6 +13,7 @@ complete -c smtp-source -s T -d 'SO_SNDBUF and SO_RCVBUF of every client socket'
 complete -c smtp-source -s w -d 'Fixed delay in seconds between messages' -r
 complete -c smtp-source -l timeout -d 'Read/write timeout in seconds (Postfix: 300, fixed)' -r
 complete -c smtp-source -l session-timeout -d 'One limit for a whole connection, connect to close, in seconds (fractions allowed)' -r
+complete -c smtp-source -l reply-timeout -d 'One limit for each reply, from sending its command (or connecting, for the greeting) to its last line, in seconds (fractions allowed); --timeout still bounds each read' -r
 complete -c smtp-source -l bind -d 'Local source addresses for the TCP connections, taken in turn by each new connection: ADDR[,ADDR...], where an item may be a range FIRST-LAST (127.0.0.2-127.0.0.20, fd00::1-fd00::8)' -r
 complete -c smtp-source -l json -d 'Write the report as JSON to this file, or stdout with "-"' -r
 complete -c smtp-source -l chunking -d 'Send the message with BDAT when CHUNKING is offered, in chunks of BYTES (default: the whole message in one BDAT LAST)' -r
