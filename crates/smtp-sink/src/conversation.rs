@@ -1579,7 +1579,10 @@ mod tests {
     #[test]
     fn lmtp_dot_outside_data_does_not_open_data_without_a_recipient() {
         let out = replies(&["-L"], "LHLO x\r\nMAIL FROM:<a>\r\n.\r\nDATA\r\n");
-        assert!(out.ends_with("250 2.1.0 Ok\r\n503 5.5.1 Error: need RCPT command\r\n"), "{out}");
+        assert!(
+            out.ends_with("250 2.1.0 Ok\r\n503 5.5.1 Error: need RCPT command\r\n"),
+            "{out}"
+        );
         let out = replies(
             &["-L"],
             "LHLO x\r\nMAIL FROM:<a>\r\n.\r\nRCPT TO:<b>\r\nDATA\r\nx\r\n.\r\n",
