@@ -237,6 +237,7 @@ def markdown(points, summary, scale_rows, meta):
             f"| {_num(get(p, 'our-pair', 'msgs_per_s'))} | {_pct(get(p, 'our-pair', 'frac_of_ceiling'))} "
             f"| {_x(get(p, 'our-pair', 'ratio_vs_postfix'))} |"
         )
+    out += chart_lines(meta, "throughput")
     if any(p.esmtp and not p.tls for p in points):
         out.append("")
         out.append(PLAIN_NOTE)
@@ -246,7 +247,7 @@ def markdown(points, summary, scale_rows, meta):
     plain = [p for p in points if not p.esmtp]
     if plain:
         out.append("")
-        out.append(alone_markdown(plain, get))
+        out.append(alone_markdown(plain, get, meta))
     out.append("")
     out.append("### CPU seconds per 1,000 messages, client + server")
     out.append("")
@@ -259,12 +260,20 @@ def markdown(points, summary, scale_rows, meta):
             f"| `{p.name}` | {_num(tot('ceiling'), 3)} | {_num(tot('postfix-pair'), 3)}{PLAIN_MARK if p.esmtp else ''} "
             f"| {_num(tot('our-pair'), 3)} | {_x(get(p, 'our-pair', 'cpu_ratio_vs_postfix'))} |"
         )
+    out += chart_lines(meta, "cpu")
     if scale_rows:
         out.append("")
-        out.append(scale_markdown(scale_rows))
+        out.append(scale_markdown(scale_rows, meta))
         out.append("")
         out.append(meta.get("scale_note", ""))
     return "\n".join(out)
+
+
+def chart_lines(meta, name):
+    """The chart of the table just above, if run.py drew one (charts.py): an
+    image whose path is relative to the doc, as meta["charts"] has it."""
+    link = (meta or {}).get("charts", {}).get(name)
+    return ["", f"![{link[0]}]({link[1]})"] if link else []
 
 
 PLAIN_MARK = " †"
@@ -308,17 +317,7 @@ def baseline_markdown(points, summary, runs, meta):
         if not base or not ours:
             continue
         cpu = lambda r: r["client_cpu_s_per_1k"] + r["server_cpu_s_per_1k"]  # noqa: E731
-        rate_ratios, cpu_ratios = [], []
-        reps = sorted({r.rep for r in runs if r.point == p.name and r.rep >= 0})
-        for rep in reps:
-            pair = {r.config: r for r in runs
-                    if r.point == p.name and r.rep == rep and r.ok and r.config in ("our-pair", "baseline-pair")}
-            if len(pair) == 2:
-                o, b = pair["our-pair"], pair["baseline-pair"]
-                rate_ratios.append(o.msgs_per_s / b.msgs_per_s)
-                run_cpu = lambda r: (r.client_cpu_s + r.server_cpu_s) / r.messages  # noqa: E731
-                if run_cpu(b) > 0:
-                    cpu_ratios.append(run_cpu(o) / run_cpu(b))
+        rate_ratios, cpu_ratios = rep_ratios(runs, p.name)
         span = lambda v: f"{min(v):.2f}-{max(v):.2f}" if v else "—"  # noqa: E731
         out.append(
             f"| `{p.name}` | {_num(base['msgs_per_s'])} | {_num(ours['msgs_per_s'])} "
@@ -326,10 +325,28 @@ def baseline_markdown(points, summary, runs, meta):
             f"| {_num(cpu(base), 3)} | {_num(cpu(ours), 3)} "
             f"| {cpu(ours) / cpu(base) if cpu(base) else float('nan'):.3f} | {span(cpu_ratios)} |"
         )
+    out += chart_lines(meta, "baseline")
     return "\n".join(out)
 
 
-def alone_markdown(points, get):
+def rep_ratios(runs, point):
+    """Our pair over the baseline pair within each repetition at `point`:
+    (msg/s ratios, CPU-per-message ratios). The two ran next to each other
+    in every repetition, so these ranges show what one pair of runs can say."""
+    rate_ratios, cpu_ratios = [], []
+    for rep in sorted({r.rep for r in runs if r.point == point and r.rep >= 0}):
+        pair = {r.config: r for r in runs
+                if r.point == point and r.rep == rep and r.ok and r.config in ("our-pair", "baseline-pair")}
+        if len(pair) == 2:
+            o, b = pair["our-pair"], pair["baseline-pair"]
+            rate_ratios.append(o.msgs_per_s / b.msgs_per_s)
+            run_cpu = lambda r: (r.client_cpu_s + r.server_cpu_s) / r.messages  # noqa: E731
+            if run_cpu(b) > 0:
+                cpu_ratios.append(run_cpu(o) / run_cpu(b))
+    return rate_ratios, cpu_ratios
+
+
+def alone_markdown(points, get, meta=None):
     """Our source and our sink each against Postfix's other program."""
     out = []
     out.append("### Source alone: ours vs Postfix's smtp-source, both into Postfix's smtp-sink")
@@ -344,6 +361,7 @@ def alone_markdown(points, get):
             f"| {_num(get(p, 'ceiling', 'client_cpu_s_per_1k'), 3)} "
             f"| {_num(get(p, 'postfix-pair', 'client_maxrss_kib'))} | {_num(get(p, 'our-source', 'client_maxrss_kib'))} |"
         )
+    out += chart_lines(meta, "source")
     out.append("")
     out.append("### Sink alone: Postfix's smtp-source into our sink vs into Postfix's")
     out.append("")
@@ -357,10 +375,11 @@ def alone_markdown(points, get):
             f"| {_num(get(p, 'ceiling', 'server_cpu_s_per_1k'), 3)} | {_x(get(p, 'our-sink', 'cpu_ratio_vs_postfix'))} "
             f"| {_num(get(p, 'postfix-pair', 'server_maxrss_kib'))} | {_num(get(p, 'our-sink', 'server_maxrss_kib'))} |"
         )
+    out += chart_lines(meta, "sink")
     return "\n".join(out)
 
 
-def scale_markdown(rows):
+def scale_markdown(rows, meta=None):
     out = ["### Connection scale: idle sessions held after EHLO", ""]
     out.append("| sink | sessions | RSS KiB | RSS per session KiB | new client: connect+greeting µs | NOOP median µs | NOOP p90 µs | note |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---|")
@@ -371,6 +390,7 @@ def scale_markdown(rows):
             f"| {r['impl']} | {r['sessions']:,} | {_num(r['rss_kib'])} | {_num(r['rss_per_session_kib'], 1)} "
             f"| {_num(r['connect_greeting_us'])} | {_num(r['noop_median_us'])} | {_num(r['noop_p90_us'])} | {r['note']} |"
         )
+    out += chart_lines(meta, "scale")
     busy = [r for r in rows if r["test"] == "sessions"]
     if busy:
         out.append("")
@@ -384,6 +404,7 @@ def scale_markdown(rows):
                 f"| {_num(r['client_cpu_s'], 2)} | {_num(r['server_cpu_s'], 2)} | {_num(r['client_maxrss_kib'])} "
                 f"| {_num(r['server_maxrss_kib'])} | {r['note']} |"
             )
+        out += chart_lines(meta, "sessions")
     return "\n".join(out)
 
 

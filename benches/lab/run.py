@@ -34,6 +34,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import charts  # noqa: E402
 import impls  # noqa: E402
 import points as pts  # noqa: E402
 import procs  # noqa: E402
@@ -352,6 +353,12 @@ def main(argv=None):
         report.write_csv(paths["scale"], report.SCALE_COLUMNS, scale_rows)
     for kind, path in paths.items():
         log(f"wrote {kind}: {path}")
+    drawn, why_no_charts = charts.draw(args.out, stamp, summary, scale_rows, runs, list(paths.values()),
+                                       args.baseline_label)
+    for name, path in drawn.items():
+        log(f"wrote chart {name}: {path}")
+    if why_no_charts:
+        log(f"no charts drawn: {why_no_charts}")
 
     restricted = bool(args.configs) and set(args.configs) != {c[0] for c in report.CONFIGS}
     if args.doc:
@@ -372,6 +379,7 @@ def main(argv=None):
             "revision": revision(),
             "scale_note": scale_note(hard),
             "baseline": args.baseline_label or "the binaries given to --baseline-bin",
+            "charts": chart_links(args.doc, drawn),
         }
         if args.doc_block and not restricted:
             text = report.markdown(points, summary, scale_rows, meta)
@@ -401,6 +409,14 @@ def main(argv=None):
     if args.smoke and (failed or not summary):
         return 1
     return 0
+
+
+def chart_links(doc, drawn):
+    """{table: (alt text, the SVG's path relative to the doc)} for the doc's
+    images, so they resolve wherever the doc and --out are."""
+    here = os.path.dirname(os.path.abspath(doc))
+    return {name: (charts.TITLES[name], os.path.relpath(os.path.abspath(path), here))
+            for name, path in drawn.items()}
 
 
 def revision():
