@@ -1,6 +1,8 @@
 //! The performance lab in smoke mode: one point, a few seconds, and every
-//! column of the results file present with a sane value. No speed is asserted
-//! (these are benchmarks); what is tested is that the harness still measures.
+//! column of the results file present with a sane value, a chart per results
+//! table beside the CSVs, and the doc's images pointing at them. No speed is
+//! asserted (these are benchmarks); what is tested is that the harness still
+//! measures and reports.
 //!
 //! Needs Postfix's smtp-source/smtp-sink and python3; with `CI` set a missing
 //! peer fails the test, otherwise it is skipped with a notice.
@@ -68,14 +70,17 @@ fn peers_or_skip() -> bool {
     false
 }
 
-/// Runs the harness, killing it if it outlives `HARNESS_TIMEOUT`.
-fn run_harness(out: &Path) -> String {
+/// Runs the harness, killing it if it outlives `HARNESS_TIMEOUT`. `doc` is
+/// the markdown file it regenerates (created with its markers).
+fn run_harness(out: &Path, doc: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut args = vec![
         "benches/lab/run.py".to_owned(),
         "--smoke".to_owned(),
         "--out".to_owned(),
         out.display().to_string(),
+        "--doc".to_owned(),
+        doc.display().to_string(),
     ];
     if REQUIRE_OURS {
         args.push("--require-ours".to_owned());
@@ -159,6 +164,68 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<HashMap<String, String>>) {
     (header, rows)
 }
 
+/// The text of an SVG with the entities matplotlib may write for quotes and
+/// markup undone, so labels can be looked for as they are written.
+fn svg_text(path: &Path) -> String {
+    let raw = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path:?}: {e}"));
+    let start = raw.trim_start();
+    assert!(
+        start.starts_with("<?xml") || start.starts_with("<svg"),
+        "{path:?} does not start as XML: {:?}",
+        &start[..start.len().min(80)]
+    );
+    assert!(
+        raw.contains("<svg") && raw.trim_end().ends_with("</svg>"),
+        "{path:?} is not a whole SVG document"
+    );
+    raw.replace("&#39;", "'")
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Each chart run.py draws in smoke mode: its table's name and the legend
+/// labels it must show (the point's name must be there too).
+fn expected_charts(ours: bool) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut charts = vec![
+        ("throughput", vec!["ceiling", "Postfix's pair"]),
+        ("cpu", vec!["ceiling", "Postfix's pair"]),
+    ];
+    if ours {
+        for (_, labels) in charts.iter_mut() {
+            labels.push("our pair");
+        }
+        charts.push(("source", vec!["Postfix's source", "our source"]));
+        charts.push(("sink", vec!["Postfix's sink", "our sink"]));
+    }
+    charts
+}
+
+fn check_charts(out: &Path, doc: &Path, stamp: &str, ours: bool, log: &str) {
+    let doc_text = std::fs::read_to_string(doc).expect("read the regenerated doc");
+    for (name, labels) in expected_charts(ours) {
+        let file = format!("{stamp}-{name}.svg");
+        let path = out.join(&file);
+        assert!(
+            path.is_file(),
+            "no chart {file} in {out:?}; harness log:\n{log}"
+        );
+        let text = svg_text(&path);
+        assert!(text.contains("-s 10 -d"), "{file} does not name the point");
+        for label in labels {
+            assert!(text.contains(label), "{file} has no legend label {label:?}");
+        }
+        // The doc is in out/doc/, so its images point one directory up.
+        let link = format!("](../{file})");
+        assert!(
+            doc_text.contains(&link),
+            "the doc has no image {link}:\n{doc_text}"
+        );
+    }
+}
+
 fn number(row: &HashMap<String, String>, column: &str) -> f64 {
     let text = &row[column];
     let value: f64 = text
@@ -183,9 +250,12 @@ fn smoke_run_produces_every_column() {
         return;
     }
     let out = tempfile::tempdir().expect("temp dir");
-    let log = run_harness(out.path());
+    let doc = out.path().join("doc").join("performance.md");
+    std::fs::create_dir(doc.parent().expect("doc dir")).expect("create doc dir");
+    let log = run_harness(out.path(), &doc);
 
-    let (header, rows) = read_csv(&results_file(out.path(), "summary"));
+    let summary = results_file(out.path(), "summary");
+    let (header, rows) = read_csv(&summary);
     assert_eq!(header, SUMMARY_COLUMNS, "summary columns changed");
     let configs: Vec<&str> = rows.iter().map(|r| r["config"].as_str()).collect();
     // "ceiling" is the faster of the two measured flavours.
@@ -257,4 +327,17 @@ fn smoke_run_produces_every_column() {
         assert_eq!(run["ok"], "1", "a run failed: {run:?}");
         assert!(run["error"].is_empty());
     }
+
+    let stamp = summary
+        .file_stem()
+        .expect("summary file name")
+        .to_string_lossy()
+        .into_owned();
+    check_charts(
+        out.path(),
+        &doc,
+        &stamp,
+        REQUIRE_OURS || ours_measured,
+        &log,
+    );
 }
