@@ -112,6 +112,10 @@ pub struct Cli {
     /// Write the report as JSON to this file, or stdout with "-".
     #[arg(long, value_name = "path|-")]
     pub json: Option<String>,
+    /// Write the report as one self-contained HTML page with latency and
+    /// throughput charts to this file, or stdout with "-".
+    #[arg(long, value_name = "path|-")]
+    pub html: Option<String>,
     /// ESMTP, TLS and AUTH: the options smtp-probe shares.
     #[command(flatten)]
     pub session: SessionArgs,

@@ -113,6 +113,8 @@ pub struct Config {
     pub summary: bool,
     /// `--json`.
     pub json: Option<String>,
+    /// `--html`.
+    pub html: Option<String>,
     /// `--threads` (None: the measured default).
     pub threads: Option<usize>,
     /// The ESMTP features asked for (`--ehlo`, `--pipelining`, ...).
@@ -170,6 +172,8 @@ pub struct MergeOptions {
     pub summary: bool,
     /// `--json`.
     pub json: Option<String>,
+    /// `--html`.
+    pub html: Option<String>,
     /// `--threshold`, checked against the merged figures.
     pub thresholds: Vec<Threshold>,
     /// The command line as given (for the merged report).
@@ -202,7 +206,7 @@ impl Config {
     /// Whether a report is asked for; then Ctrl-C ends the run with partial
     /// figures instead of killing it as it kills Postfix's.
     pub fn reports(&self) -> bool {
-        self.summary || self.json.is_some() || !self.thresholds.is_empty()
+        self.summary || self.json.is_some() || self.html.is_some() || !self.thresholds.is_empty()
     }
 }
 
@@ -359,8 +363,9 @@ fn merge_options(
         partial: cli.partial,
         // Merging only to print nothing would be pointless: without
         // --json, the summary is what the user wants to see.
-        summary: cli.summary || cli.json.is_none(),
+        summary: cli.summary || (cli.json.is_none() && cli.html.is_none()),
         json: cli.json,
+        html: cli.html,
         command_line,
     })
 }
@@ -599,6 +604,7 @@ impl Config {
             measure: false,
             summary: cli.summary,
             json: cli.json,
+            html: cli.html,
             threads,
             esmtp,
             tls,

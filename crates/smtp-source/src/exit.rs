@@ -53,6 +53,28 @@ Exit status:
    25  AUTH failed                30  QUIT failed   31  RSET failed
    99  a --threshold failed      130  interrupted (Ctrl-C) with a report";
 
+/// What exit status `code` means, in the words of [`HELP`].
+pub fn meaning(code: u8) -> &'static str {
+    match code {
+        OK => "the run completed",
+        USAGE => "usage or setup error",
+        CONNECT => "connect failed",
+        BANNER => "no or bad greeting",
+        HELO => "HELO/EHLO/LHLO failed",
+        STARTTLS => "STARTTLS/TLS failed",
+        AUTH => "AUTH failed",
+        MAIL => "MAIL FROM failed",
+        RCPT => "RCPT TO failed",
+        DATA => "DATA or BDAT failed",
+        DATASENT => "end of data failed",
+        QUIT => "QUIT failed",
+        RSET => "RSET failed",
+        THRESHOLD => "a --threshold failed",
+        INTERRUPTED => "interrupted (Ctrl-C)",
+        _ => "unknown",
+    }
+}
+
 /// The status a fatal error exits with.
 pub fn code(error: &Error) -> u8 {
     match error {

@@ -23,6 +23,8 @@ use std::{
 use hdrhistogram::Histogram;
 use smtp_proto::client::Phase;
 
+use crate::series::Series;
+
 // The histogram, its summary and its encoding are shared with smtp-sink's
 // transit latency: one definition, in smtp-net.
 use smtp_net::histogram::record as add;
@@ -193,11 +195,19 @@ enum Kind {
     Metric(Metric),
     /// How late a scheduled start was (`--rate`).
     Lateness,
+    /// Transactions accepted (`micros` holds how many), for the series.
+    Accepted,
+    /// Transactions refused (`micros` holds how many).
+    Rejected,
+    /// Connects that failed (`micros` holds how many).
+    ConnectFailed,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     kind: Kind,
+    /// The second of the run clock it completed in (the series' point).
+    second: u32,
     micros: u64,
     /// How late the message this belongs to started (under `--rate`).
     late: u64,
@@ -244,6 +254,7 @@ struct Tally {
     /// Transactions completed since the live view last looked.
     window: Option<Histogram<u64>>,
     live: LiveCounts,
+    series: Series,
 }
 
 /// The run's clock and the histograms every session adds to.
@@ -282,6 +293,8 @@ pub struct Recorded {
     pub lateness: Option<Histogram<u64>>,
     /// Starts later than the late threshold.
     pub late_starts: u64,
+    /// The run over time.
+    pub series: Series,
 }
 
 impl Recorder {
@@ -292,7 +305,10 @@ impl Recorder {
             warmup_end: warmup_micros,
             late_after: LATE_AFTER,
             open_sessions: AtomicI64::new(0),
-            tally: Mutex::new(Tally::default()),
+            tally: Mutex::new(Tally {
+                series: Series::new(warmup_micros / 1_000_000, 1),
+                ..Tally::default()
+            }),
         }
     }
 
@@ -343,6 +359,7 @@ impl Recorder {
             corrected: std::mem::take(&mut t.corrected),
             lateness: t.lateness.take(),
             late_starts: t.late_starts,
+            series: std::mem::take(&mut t.series),
         }
     }
 
@@ -351,6 +368,7 @@ impl Recorder {
         let t = &mut *t;
         t.live.add(live);
         for s in batch {
+            let second = u64::from(s.second);
             match s.kind {
                 Kind::Metric(m) => {
                     t.raw.record(m, s.micros);
@@ -360,6 +378,8 @@ impl Recorder {
                     if m == Metric::Transaction {
                         let h = t.window.get_or_insert_with(histogram);
                         add(h, s.micros.saturating_add(s.late));
+                        t.series
+                            .transaction(second, s.micros.saturating_add(s.late));
                     }
                 }
                 Kind::Lateness => {
@@ -368,9 +388,17 @@ impl Recorder {
                     }
                     add(t.lateness.get_or_insert_with(histogram), s.micros);
                 }
+                Kind::Accepted => t.series.accepted(second, s.micros),
+                Kind::Rejected => t.series.rejected(second, s.micros),
+                Kind::ConnectFailed => t.series.connect_failed(second, s.micros),
             }
         }
     }
+}
+
+/// The run-clock second of `now` (µs); a run of 136 years wraps.
+fn second_of(now: u64) -> u32 {
+    (now / 1_000_000) as u32
 }
 
 /// A scheduled start is late when it begins more than this after its
@@ -389,6 +417,8 @@ pub struct Samples {
     late: u64,
     /// The session's live counters as last added to the recorder.
     published: LiveCounts,
+    /// The session's counters as last added to the series.
+    counted: LiveCounts,
 }
 
 impl Samples {
@@ -400,6 +430,7 @@ impl Samples {
             corrected,
             late: 0,
             published: LiveCounts::default(),
+            counted: LiveCounts::default(),
         }
     }
 
@@ -410,6 +441,7 @@ impl Samples {
         if rec.recording(now) {
             self.batch.push(Sample {
                 kind: Kind::Lateness,
+                second: second_of(now),
                 micros: late,
                 late: 0,
             });
@@ -423,15 +455,46 @@ impl Samples {
         }
         self.batch.push(Sample {
             kind: Kind::Metric(metric),
+            second: second_of(now),
             micros,
             late: self.late,
         });
+    }
+
+    /// Notes what the session's counters gained since the last call as
+    /// happening at `now`, for the series: a comparison per reply, and a
+    /// sample only when a counter moved.
+    pub fn count(&mut self, rec: &Recorder, live: LiveCounts, now: u64) {
+        if live == self.counted {
+            return;
+        }
+        let gained = live.minus(self.counted);
+        self.counted = live;
+        if !rec.recording(now) {
+            return;
+        }
+        let second = second_of(now);
+        for (kind, n) in [
+            (Kind::Accepted, gained.accepted),
+            (Kind::Rejected, gained.rejected),
+            (Kind::ConnectFailed, gained.failed),
+        ] {
+            if n > 0 {
+                self.batch.push(Sample {
+                    kind,
+                    second,
+                    micros: n,
+                    late: 0,
+                });
+            }
+        }
     }
 
     /// The session's counters start again from zero (after the warm-up);
     /// what the recorder has is kept.
     pub fn restart_counts(&mut self) {
         self.published = LiveCounts::default();
+        self.counted = LiveCounts::default();
     }
 
     /// Whether the batch is full (the bench flushes on this alone, its
@@ -449,6 +512,7 @@ impl Samples {
     /// Adds the batch to the recorder with the session's live counters
     /// (totals; only what changed since the last flush is added).
     pub fn flush(&mut self, rec: &Recorder, live: LiveCounts, now: u64) {
+        self.count(rec, live, now);
         self.last_flush = now;
         // During the warm-up the live totals do not move either.
         let delta = if rec.recording(now) {

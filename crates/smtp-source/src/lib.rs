@@ -7,12 +7,14 @@
 //! their per-worker [`Stats`] are merged once into the [`Report`].
 
 pub mod bind;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod connect;
 pub mod error;
 pub mod exit;
+pub mod html;
 pub mod latency;
 pub mod live;
 pub mod merge;
@@ -21,6 +23,7 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod segment;
+pub mod series;
 pub mod session_plan;
 pub mod stamp;
 pub mod target;
@@ -140,6 +143,12 @@ pub async fn run_async(config: Config) -> Report {
     if let Some(w) = warmup {
         elapsed = elapsed.saturating_sub(w);
     }
+    let mut latency = shared.recorder.finish();
+    latency.series.clock_offset = shared
+        .recorder
+        .start()
+        .saturating_duration_since(begun)
+        .as_secs_f64();
     let mut report = Report {
         sessions,
         stats,
@@ -147,7 +156,7 @@ pub async fn run_async(config: Config) -> Report {
         interrupted: interrupted && fatal.is_none(),
         started,
         ended: std::time::SystemTime::now(),
-        latency: shared.recorder.finish(),
+        latency,
         fatal,
         thresholds: Vec::new(),
         stamped: shared.stamper.as_ref().map(stamp::Stamper::written),
@@ -173,14 +182,21 @@ pub fn finish(config: &Config, report: &Report) -> u8 {
         &config.argv0,
         config.summary,
         config.json.as_deref(),
+        config.html.as_deref(),
         report,
     )
 }
 
-/// Writes what `--summary` (stderr) and `--json` ask for, or only the
-/// failed thresholds when neither is; returns the exit status. A run and
-/// `--merge-reports` end the same way.
-pub fn print_report(argv0: &str, summary: bool, json: Option<&str>, report: &Report) -> u8 {
+/// Writes what `--summary` (stderr), `--json` and `--html` ask for, or
+/// only the failed thresholds when none is; returns the exit status. A run
+/// and `--merge-reports` end the same way.
+pub fn print_report(
+    argv0: &str,
+    summary: bool,
+    json: Option<&str>,
+    html: Option<&str>,
+    report: &Report,
+) -> u8 {
     if summary {
         eprint!("{argv0}: {}\n{}", report.summary(), report.table());
         if let Some(n) = report.stamped {
@@ -195,8 +211,12 @@ pub fn print_report(argv0: &str, summary: bool, json: Option<&str>, report: &Rep
             eprintln!("{argv0}: threshold {} failed: {}", t.threshold, t.detail);
         }
     }
-    if let Some(path) = json {
-        if let Err(e) = write_json(&report.to_json(), path) {
+    let outputs = [
+        json.map(|path| (path, report.to_json() + "\n")),
+        html.map(|path| (path, html::render(report))),
+    ];
+    for (path, text) in outputs.into_iter().flatten() {
+        if let Err(e) = write_report(&text, path) {
             eprintln!("{argv0}: fatal: {e}");
             return report.exit_code().max(exit::USAGE);
         }
@@ -204,8 +224,8 @@ pub fn print_report(argv0: &str, summary: bool, json: Option<&str>, report: &Rep
     report.exit_code()
 }
 
-fn write_json(text: &str, path: &str) -> Result<(), Error> {
-    let text = format!("{text}\n");
+/// Writes a report to `path`, or stdout for `-`.
+fn write_report(text: &str, path: &str) -> Result<(), Error> {
     let res = if path == "-" {
         use std::io::Write as _;
         std::io::stdout().lock().write_all(text.as_bytes())

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
                     &options.argv0,
                     options.summary,
                     options.json.as_deref(),
+                    options.html.as_deref(),
                     &report,
                 )),
                 Err(e) => fatal(&options.argv0, &e),

@@ -17,6 +17,7 @@ use crate::{
     config::MergeOptions,
     latency::{decode, Metric, PhaseLatency, Recorded},
     report::{ErrorClass, Fatal, MergedInfo, Report, RunInfo, SegmentInfo, Stats},
+    series::{Series, SeriesJson},
 };
 
 /// Why reports could not be merged; the text follows `fatal: `.
@@ -111,6 +112,9 @@ struct Input {
     latency_corrected: Option<BTreeMap<String, PhaseLatency>>,
     #[serde(default)]
     schedule: Option<InputSchedule>,
+    /// Absent from reports before the series was added.
+    #[serde(default)]
+    series: Option<SeriesJson>,
     error: Option<InputError>,
 }
 
@@ -291,6 +295,7 @@ fn combine(inputs: &[(Input, Times)]) -> Result<Report, (usize, String)> {
             });
         }
     }
+    latency.series = merge_series(inputs, started)?;
     let first = &inputs[0].0;
     let warmup = first
         .warmup_seconds
@@ -320,6 +325,47 @@ fn combine(inputs: &[(Input, Times)]) -> Result<Report, (usize, String)> {
             bind,
         },
     })
+}
+
+/// The segments' series on one clock, the merged run's (zero at the
+/// earliest start): each segment's points move by how much later its clock
+/// started, to the second (segments on different machines are lined up
+/// only as well as their clocks agree). Points are as long as the longest
+/// of any segment's.
+fn merge_series(
+    inputs: &[(Input, Times)],
+    started: std::time::SystemTime,
+) -> Result<Series, (usize, String)> {
+    let interval = inputs
+        .iter()
+        .filter_map(|(input, _)| input.series.as_ref())
+        .map(|s| s.interval_seconds)
+        .max()
+        .unwrap_or(1);
+    let mut parts = Vec::new();
+    for (i, (input, (start, _))) in inputs.iter().enumerate() {
+        let Some(json) = &input.series else { continue };
+        let series = Series::from_json(json).map_err(|e| (i, e))?;
+        let late = start
+            .duration_since(started)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let shift = (late + json.clock_offset_seconds).round() as u64;
+        parts.push((shift, series));
+    }
+    // The merged series starts at the earliest point of any segment.
+    let first = parts
+        .iter()
+        .filter_map(|(shift, s)| s.points().next().map(|(t, _)| t + shift))
+        .min()
+        .unwrap_or(0);
+    let mut merged = Series::new(first, interval);
+    for (shift, series) in &parts {
+        for (t, point) in series.points() {
+            merged.add_point(t + shift, point);
+        }
+    }
+    Ok(merged)
 }
 
 /// Adds one report's `connections_by_source` to the merged counts, by

@@ -511,6 +511,7 @@ impl Report {
                 late_after_ms: LATE_AFTER as f64 / 1000.0,
                 lateness: PhaseLatency::of(late),
             }),
+            series: self.latency.series.to_json(),
             thresholds: &self.thresholds,
             error: self.fatal.as_ref(),
             exit_code: self.exit_code(),
@@ -618,6 +619,7 @@ struct JsonReport<'a> {
     latency_corrected: Option<BTreeMap<String, PhaseLatency>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     schedule: Option<Schedule>,
+    series: crate::series::SeriesJson,
     thresholds: &'a [ThresholdResult],
     error: Option<&'a Fatal>,
     exit_code: u8,

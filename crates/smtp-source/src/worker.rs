@@ -429,6 +429,7 @@ impl Worker<'_> {
         };
         let rec = &self.shared.recorder;
         samples.record(rec, metric, micros, now);
+        samples.count(rec, live_counts(self.stats), now);
         if samples.due(now) {
             samples.flush(rec, live_counts(self.stats), now);
         }
@@ -463,6 +464,7 @@ impl Worker<'_> {
             };
             samples.record(rec, metric, t.elapsed, now);
         }
+        samples.count(rec, live_counts(self.stats), now);
         if samples.due(now) {
             samples.flush(rec, live_counts(self.stats), now);
         }

@@ -241,6 +241,7 @@ impl ProbeConfig {
             timeout: self.timeout,
             summary: false,
             json: None,
+            html: None,
             threads: None,
             esmtp: plan.esmtp,
             tls: plan.tls,
