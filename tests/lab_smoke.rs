@@ -204,6 +204,14 @@ fn expected_charts(ours: bool) -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 fn check_charts(out: &Path, doc: &Path, stamp: &str, ours: bool, log: &str) {
+    // Like a missing Postfix: CI must have matplotlib (.ci/run installs
+    // python3-matplotlib), a developer's machine may lack it.
+    if log.contains("no charts drawn:") && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "skipping the chart checks: the harness drew none (apt-get install python3-matplotlib)"
+        );
+        return;
+    }
     let doc_text = std::fs::read_to_string(doc).expect("read the regenerated doc");
     for (name, labels) in expected_charts(ours) {
         let file = format!("{stamp}-{name}.svg");
