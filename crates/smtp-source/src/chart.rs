@@ -198,7 +198,7 @@ fn plot(
     let max = values().fold(0.0, f64::max);
     let mut chart = ChartBuilder::on(root);
     chart
-        .caption(frame.title, ("sans-serif", 18))
+        .caption(frame.title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(64);
@@ -236,6 +236,8 @@ where
         .x_labels(frame.x_labels)
         .x_label_formatter(frame.x_format)
         .y_label_formatter(&|v| format_ms(*v))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     Ok(())
