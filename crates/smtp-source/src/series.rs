@@ -5,19 +5,19 @@
 //!
 //! Its size is bounded by design: at most [`MAX_POINTS`] points. When a
 //! run outlasts them the interval doubles and neighbouring points are
-//! added together, histograms included, so nothing is approximated: a
-//! 10-minute run keeps 1-second points, an hour-long one 8-second points.
-//! A point's histogram keeps 2 significant digits (1 % resolution, plenty
-//! for a chart), at most about 15 KiB for latencies up to a second, so the
-//! series holds a few MiB at most however long the run; in the JSON
-//! report a point takes 100 to 300 bytes.
+//! added together, histograms included, so nothing is approximated: runs
+//! of up to 15 minutes keep 1-second points, an hour-long one 8-second
+//! points. A point's histogram keeps 2 significant digits (1 % resolution,
+//! plenty for a chart), at most about 15 KiB in memory for latencies up to
+//! a second, so the series holds at most about 13 MiB however long the
+//! run; in the JSON report a point takes 100 to 300 bytes.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use smtp_net::histogram::{decode, encode, record};
 
 /// The most points a series holds.
-pub const MAX_POINTS: usize = 600;
+pub const MAX_POINTS: usize = 900;
 
 /// One interval of the run.
 #[derive(Debug, Clone)]
