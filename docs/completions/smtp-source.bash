@@ -23,7 +23,7 @@ _smtp__source() {
 
     case "${cmd}" in
         smtp__source)
-            opts="-4 -6 -A -c -C -d -f -F -l -L -m -M -N -o -r -R -s -S -t -T -v -w --timeout --session-timeout --reply-timeout --bind --transcript --summary --json --ehlo --pipelining --chunking --size --8bitmime --smtputf8 --starttls --tls-on-connect --tls-verify --tls-ca --tls-sni --tls-protocol --no-tls-resume --auth --auth-user --auth-password --auth-users --auth-plaintext --threads --progress --duration --rate --warmup --threshold --stamp --run-id --segment --merge-reports --partial --help --version"
+            opts="-4 -6 -A -c -C -d -f -F -l -L -m -M -N -o -r -R -s -S -t -T -v -w --timeout --session-timeout --reply-timeout --bind --transcript --summary --json --html --ehlo --pipelining --chunking --size --8bitmime --smtputf8 --starttls --tls-on-connect --tls-verify --tls-ca --tls-sni --tls-protocol --no-tls-resume --auth --auth-user --auth-password --auth-users --auth-plaintext --threads --progress --duration --rate --warmup --threshold --stamp --run-id --segment --merge-reports --partial --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -98,6 +98,10 @@ _smtp__source() {
                     return 0
                     ;;
                 --json)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --html)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

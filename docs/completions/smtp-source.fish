@@ -16,6 +16,7 @@ complete -c smtp-source -l session-timeout -d 'One limit for a whole connection,
 complete -c smtp-source -l reply-timeout -d 'One limit for each reply, from sending its command (or connecting, for the greeting) to its last line, in seconds (fractions allowed); --timeout still bounds each read' -r
 complete -c smtp-source -l bind -d 'Local source addresses for the TCP connections, taken in turn by each new connection: ADDR[,ADDR...], where an item may be a range FIRST-LAST (127.0.0.2-127.0.0.20, fd00::1-fd00::8)' -r
 complete -c smtp-source -l json -d 'Write the report as JSON to this file, or stdout with "-"' -r
+complete -c smtp-source -l html -d 'Write the report as one self-contained HTML page with latency and throughput charts to this file, or stdout with "-"' -r
 complete -c smtp-source -l chunking -d 'Send the message with BDAT when CHUNKING is offered, in chunks of BYTES (default: the whole message in one BDAT LAST)' -r
 complete -c smtp-source -l tls-ca -d 'Trust the PEM certificates in FILE instead of the system\'s' -r -F
 complete -c smtp-source -l tls-sni -d 'The server name to send (SNI) and verify (default: the host)' -r
