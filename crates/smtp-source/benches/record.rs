@@ -1,6 +1,7 @@
 //! What measuring costs per sample: a clock read, and recording one latency
 //! (push into the session's batch, plus the batch's share of adding it to
-//! the run's histograms under the lock). docs/performance.md quotes these.
+//! the run's histograms under the lock), and noting the counters for the
+//! series. docs/performance.md quotes these.
 
 use std::hint::black_box;
 
@@ -21,6 +22,22 @@ fn record(c: &mut Criterion) {
             samples.record(&rec, Metric::Rcpt, now, now);
             if samples.batch_full() {
                 samples.flush(&rec, LiveCounts::default(), now);
+            }
+        });
+    });
+    // The series' counters: compared on every reply, a sample only when
+    // one moved (once per transaction).
+    let mut counted = Samples::new(false);
+    let mut live = LiveCounts::default();
+    c.bench_function("count: counters unchanged", |b| {
+        b.iter(|| counted.count(&rec, black_box(live), 1));
+    });
+    c.bench_function("count: one more accepted", |b| {
+        b.iter(|| {
+            live.accepted += 1;
+            counted.count(&rec, black_box(live), 1);
+            if counted.batch_full() {
+                counted.flush(&rec, live, 1);
             }
         });
     });

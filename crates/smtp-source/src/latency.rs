@@ -568,6 +568,48 @@ mod tests {
         assert!((s.mean_ms - 500.5).abs() < 1.0, "{s:?}");
     }
 
+    /// The series gets each counter's gains in the second they were
+    /// noted, transactions' latencies in the second they ended, and
+    /// nothing from the warm-up.
+    #[test]
+    fn series_by_second() {
+        let rec = Recorder::new(1_500_000);
+        let mut s = Samples::new(false);
+        let live = |accepted, rejected, failed| LiveCounts {
+            accepted,
+            rejected,
+            failed,
+            ..LiveCounts::default()
+        };
+        s.count(&rec, live(5, 0, 0), 1_000_000); // warm-up: not in the series
+        s.count(&rec, live(7, 1, 0), 2_100_000);
+        s.record(&rec, Metric::Transaction, 3_000, 2_100_000);
+        s.count(&rec, live(7, 1, 0), 2_200_000); // nothing new
+        s.flush(&rec, live(9, 1, 2), 4_000_000);
+        let series = rec.finish().series;
+        let points: Vec<(u64, u64, u64, u64, u64)> = series
+            .points()
+            .map(|(t, p)| {
+                (
+                    t,
+                    p.accepted,
+                    p.rejected,
+                    p.connect_failures,
+                    p.latency.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            points,
+            [
+                (1, 0, 0, 0, 0),
+                (2, 2, 1, 0, 1),
+                (3, 0, 0, 0, 0),
+                (4, 2, 0, 2, 0)
+            ]
+        );
+    }
+
     /// Batches reach the recorder when full, when old, and when flushed;
     /// nothing is recorded during the warm-up; corrected samples carry the
     /// start's lateness.
