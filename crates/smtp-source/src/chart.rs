@@ -123,7 +123,11 @@ pub fn percentiles(title: &str, curves: &[Curve<'_>], log_y: bool) -> String {
         &Frame {
             title,
             x_desc: "percentile",
-            y_desc: "latency (ms)",
+            y_desc: if log_y {
+                "latency (ms, log scale)"
+            } else {
+                "latency (ms)"
+            },
             x_range: 0.0..x_top,
             x_labels: x_top as usize + 1,
             x_format: &|x| nines_label(*x),
@@ -133,8 +137,9 @@ pub fn percentiles(title: &str, curves: &[Curve<'_>], log_y: bool) -> String {
     )
 }
 
-/// A chart of `lines` over the run (seconds on x).
-pub fn over_time(title: &str, y_desc: &str, lines: &[Line<'_>]) -> String {
+/// A chart of `lines` over the run (seconds on x); `log_y` for latencies,
+/// where one slow second would flatten the others on a linear axis.
+pub fn over_time(title: &str, y_desc: &str, lines: &[Line<'_>], log_y: bool) -> String {
     let end = lines
         .iter()
         .flat_map(|l| l.points.last())
@@ -148,7 +153,7 @@ pub fn over_time(title: &str, y_desc: &str, lines: &[Line<'_>]) -> String {
             x_range: 0.0..end,
             x_labels: 10,
             x_format: &|x| format!("{x:.0}"),
-            log_y: false,
+            log_y,
         },
         lines,
     )
@@ -200,6 +205,7 @@ fn plot(
     chart
         .caption(frame.title, ("sans-serif", 20))
         .margin(12)
+        .margin_right(28)
         .x_label_area_size(40)
         .y_label_area_size(64);
     if frame.log_y {
@@ -348,7 +354,13 @@ mod tests {
         );
         assert!(svg.starts_with("<svg"), "{}", &svg[..60]);
         assert!(svg.matches("<polyline").count() >= 2);
-        for text in ["all phases", "percentile", "latency (ms)", "rcpt", "99.9%"] {
+        for text in [
+            "all phases",
+            "percentile",
+            "latency (ms, log",
+            "rcpt",
+            "99.9%",
+        ] {
             assert!(svg.contains(text), "{text} missing");
         }
     }

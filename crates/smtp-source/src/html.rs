@@ -223,12 +223,22 @@ fn over_time(page: &mut String, r: &Report) {
         "<section id=\"over-time\">\n<h2>Throughput and errors over time</h2>\n<div class=\"charts\">\n{}{}</div>\n</section>\n",
         figure(
             "over-time-transactions",
-            &chart::over_time(&format!("transactions {unit}"), "transactions/s", &counts),
+            &chart::over_time(
+                &format!("transactions {unit}"),
+                "transactions/s",
+                &counts,
+                false
+            ),
             "Transactions the server accepted and refused",
         ),
         figure(
             "over-time-latency",
-            &chart::over_time(&format!("transaction latency {unit}"), "ms", &latency),
+            &chart::over_time(
+                &format!("transaction latency {unit}"),
+                "ms (log scale)",
+                &latency,
+                true
+            ),
             &format!("Transaction latency: MAIL to the last reply{from}"),
         ),
     );
