@@ -234,26 +234,23 @@ def layout(fig, height, footnote, labels):
 
 
 def throughput_chart(plt, summary, path):
-    by = {(r["point"], r["config"]): r for r in summary}
-    points = points_of(summary)
-    series = [(label, COLOURS[party], [value(by, p, config, "msgs_per_s") for p in points])
-              for label, party, config in (("ceiling (ping-pong)", "ceiling", "ceiling"),
-                                           ("Postfix's pair", "postfix", "postfix-pair"),
-                                           ("our pair", "ours", "our-pair"))]
-    series = [s for s in series if any(v is not None for v in s[2])]
-    labels = [wrap(p + plain_mark(by, p)) for p in points]
-    footnote = PLAIN_FOOTNOTE if any(plain_mark(by, p) for p in points) else None
-    height = 1.5 + bar_height(len(points), len(series)) + (0.25 if footnote else 0)
-    fig, ax = plt.subplots(figsize=(WIDTH_IN, height))
-    layout(fig, height, footnote, labels)
-    hbars(ax, labels, series, fmt_rate, "messages per second (more is better)")
-    finish(fig, plt, path, "Pair: source into sink, msg/s per point", [ax], footnote)
+    pair_chart(plt, summary, path, lambda by, p, config: value(by, p, config, "msgs_per_s"),
+               fmt_rate, "messages per second (more is better)",
+               "Pair: source into sink, msg/s per point")
 
 
 def cpu_chart(plt, summary, path):
+    pair_chart(plt, summary, path, cpu_us, fmt_us,
+               "CPU µs per message, client + server (less is better)",
+               "CPU per message, client + server")
+
+
+def pair_chart(plt, summary, path, get, fmt, axis_label, title):
+    """Grouped bars, one group per point: the ceiling, Postfix's pair and
+    ours, each bar `get(by, point, config)`."""
     by = {(r["point"], r["config"]): r for r in summary}
     points = points_of(summary)
-    series = [(label, COLOURS[party], [cpu_us(by, p, config) for p in points])
+    series = [(label, COLOURS[party], [get(by, p, config) for p in points])
               for label, party, config in (("ceiling (ping-pong)", "ceiling", "ceiling"),
                                            ("Postfix's pair", "postfix", "postfix-pair"),
                                            ("our pair", "ours", "our-pair"))]
@@ -263,8 +260,8 @@ def cpu_chart(plt, summary, path):
     height = 1.5 + bar_height(len(points), len(series)) + (0.25 if footnote else 0)
     fig, ax = plt.subplots(figsize=(WIDTH_IN, height))
     layout(fig, height, footnote, labels)
-    hbars(ax, labels, series, fmt_us, "CPU µs per message, client + server (less is better)")
-    finish(fig, plt, path, "CPU per message, client + server", [ax], footnote)
+    hbars(ax, labels, series, fmt, axis_label)
+    finish(fig, plt, path, title, [ax], footnote)
 
 
 def alone_chart(plt, summary, path, role):
