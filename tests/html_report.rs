@@ -26,7 +26,6 @@ const CHROMIUM: &str = "chromium";
 /// as JSON in `#result`, which --dump-dom prints.
 const HARNESS: &str = r#"<!DOCTYPE html>
 <html><body><pre id="result">not loaded</pre>
-<iframe id="report" src="report.html" width="1360" height="3000"></iframe>
 <script>
 function centre(el) { const r = el.getBoundingClientRect(); return (r.top + r.bottom) / 2; }
 function curveOf(svg) {
@@ -43,9 +42,14 @@ function curveOf(svg) {
   const r = lines[0].getBoundingClientRect();
   return { ticks: ticks.length, lines: lines.length, top_ms: ms(r.top), bottom_ms: ms(r.bottom), width: r.width };
 }
-document.getElementById('report').addEventListener('load', () => {
+// Called by the frame's onload attribute: defined before the frame
+// exists, so however the parser and the load interleave it runs once the
+// report has loaded.
+function measure() {
   const frame = document.getElementById('report');
   const doc = frame.contentDocument;
+  // Not the frame's first, empty document.
+  if (!doc || !doc.location.href.endsWith('report.html')) return;
   const out = {
     title: doc.title,
     svgs: [...doc.querySelectorAll('svg')].map(s => {
@@ -57,8 +61,10 @@ document.getElementById('report').addEventListener('load', () => {
     tables: doc.querySelectorAll('table').length,
   };
   document.getElementById('result').textContent = JSON.stringify(out);
-});
-</script></body></html>
+}
+</script>
+<iframe id="report" src="report.html" width="1360" height="3000" onload="measure()"></iframe>
+</body></html>
 "#;
 
 /// Chromium headless with `args` on `url`: stdout and stderr.
