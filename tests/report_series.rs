@@ -1,82 +1,21 @@
 //! The report's `series` (per-second points) from real runs of our source
 //! into our sink: it adds up to the report's counters, validates against
 //! docs/report.schema.json, survives `--merge-reports` (segments lined up
-//! on one clock, the merged page drawn by `--html`), and stays within its
-//! bound: `ten_minute_run` (ignored by default; .ci/run runs it in the
-//! background) keeps a 10-minute run's report under the size
-//! docs/smtp-source.md states.
+//! on one clock, the merged page drawn by `--html`). Its bound over a real
+//! 10-minute run is tests/ten_minute_report.rs.
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
-use support::{assert_matches_schema, bin, free_port, start_sink};
+use support::{
+    assert_matches_schema, bin, free_port,
+    series::{check_series, run, sum},
+    start_sink,
+};
 
 const SCHEMA: &str = "docs/report.schema.json";
-
-/// Runs our source with `args` against the port; its JSON report.
-fn run(port: u16, args: &[&str]) -> (Value, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let out = Command::new(bin("smtp-source"))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .arg(format!("127.0.0.1:{port}"))
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&json).unwrap();
-    (serde_json::from_str(&text).unwrap(), text)
-}
-
-fn sum(points: &[Value], key: &str) -> u64 {
-    points.iter().map(|p| p[key].as_u64().unwrap()).sum()
-}
-
-/// The points cover the run second by second and add up to its counters;
-/// a point with transactions has their percentiles and histogram.
-fn check_series(report: &Value) -> &[Value] {
-    let series = &report["series"];
-    let interval = series["interval_seconds"].as_u64().unwrap();
-    let points = series["points"].as_array().unwrap();
-    for pair in points.windows(2) {
-        assert_eq!(
-            pair[1]["t"].as_u64().unwrap() - pair[0]["t"].as_u64().unwrap(),
-            interval,
-            "{pair:?}"
-        );
-    }
-    assert_eq!(
-        sum(points, "accepted"),
-        report["accepted"].as_u64().unwrap()
-    );
-    let failed: u64 = report["failed_by_phase"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
-    assert_eq!(sum(points, "rejected"), failed);
-    assert_eq!(
-        sum(points, "connect_failures"),
-        report["connect_failures"].as_u64().unwrap()
-    );
-    for p in points {
-        let done = p["accepted"].as_u64().unwrap() + p["rejected"].as_u64().unwrap();
-        if done > 0 {
-            assert!(p["p50_ms"].as_f64().unwrap() <= p["p99_ms"].as_f64().unwrap());
-            assert!(p["histogram"].is_string(), "{p}");
-        }
-    }
-    points
-}
 
 /// A 4-second run at 50 messages a second, a fifth of the recipients
 /// refused: about 50 accepted-or-refused transactions in each full second.
@@ -168,48 +107,4 @@ fn merged_segments_keep_their_series() {
     assert!(page.contains("2 reports of 2 segments"), "merged header");
     assert!(page.contains("id=\"over-time-transactions\""));
     assert!(page.matches("<svg").count() >= 4);
-}
-
-/// Upper bound of a 10-minute run's JSON report, as docs/smtp-source.md
-/// states it: about 600 points of at most ~650 bytes each, and the rest.
-const TEN_MINUTE_REPORT_MAX: usize = 512 * 1024;
-
-/// A real 10-minute run (at a light 20 messages a second): 1-second
-/// points throughout, no more than 601, and a report within the bound.
-#[test]
-#[ignore = "takes 10 minutes; .ci/run runs it in the background"]
-fn ten_minute_run() {
-    let port = free_port();
-    let _sink = start_sink(&[], port);
-    let (report, text) = run(
-        port,
-        &[
-            "-s",
-            "2",
-            "-m",
-            "1000000",
-            "--rate",
-            "20",
-            "--duration",
-            "10m",
-        ],
-    );
-    assert_matches_schema(SCHEMA, &text);
-    let points = check_series(&report);
-    assert_eq!(report["series"]["interval_seconds"], 1);
-    assert!(
-        (598..=601).contains(&points.len()),
-        "{} points",
-        points.len()
-    );
-    assert!(
-        text.len() < TEN_MINUTE_REPORT_MAX,
-        "a 10-minute report of {} bytes",
-        text.len()
-    );
-    eprintln!(
-        "ten_minute_run: {} points, report {} bytes",
-        points.len(),
-        text.len()
-    );
 }

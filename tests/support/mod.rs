@@ -5,6 +5,7 @@
 
 pub mod dns;
 pub mod metrics;
+pub mod series;
 pub mod smtp;
 
 use std::{
